@@ -1,0 +1,1 @@
+"""sandbox-executor: the in-sandbox agent (stdlib only)."""

@@ -1,0 +1,190 @@
+"""DynamoDB tables as pynamodb models: the single description of keys and indexes. The CDK data
+construct derives its tables from these classes, and local mode creates them from the same classes.
+
+Every list and every reaper reads an index (no Scan): per-tenant lists by creation time, per-tenant lists
+per status, and sparse `active` indexes that hold only sessions still creating or running, so their cost
+grows with active work, not with history."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from sandboxcp.settings import Settings
+
+
+class _TenantCreatedIndex(GlobalSecondaryIndex["SessionRecord"]):
+    class Meta:
+        index_name = "tenant_created"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class _TenantStatusIndex(GlobalSecondaryIndex["SessionRecord"]):
+    class Meta:
+        index_name = "tenant_status"
+        projection = AllProjection()
+
+    tenant_status = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class _ActiveSessionsIndex(GlobalSecondaryIndex["SessionRecord"]):
+    """Sparse: only items whose `active_status` is set (creating/running) are in it."""
+
+    class Meta:
+        index_name = "active"
+        projection = AllProjection()
+
+    active_status = UnicodeAttribute(hash_key=True)
+    last_activity_at = UTCDateTimeAttribute(range_key=True)
+
+
+class SessionRecord(Model):
+    class Meta:
+        table_name = "sessions"
+        billing_mode = "PAY_PER_REQUEST"
+
+    session_id = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    template_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    tenant_status = UnicodeAttribute()
+    active_status = UnicodeAttribute(null=True)
+    runtime_type = UnicodeAttribute()
+    runtime_node = UnicodeAttribute(null=True)
+    container_id = UnicodeAttribute(null=True)
+    executor_url = UnicodeAttribute(null=True)
+    workspace_path = UnicodeAttribute()
+    resources = JSONAttribute()
+    env_vars = JSONAttribute(null=True)
+    timeout = NumberAttribute()
+    callback_token_hash = UnicodeAttribute(null=True)
+    task_token = UnicodeAttribute(null=True)
+    error_message = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    started_at = UTCDateTimeAttribute(null=True)
+    terminated_at = UTCDateTimeAttribute(null=True)
+    last_activity_at = UTCDateTimeAttribute()
+
+    by_tenant = _TenantCreatedIndex()
+    by_tenant_status = _TenantStatusIndex()
+    active = _ActiveSessionsIndex()
+
+
+class _SessionExecutionsIndex(GlobalSecondaryIndex["ExecutionRecord"]):
+    class Meta:
+        index_name = "session_created"
+        projection = AllProjection()
+
+    session_id = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class _SessionStatusIndex(GlobalSecondaryIndex["ExecutionRecord"]):
+    class Meta:
+        index_name = "session_status"
+        projection = AllProjection()
+
+    session_status = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class ExecutionRecord(Model):
+    class Meta:
+        table_name = "executions"
+        billing_mode = "PAY_PER_REQUEST"
+
+    execution_id = UnicodeAttribute(hash_key=True)
+    session_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    session_status = UnicodeAttribute()
+    code = UnicodeAttribute()
+    language = UnicodeAttribute()
+    timeout = NumberAttribute()
+    event = JSONAttribute(null=True)
+    outcome = JSONAttribute(null=True)
+    error_message = UnicodeAttribute(null=True)
+    retry_count = NumberAttribute(default=0)
+    parent_execution_id = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    started_at = UTCDateTimeAttribute(null=True)
+    completed_at = UTCDateTimeAttribute(null=True)
+    last_heartbeat_at = UTCDateTimeAttribute(null=True)
+
+    by_session = _SessionExecutionsIndex()
+    by_session_status = _SessionStatusIndex()
+
+
+class _AllTemplatesIndex(GlobalSecondaryIndex["TemplateRecord"]):
+    """Templates are few; one partition keyed by a constant lets the list be a Query, not a Scan."""
+
+    class Meta:
+        index_name = "all_templates"
+        projection = AllProjection()
+
+    kind = UnicodeAttribute(hash_key=True)
+    template_id = UnicodeAttribute(range_key=True)
+
+
+class TemplateRecord(Model):
+    class Meta:
+        table_name = "templates"
+        billing_mode = "PAY_PER_REQUEST"
+
+    template_id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute(default="template")
+    body = JSONAttribute()
+    deprecated = BooleanAttribute(default=False)
+
+    all_templates = _AllTemplatesIndex()
+
+
+class _TenantKeysIndex(GlobalSecondaryIndex["ApiKeyRecord"]):
+    class Meta:
+        index_name = "tenant_keys"
+        projection = KeysOnlyProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class ApiKeyRecord(Model):
+    """API keys, stored only as SHA-256 hashes of the bearer secret."""
+
+    class Meta:
+        table_name = "api_keys"
+        billing_mode = "PAY_PER_REQUEST"
+
+    key_hash = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    is_admin = BooleanAttribute(default=False)
+    created_at = UTCDateTimeAttribute()
+
+    by_tenant = _TenantKeysIndex()
+
+
+# Logical table name -> model; the settings field that names each table in a deployment.
+TABLES: dict[str, tuple[type[Model], str]] = {
+    "sessions": (SessionRecord, "sessions_table"),
+    "executions": (ExecutionRecord, "executions_table"),
+    "templates": (TemplateRecord, "templates_table"),
+    "api_keys": (ApiKeyRecord, "api_keys_table"),
+}
+
+
+def bind_tables(settings: Settings) -> None:
+    """Point every model at this deployment's table names (idempotent, cheap)."""
+    for model, field in TABLES.values():
+        model.Meta.table_name = getattr(settings, field)

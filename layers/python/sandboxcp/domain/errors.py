@@ -1,0 +1,93 @@
+"""Domain errors. Each carries the contract's error body fields; the API layer maps them to HTTP
+in one place (sandboxcp.api.resolver)."""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base of every error that reaches a client with the contract's error body."""
+
+    status_code = 500
+    error_code = "Sandbox.InternalError"
+    description = "Internal server error"
+    solution = "Please retry later; if it persists, contact support with the request_id"
+
+    def __init__(self, detail: str, *, solution: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if solution is not None:
+            self.solution = solution
+
+
+class InvalidParameter(SandboxError):
+    status_code = 400
+    error_code = "Sandbox.InvalidParameter"
+    description = "Invalid parameter"
+    solution = "Please check your request parameters against the API contract"
+
+
+class PayloadTooLarge(InvalidParameter):
+    status_code = 413
+
+
+class Unauthorized(SandboxError):
+    status_code = 401
+    error_code = "Sandbox.Unauthorized"
+    description = "Authentication failed"
+    solution = "Send 'Authorization: Bearer <api key>' with a valid key"
+
+
+class Forbidden(SandboxError):
+    status_code = 403
+    error_code = "Sandbox.Forbidden"
+    description = "Access denied"
+    solution = "Use credentials that own this resource"
+
+
+class SessionNotFound(SandboxError):
+    status_code = 404
+    error_code = "Sandbox.SessionNotFound"
+    description = "Session not found"
+    solution = "Please check the session_id; list your sessions with GET /api/v1/sessions"
+
+
+class ExecutionNotFound(SandboxError):
+    status_code = 404
+    error_code = "Sandbox.ExecutionNotFound"
+    description = "Execution not found"
+    solution = "Please check the execution_id; list executions with GET /api/v1/sessions/{id}/executions"
+
+
+class TemplateNotFound(SandboxError):
+    status_code = 404
+    error_code = "Sandbox.TemplateNotFound"
+    description = "Template not found"
+    solution = "List the available templates with GET /api/v1/templates"
+
+
+class StateConflict(SandboxError):
+    status_code = 409
+    error_code = "Sandbox.StateConflict"
+    description = "State conflict"
+    solution = "Read the resource again; its state changed or does not allow this operation"
+
+
+class TooManyRequests(SandboxError):
+    status_code = 429
+    error_code = "Sandbox.TooManyRequestsExection"
+    description = "Too many requests"
+    solution = "Please retry later"
+
+
+class SandboxUnavailable(SandboxError):
+    status_code = 503
+    error_code = "Sandbox.TooManyRequestsExection"
+    description = "No available sandbox"
+    solution = "Please retry later"
+
+
+class ExecTimeout(SandboxError):
+    status_code = 504
+    error_code = "Sandbox.ExecTimeout"
+    description = "Execution timed out"
+    solution = "Raise the execution timeout (1-3600 s) or make the code faster"

@@ -1,0 +1,31 @@
+"""Identifier formats from the contract (FR-002, FR-011)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from datetime import UTC, datetime
+
+_ALPHABET = string.ascii_lowercase + string.digits
+
+SESSION_ID_RE = re.compile(r"^sess_[a-z0-9]{16}$")
+EXECUTION_ID_RE = re.compile(r"^exec_[0-9]{8}_[a-z0-9]{8}$")
+
+
+def _random(n: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(n))
+
+
+def new_session_id() -> str:
+    return f"sess_{_random(16)}"
+
+
+def new_execution_id(now: datetime | None = None) -> str:
+    day = (now or datetime.now(UTC)).strftime("%Y%m%d")
+    return f"exec_{day}_{_random(8)}"
+
+
+def new_secret(prefix: str) -> str:
+    """A bearer secret: `prefix` + 32 url-safe random bytes. Only its hash is ever stored."""
+    return f"{prefix}{secrets.token_urlsafe(32)}"

@@ -1,0 +1,126 @@
+"""The route table: the single source for the CDK API, the per-endpoint Lambda functions and the local
+API Gateway emulator. Adding an endpoint is one entry here plus one module under functions/.
+
+Paths are API Gateway resource paths. Path variables share one name per position
+({session_id}, {execution_id}, {template_id}) because API Gateway forbids siblings with different names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Api = Literal["public", "internal"]
+# api_key: any tenant key; admin: a key with the admin flag; callback: a session's callback token; none: open.
+Auth = Literal["api_key", "admin", "callback", "none"]
+
+# What a function may touch; infra turns each into the narrowest IAM grant.
+#   <table>:r / <table>:rw  for sessions, executions, templates, api_keys, idempotency
+#   workspace:r / workspace:rw  the S3 workspace bucket
+#   launch:start  start the launch state machine;  launch:callback  SendTaskSuccess/Failure
+#   runtime  drive the deployment's sandbox runtime (ECS/EKS/Docker hosts)
+Access = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    module: str  # functions/<module>.py, exporting `handler`
+    api: Api = "public"
+    auth: Auth = "api_key"
+    access: Access = ()
+    timeout_s: int = 29  # API Gateway integrations end at 29 s
+
+
+@dataclass(frozen=True)
+class Job:
+    """A function that no HTTP route reaches directly: authorizers, workflow steps, schedules."""
+
+    module: str
+    access: Access = ()
+    timeout_s: int = 30
+
+
+SR, SRW = "sessions:r", "sessions:rw"
+ER, ERW = "executions:r", "executions:rw"
+TR = "templates:r"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/api/v1/health", "health", auth="none", access=(TR,)),
+    Route("POST", "/api/v1/sessions", "sessions_create", access=(SRW, TR, "launch:start")),
+    Route("GET", "/api/v1/sessions", "sessions_list", access=(SR,)),
+    Route("GET", "/api/v1/sessions/{session_id}", "sessions_get", access=(SR,)),
+    Route("DELETE", "/api/v1/sessions/{session_id}", "sessions_terminate", access=(SRW, "runtime")),
+    Route("POST", "/api/v1/sessions/{session_id}/execute", "executions_submit", access=(SRW, ERW)),
+    Route("GET", "/api/v1/sessions/{session_id}/executions", "executions_list", access=(SR, ER)),
+    Route("GET", "/api/v1/executions/{execution_id}", "executions_get", access=(ER,)),
+    Route("GET", "/api/v1/executions/{execution_id}/status", "executions_status", access=(ER,)),
+    Route("GET", "/api/v1/executions/{execution_id}/result", "executions_result", access=(ER,)),
+    Route("GET", "/api/v1/templates", "templates_list", access=(TR,)),
+    Route("GET", "/api/v1/templates/{template_id}", "templates_get", access=(TR,)),
+    Route("POST", "/api/v1/keys", "keys_create", auth="admin", access=("api_keys:rw",)),
+    Route(
+        "POST",
+        "/internal/sessions/{session_id}/container_ready",
+        "internal_container_ready",
+        "internal",
+        "callback",
+        access=(SRW, "launch:callback"),
+    ),
+    Route(
+        "POST",
+        "/internal/sessions/{session_id}/container_exited",
+        "internal_container_exited",
+        "internal",
+        "callback",
+        access=(SRW, "runtime"),
+    ),
+    Route(
+        "POST",
+        "/internal/executions/{execution_id}/status",
+        "internal_execution_status",
+        "internal",
+        "callback",
+        access=(ERW,),
+    ),
+    Route(
+        "POST",
+        "/internal/executions/{execution_id}/heartbeat",
+        "internal_heartbeat",
+        "internal",
+        "callback",
+        access=(ERW,),
+    ),
+    Route(
+        "POST",
+        "/internal/executions/{execution_id}/result",
+        "internal_execution_result",
+        "internal",
+        "callback",
+        access=(ERW, SRW, "idempotency:rw"),
+    ),
+)
+
+AUTHORIZERS: dict[Literal["api_key", "callback"], Job] = {
+    "api_key": Job("authorizer_api_key", access=("api_keys:r",), timeout_s=10),
+    "callback": Job("authorizer_callback", access=(SR,), timeout_s=10),
+}
+
+# Launch workflow steps, keyed by the ASL substitution variable that names each function's ARN.
+LAUNCH_STEPS: dict[str, Job] = {
+    "PlaceSessionFunctionArn": Job("launch_place", access=(SRW,)),
+    "StartSandboxFunctionArn": Job("launch_start_sandbox", access=(SRW, TR, "runtime"), timeout_s=120),
+    "MarkLaunchFailedFunctionArn": Job("launch_mark_failed", access=(SRW, "runtime"), timeout_s=60),
+}
+
+JOBS: tuple[Job, ...] = (Job("seed_templates", access=("templates:rw",), timeout_s=60),)
+
+
+def all_modules() -> list[str]:
+    """Every function module, each deployed as one Lambda function."""
+    mods = [r.module for r in ROUTES]
+    mods += [j.module for j in AUTHORIZERS.values()]
+    mods += [j.module for j in LAUNCH_STEPS.values()]
+    mods += [j.module for j in JOBS]
+    return mods
