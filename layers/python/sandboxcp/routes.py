@@ -124,3 +124,16 @@ def all_modules() -> list[str]:
     mods += [j.module for j in LAUNCH_STEPS.values()]
     mods += [j.module for j in JOBS]
     return mods
+
+
+def route_for(module: str) -> Route:
+    """The route a function module serves (each HTTP module serves exactly one)."""
+    for route in ROUTES:
+        if route.module == module:
+            return route
+    raise KeyError(f"no route is served by module '{module}'")
+
+
+def resolver_path(path: str) -> str:
+    """API Gateway's `{name}` / `{name+}` path variables in the powertools resolver's `<name>` form."""
+    return path.replace("+}", "}").replace("{", "<").replace("}", ">")

@@ -1,0 +1,162 @@
+"""Callbacks to the control plane (``{base}/internal/...``), with the retry policy of each.
+
+Every request carries ``Authorization: Bearer <token>``; the token is never logged.
+Retries happen on connection errors, 5xx and 429; any other status is final: 2xx is success,
+4xx means the control plane refused (for a result, 409 means it is already stored).
+"""
+
+from __future__ import annotations
+
+import enum
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox_executor import __version__
+from sandbox_executor.clock import utc_now_iso
+from sandbox_executor.http_client import Endpoint, request
+from sandbox_executor.logs import log
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"  # 2xx
+    REJECTED = "rejected"  # a final non-2xx status (4xx other than 429, 3xx, ...)
+    GAVE_UP = "gave_up"  # retry budget spent, or the executor is shutting down
+
+
+@dataclass(frozen=True)
+class Delivery:
+    outcome: Outcome
+    status: int | None = None  # last HTTP status seen, None if the last try never got an answer
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: ``first_s``, doubling, capped at ``max_s``, within ``budget_s`` in total."""
+
+    first_s: float
+    max_s: float
+    budget_s: float
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first_s
+        while True:
+            yield delay
+            delay = min(delay * 2, self.max_s)
+
+
+# container_ready: the sandbox is useless until the control plane knows it is up, so try for a minute.
+READY_BACKOFF = Backoff(first_s=0.2, max_s=5.0, budget_s=60.0)
+# status=running is informative only (the result is what counts), so give up quietly after ~10 s.
+STATUS_BACKOFF = Backoff(first_s=0.2, max_s=5.0, budget_s=10.0)
+
+
+def result_backoff(base_s: float) -> Backoff:
+    """1, 2, 4, 8, 10, 10... seconds (scaled by ``base_s``) for up to 15 minutes, to ride out an outage."""
+    return Backoff(first_s=base_s, max_s=10 * base_s, budget_s=15 * 60.0)
+
+
+def _retryable(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+def _retry_after_s(headers: dict[str, str]) -> float | None:
+    try:
+        return max(0.0, float(headers.get("retry-after", "")))
+    except ValueError:
+        return None  # absent, or an HTTP date: fall back to our own backoff
+
+
+class CallbackClient:
+    """Posts JSON to the control plane; ``stop`` (set on SIGTERM) cuts retry waits short."""
+
+    def __init__(self, base_url: str, token: str, stop: threading.Event) -> None:
+        self._endpoint = Endpoint.parse(base_url)
+        self._token = token
+        self._stop = stop
+
+    def post(
+        self,
+        path: str,
+        payload: dict[str, Any],
+        *,
+        backoff: Backoff | None,
+        timeout: float,
+        extra_headers: dict[str, str] | None = None,
+        quiet: bool = False,
+    ) -> Delivery:
+        """POST ``payload`` to ``/internal{path}``; retry per ``backoff`` (None: a single try).
+
+        The body is encoded once so every retry sends exactly the same bytes. ``quiet`` drops the
+        per-retry log lines (the final failure is still logged).
+        """
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = {"User-Agent": f"sandbox-executor/{__version__}", **(extra_headers or {})}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        url_path = "/internal" + path
+        deadline = time.monotonic() + (backoff.budget_s if backoff else 0.0)
+        delays = backoff.delays() if backoff else iter(())
+        attempt = 0
+        while True:
+            attempt += 1
+            status: int | None = None
+            error = ""
+            wait_hint: float | None = None
+            try:
+                resp = request(self._endpoint, "POST", url_path, body=body, headers=headers, timeout=timeout)
+                status = resp.status
+                if 200 <= status < 300:
+                    return Delivery(Outcome.DELIVERED, status)
+                if not _retryable(status):
+                    log("callback_rejected", path=url_path, status=status, attempt=attempt)
+                    return Delivery(Outcome.REJECTED, status)
+                wait_hint = _retry_after_s(resp.headers)
+            except (OSError, http.client.HTTPException) as exc:
+                error = type(exc).__name__
+            delay = next(delays, None)
+            remaining = deadline - time.monotonic()
+            if delay is None or remaining <= 0 or self._stop.is_set():
+                log("callback_failed", path=url_path, status=status, error=error or None, attempt=attempt)
+                return Delivery(Outcome.GAVE_UP, status)
+            if wait_hint is not None and backoff is not None:
+                delay = min(max(delay, wait_hint), backoff.max_s)
+            if not quiet:
+                log("callback_retry", path=url_path, status=status, error=error or None, attempt=attempt,
+                    retry_in_s=round(min(delay, remaining), 3))
+            if self._stop.wait(min(delay, remaining)):
+                log("callback_abandoned", path=url_path, reason="shutdown", attempt=attempt)
+                return Delivery(Outcome.GAVE_UP, status)
+
+    # -- the callbacks of internal-api.yaml -------------------------------------------------------
+
+    def container_ready(self, session_id: str, container_id: str | None, port: int | None) -> Delivery:
+        payload = {"container_id": container_id, "executor_port": port, "ready_at": utc_now_iso()}
+        return self.post(f"/sessions/{session_id}/container_ready", payload, backoff=READY_BACKOFF, timeout=5.0)
+
+    def container_exited(self, session_id: str, exit_code: int, reason: str) -> Delivery:
+        payload = {"exit_code": exit_code, "exit_reason": reason, "exited_at": utc_now_iso()}
+        return self.post(f"/sessions/{session_id}/container_exited", payload, backoff=None, timeout=2.0)
+
+    def execution_running(self, execution_id: str, started_at: str) -> Delivery:
+        payload = {"status": "running", "started_at": started_at}
+        return self.post(
+            f"/executions/{execution_id}/status", payload, backoff=STATUS_BACKOFF, timeout=5.0, quiet=True
+        )
+
+    def heartbeat(self, execution_id: str, timeout: float) -> Delivery:
+        payload = {"timestamp": utc_now_iso()}
+        return self.post(f"/executions/{execution_id}/heartbeat", payload, backoff=None, timeout=timeout)
+
+    def execution_result(self, execution_id: str, report: dict[str, Any], base_s: float) -> Delivery:
+        return self.post(
+            f"/executions/{execution_id}/result",
+            report,
+            backoff=result_backoff(base_s),
+            timeout=30.0,  # the body can be several MiB
+            extra_headers={"Idempotency-Key": execution_id},
+        )

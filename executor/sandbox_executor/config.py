@@ -1,0 +1,89 @@
+"""Configuration from ``SANDBOXCP_*`` environment variables (the launcher sets them)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_LISTEN = "tcp:0.0.0.0:8080"
+DEFAULT_WORKSPACE = "/workspace"
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a runnable executor."""
+
+
+@dataclass(frozen=True)
+class ListenSpec:
+    """Where the executor serves: a unix socket path, or a TCP host and port."""
+
+    kind: str  # "unix" or "tcp"
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> ListenSpec:
+        if spec.startswith("unix:"):
+            rest = spec[len("unix:") :]
+            # Accept both unix:/abs and unix:///abs; the path itself must be absolute.
+            path = "/" + rest.lstrip("/") if rest.startswith("/") else rest
+            if not path.startswith("/"):
+                raise ConfigError(f"SANDBOXCP_LISTEN unix path must be absolute: {spec!r}")
+            return cls(kind="unix", path=path)
+        if spec.startswith("tcp:"):
+            host, sep, port_text = spec[len("tcp:") :].rpartition(":")
+            if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+                raise ConfigError(f"SANDBOXCP_LISTEN must look like tcp:HOST:PORT, got {spec!r}")
+            return cls(kind="tcp", host=host.strip("[]") or "0.0.0.0", port=int(port_text))
+        raise ConfigError(f"SANDBOXCP_LISTEN must start with unix: or tcp:, got {spec!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    session_id: str
+    callback_url: str
+    callback_token: str
+    listen: ListenSpec
+    container_id: str | None
+    workspace: str
+    heartbeat_s: float
+    retry_base_s: float
+    node_bin: str
+    bash_bin: str
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {raw!r}")
+    return value
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    session_id = env.get("SANDBOXCP_SESSION_ID", "").strip()
+    callback_url = env.get("SANDBOXCP_CALLBACK_URL", "").strip()
+    if not session_id:
+        raise ConfigError("SANDBOXCP_SESSION_ID is required")
+    if not callback_url:
+        raise ConfigError("SANDBOXCP_CALLBACK_URL is required")
+    return Config(
+        session_id=session_id,
+        callback_url=callback_url,
+        callback_token=env.get("SANDBOXCP_CALLBACK_TOKEN", ""),
+        listen=ListenSpec.parse(env.get("SANDBOXCP_LISTEN", "").strip() or DEFAULT_LISTEN),
+        container_id=env.get("SANDBOXCP_CONTAINER_ID") or None,
+        workspace=env.get("SANDBOXCP_WORKSPACE", "").strip() or DEFAULT_WORKSPACE,
+        heartbeat_s=_positive_float(env, "SANDBOXCP_HEARTBEAT_S", 5.0),
+        retry_base_s=_positive_float(env, "SANDBOXCP_RETRY_BASE_S", 1.0),
+        node_bin=env.get("SANDBOXCP_NODE", "").strip() or "node",
+        bash_bin=env.get("SANDBOXCP_BASH", "").strip() or "bash",
+    )

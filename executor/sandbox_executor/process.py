@@ -1,0 +1,240 @@
+"""Run one child process with a deadline, bounded capture and rusage accounting.
+
+The child gets its own session (``start_new_session=True``), so its pid is also its process
+group id and a timeout can SIGKILL the whole tree. A single thread multiplexes stdin, stdout,
+stderr and the return-value pipe with ``selectors``, so no pipe can fill up and deadlock the
+child; a second thread blocks in ``os.wait4`` to get the exit status and the child's rusage.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sandbox_executor.capture import BoundedBuffer
+
+OUTPUT_LIMIT = 1 << 20  # bytes of stdout and of stderr kept (1 MiB each)
+RETURN_LIMIT = 4 << 20  # bytes of return value kept; more fails the execution
+# After the child exits (or is killed), how long leftovers that escaped the process group may hold
+# our pipes open before we stop reading.
+DRAIN_GRACE_S = 2.0
+# After a SIGKILL, how long to wait for the kernel to reap before we report and move on.
+KILL_GRACE_S = 10.0
+_CHUNK = 65536
+
+
+class ChildRegistry:
+    """Process groups currently running, so SIGTERM to the executor can kill them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pgids: set[int] = set()
+
+    def add(self, pgid: int) -> None:
+        with self._lock:
+            self._pgids.add(pgid)
+
+    def discard(self, pgid: int) -> None:
+        with self._lock:
+            self._pgids.discard(pgid)
+
+    def kill_all(self) -> int:
+        with self._lock:
+            pgids = list(self._pgids)
+        for pgid in pgids:
+            kill_group(pgid)
+        return len(pgids)
+
+
+def kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+
+
+@dataclass
+class ProcessResult:
+    exit_code: int | None  # os.waitstatus_to_exitcode: negative means killed by that signal
+    timed_out: bool
+    stdout: BoundedBuffer
+    stderr: BoundedBuffer
+    ret: BoundedBuffer | None
+    duration_s: float
+    rusage: resource.struct_rusage | None
+
+
+class _Reaper(threading.Thread):
+    """Blocks in wait4 so the pump loop never has to poll for the child's exit."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(name=f"reaper-{pid}", daemon=True)
+        self.pid = pid
+        self.done = threading.Event()
+        self.status: int | None = None
+        self.rusage: resource.struct_rusage | None = None
+        self.finished_at = 0.0
+
+    def run(self) -> None:
+        try:
+            _, self.status, self.rusage = os.wait4(self.pid, 0)
+        except ChildProcessError:
+            pass
+        finally:
+            self.finished_at = time.monotonic()
+            self.done.set()
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str,
+    stdin_data: bytes,
+    timeout_s: float,
+    return_pipe: bool,
+    registry: ChildRegistry,
+) -> ProcessResult:
+    """Run ``argv`` to completion or ``timeout_s``; raises OSError if it cannot be started.
+
+    With ``return_pipe`` the write end of an extra pipe is passed to the child and its fd number
+    appended to ``argv``; what the child writes there is returned in ``ret``.
+    """
+    ret_r = ret_w = -1
+    if return_pipe:
+        ret_r, ret_w = os.pipe()
+        argv = [*argv, str(ret_w)]
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+            pass_fds=(ret_w,) if return_pipe else (),
+        )
+    except BaseException:
+        if return_pipe:
+            os.close(ret_r)
+        raise
+    finally:
+        if return_pipe:
+            os.close(ret_w)  # only the child may hold the write end, or we would never see EOF
+    started = time.monotonic()
+    registry.add(proc.pid)
+    reaper = _Reaper(proc.pid)
+    reaper.start()
+    stdout, stderr = BoundedBuffer(OUTPUT_LIMIT), BoundedBuffer(OUTPUT_LIMIT)
+    ret = BoundedBuffer(RETURN_LIMIT) if return_pipe else None
+    try:
+        timed_out = _pump(proc, reaper, stdin_data, stdout, stderr, ret, ret_r, started + timeout_s)
+    finally:
+        registry.discard(proc.pid)
+        if return_pipe:
+            os.close(ret_r)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+    status = reaper.status
+    exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
+    # We reaped the child ourselves; tell Popen so it never waits on (or warns about) the pid.
+    proc.returncode = exit_code if exit_code is not None else -1
+    end = reaper.finished_at if reaper.done.is_set() else time.monotonic()
+    return ProcessResult(exit_code, timed_out, stdout, stderr, ret, end - started, reaper.rusage)
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    reaper: _Reaper,
+    stdin_data: bytes,
+    stdout: BoundedBuffer,
+    stderr: BoundedBuffer,
+    ret: BoundedBuffer | None,
+    ret_r: int,
+    deadline: float,
+) -> bool:
+    """Feed stdin and drain the output pipes until the child is gone; True if it timed out."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    readers = {proc.stdout.fileno(): stdout, proc.stderr.fileno(): stderr}
+    if ret is not None:
+        readers[ret_r] = ret
+    for fd, buf in readers.items():
+        sel.register(fd, selectors.EVENT_READ, buf)
+    stdin_fd = proc.stdin.fileno()
+    pending = memoryview(stdin_data)
+    if pending:
+        os.set_blocking(stdin_fd, False)  # a child that never reads stdin must not block us
+        sel.register(stdin_fd, selectors.EVENT_WRITE, None)
+    else:
+        proc.stdin.close()
+    timed_out = False
+    stop_at: float | None = None  # set once the child is gone: drain leftovers until then
+    try:
+        while True:
+            now = time.monotonic()
+            if stop_at is None and reaper.done.is_set():
+                # Leftover background processes of the group would keep our pipes open; the
+                # invocation is over, so they go too (like a Lambda sandbox being frozen).
+                kill_group(proc.pid)
+                stop_at = now + DRAIN_GRACE_S
+            elif stop_at is None and not timed_out and now >= deadline:
+                timed_out = True
+                kill_group(proc.pid)
+                if not reaper.done.is_set():
+                    proc.kill()  # the leader may have left its group; it is not reaped yet
+            elif timed_out and stop_at is None and now >= deadline + KILL_GRACE_S:
+                break  # unkillable (e.g. stuck in the kernel): report what we have
+            open_readers = [k for k in sel.get_map().values() if k.data is not None]
+            if stop_at is not None and (not open_readers or now >= stop_at):
+                break
+            if stop_at is not None:
+                wait = stop_at - now
+            elif timed_out:
+                wait = 0.1
+            else:
+                wait = max(0.0, min(deadline - now, 0.5))
+            if not sel.get_map():
+                reaper.done.wait(wait)
+                continue
+            for key, _ in sel.select(min(wait, 0.5)):
+                if key.data is None:
+                    pending = _write_stdin(sel, proc, stdin_fd, pending)
+                    continue
+                chunk = os.read(key.fd, _CHUNK)
+                if chunk:
+                    key.data.feed(chunk)
+                else:
+                    sel.unregister(key.fd)
+    finally:
+        sel.close()
+    return timed_out
+
+
+def _write_stdin(
+    sel: selectors.BaseSelector, proc: subprocess.Popen[bytes], fd: int, pending: memoryview
+) -> memoryview:
+    try:
+        written = os.write(fd, pending[:_CHUNK])
+        pending = pending[written:]
+    except BlockingIOError:
+        return pending
+    except OSError:  # EPIPE: the child exited or closed stdin without reading it all
+        pending = pending[:0]
+    if not pending:
+        sel.unregister(fd)
+        assert proc.stdin is not None
+        proc.stdin.close()
+    return pending

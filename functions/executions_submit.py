@@ -1,0 +1,25 @@
+"""POST /api/v1/sessions/{session_id}/execute: record the execution (`pending`) and hand it to the executor."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Body
+
+from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas import ExecuteResponse
+from sandboxcp.routes import resolver_path, route_for
+from sandboxcp.services.deps import get_deps
+from sandboxcp.services.executions import submit_execution
+from sandboxcp.services.requests import ExecuteRequest
+
+app = make_resolver()
+ROUTE = route_for("executions_submit")
+
+
+@app.post(resolver_path(ROUTE.path))
+def submit(session_id: str, body: Annotated[ExecuteRequest, Body()]) -> ExecuteResponse:
+    execution = submit_execution(get_deps(), caller(app), session_id, body)
+    return ExecuteResponse(execution_id=execution.execution_id, status=execution.status,
+                           submitted_at=execution.created_at)
+
+
+handler = lambda_entry(app)

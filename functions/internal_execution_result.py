@@ -1,0 +1,60 @@
+"""POST /internal/executions/{execution_id}/result: the execution's outcome, reported with an
+Idempotency-Key. Powertools Idempotency answers a repeat with the stored response; the conditional write
+behind it stores one outcome per execution even when keys differ."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
+from sandboxcp.api.schemas import ResultRecorded
+from sandboxcp.domain.errors import InvalidParameter, StateConflict
+from sandboxcp.domain.models import ExecutionOutcome
+from sandboxcp.routes import resolver_path, route_for
+from sandboxcp.services.callbacks import record_result
+from sandboxcp.services.deps import get_deps
+from sandboxcp.settings import get_settings
+
+app = make_resolver()
+ROUTE = route_for("internal_execution_result")
+_config = IdempotencyConfig(event_key_jmespath="[execution_id, idempotency_key]", expires_after_seconds=86400)
+_store = DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table)
+
+
+@idempotent_function(data_keyword_argument="request", config=_config, persistence_store=_store)
+def _record(request: dict[str, Any]) -> dict[str, Any]:
+    outcome = ExecutionOutcome.model_validate(request["outcome"])
+    execution, created = record_result(get_deps(), request["session_id"], request["execution_id"], outcome)
+    message = "Result created successfully" if created else "Result already recorded"
+    return {"message": message, "execution_id": execution.execution_id, "status": execution.status.value}
+
+
+@app.post(resolver_path(ROUTE.path))
+def report(execution_id: str, body: Annotated[ExecutionOutcome, Body()]) -> ResultRecorded:
+    key = app.current_event.get_header_value("Idempotency-Key")
+    if not key:
+        raise InvalidParameter("The Idempotency-Key header is required", solution="Send the execution id as the key")
+    request = {
+        "execution_id": execution_id,
+        "idempotency_key": key,
+        "session_id": callback_session(app),
+        "outcome": body.model_dump(mode="json"),
+    }
+    try:
+        return ResultRecorded(**_record(request=request))
+    except IdempotencyAlreadyInProgressError as err:
+        raise StateConflict("The same result is being recorded by a concurrent request") from err
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _config.register_lambda_context(context)
+    return _entry(event, context)
+
+
+_entry = lambda_entry(app)

@@ -1,0 +1,14 @@
+"""Seed the default templates (python-basic, python-datascience, nodejs-basic); safe to run again."""
+
+from typing import Any
+
+from sandboxcp.observability import logger
+from sandboxcp.services.deps import get_deps
+from sandboxcp.services.templates import seed_default_templates
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, list[str]]:
+    created = seed_default_templates(get_deps())
+    logger.info("templates seeded", extra={"created": created})
+    return {"created": created}

@@ -1,0 +1,202 @@
+"""REST APIs built from the route table: the resource tree from the paths, one Lambda integration per route,
+the route's auth mapped to a REQUEST Lambda authorizer. PublicApi serves the routes with api == "public";
+internal_api.InternalApi serves the executor callbacks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct, IConstruct
+
+from sandboxcp.routes import AUTHORIZERS, ROUTES, Auth, Route
+from sandboxcp_infra.nag import acknowledge
+
+STAGE_NAME = "prod"
+PUBLIC_RATE_LIMIT, PUBLIC_BURST_LIMIT = 100, 200
+
+_ACCESS_LOG_FORMAT = apigw.AccessLogFormat.custom(
+    json.dumps(
+        {
+            "requestId": apigw.AccessLogField.context_request_id(),
+            "ip": apigw.AccessLogField.context_identity_source_ip(),
+            "method": apigw.AccessLogField.context_http_method(),
+            "resource": apigw.AccessLogField.context_resource_path(),
+            "status": apigw.AccessLogField.context_status(),
+            "latencyMs": apigw.AccessLogField.context_response_latency(),
+            "principal": apigw.AccessLogField.context_authorizer_principal_id(),
+            "authorizerError": apigw.AccessLogField.context_authorizer_error(),
+            "integrationError": apigw.AccessLogField.context_integration_error_message(),
+            "error": apigw.AccessLogField.context_error_message(),
+        }
+    )
+)
+
+
+class ApiGatewayLoggingRole(Construct):
+    """The account-wide role API Gateway needs before any stage may write access or execution logs.
+
+    API Gateway keeps one such role per account and region, so the stack sets it once for both APIs and
+    never unsets it (RETAIN): other APIs in the account may rely on it."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        policy = iam.ManagedPolicy.from_aws_managed_policy_name(
+            "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+        )
+        role = iam.Role(
+            self, "Role", assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"), managed_policies=[policy]
+        )
+        role.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
+        self.account.apply_removal_policy(RemovalPolicy.RETAIN)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "AWS's documented policy for API Gateway's account-level logging role; used by no other principal.",
+        )
+
+
+class RoutedRestApi(Construct):
+    """A regional REST API serving `routes`, each integrated with its module's function.
+
+    `authorizers` maps each route auth kind to the authorizer function guarding it, or None for open routes.
+    Every route's auth must be in the map, so a route can never end up open by omission."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        description: str,
+        routes: Sequence[Route],
+        functions: Mapping[str, lambda_.IFunction],
+        authorizers: Mapping[Auth, lambda_.IFunction | None],
+        log_retention: logs.RetentionDays,
+        logging_role: ApiGatewayLoggingRole | None,
+        rate_limit: int,
+        burst_limit: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.rest_api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"{Stack.of(self).stack_name}-{construct_id}",
+            description=description,
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=False,  # ApiGatewayLoggingRole sets the account's role once for both APIs
+            deploy_options=apigw.StageOptions(
+                stage_name=STAGE_NAME,
+                tracing_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                # Request bodies carry user code and env vars: never copy them into execution logs.
+                data_trace_enabled=False,
+                metrics_enabled=True,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=_ACCESS_LOG_FORMAT,
+                throttling_rate_limit=rate_limit,
+                throttling_burst_limit=burst_limit,
+            ),
+        )
+        if logging_role is not None:
+            self.rest_api.deployment_stage.node.add_dependency(logging_role.account)
+
+        # One authorizer per function; "api_key" and "admin" share the API-key authorizer, which reports the
+        # key's admin flag in its context for the handler to check.
+        by_function: dict[str, apigw.RequestAuthorizer] = {}
+        for route in routes:
+            if route.auth not in authorizers:
+                raise ValueError(f"{route.method} {route.path}: auth {route.auth!r} is not served by {construct_id}")
+            function = authorizers[route.auth]
+            authorizer = None
+            if function is not None:
+                key = function.node.path
+                if key not in by_function:
+                    by_function[key] = apigw.RequestAuthorizer(
+                        self,
+                        f"Authorizer{len(by_function) or ''}",
+                        handler=function,
+                        identity_sources=[apigw.IdentitySource.header("Authorization")],
+                        # Keys can be revoked and callback tokens die with their session: decide every call.
+                        results_cache_ttl=Duration.seconds(0),
+                    )
+                authorizer = by_function[key]
+            method = self.rest_api.root.resource_for_path(route.path).add_method(
+                route.method,
+                # allow_test_invoke=False: no extra invoke permission for the console's test-invoke stage.
+                apigw.LambdaIntegration(functions[route.module], allow_test_invoke=False),
+                authorizer=authorizer,
+                authorization_type=apigw.AuthorizationType.CUSTOM if authorizer else apigw.AuthorizationType.NONE,
+            )
+            if authorizer is None:
+                _acknowledge_open_route(method, route)
+
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-APIG2",
+            "Handlers validate every body with the contract's pydantic models and answer with the contract's "
+            "error body; API Gateway's own 400 would not match that contract.",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-APIG3",
+            "A WAF web ACL is an account-level choice (cost, rule sets) left to the deployer; docs/deploy.md "
+            "shows how to associate one. Stage throttling and the Lambda authorizer guard the API meanwhile.",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-COG4",
+            "Callers authenticate with bearer secrets (tenant API keys, per-session callback tokens) checked "
+            "by a Lambda REQUEST authorizer against stored hashes, as the API contract defines; no Cognito.",
+        )
+
+    @property
+    def base_url(self) -> str:
+        """`https://<id>.execute-api.<region>.<suffix>/<stage>` built from the API id alone.
+
+        Unlike `rest_api.url` this does not reference the deployment stage, so a function the API integrates
+        can still receive it (e.g. the callback URL) without a dependency cycle."""
+        stack = Stack.of(self)
+        return f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}/{STAGE_NAME}"
+
+
+def _acknowledge_open_route(method: IConstruct, route: Route) -> None:
+    reason = f"{route.method} {route.path} is open by contract (auth='none' in sandboxcp.routes), e.g. health."
+    acknowledge(method, "AwsSolutions-APIG4", reason)
+    acknowledge(method, "AwsSolutions-COG4", reason)
+
+
+class PublicApi(RoutedRestApi):
+    """The client-facing API (`/api/v1/...`): tenant API keys, admin keys, and the open health check."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: Mapping[str, lambda_.IFunction],
+        log_retention: logs.RetentionDays,
+        logging_role: ApiGatewayLoggingRole | None,
+    ) -> None:
+        api_key_authorizer = functions[AUTHORIZERS["api_key"].module]
+        super().__init__(
+            scope,
+            construct_id,
+            description="Sandbox Control Plane public API (Authorization: Bearer <api key>)",
+            routes=[r for r in ROUTES if r.api == "public"],
+            functions=functions,
+            authorizers={"api_key": api_key_authorizer, "admin": api_key_authorizer, "none": None},
+            log_retention=log_retention,
+            logging_role=logging_role,
+            rate_limit=PUBLIC_RATE_LIMIT,
+            burst_limit=PUBLIC_BURST_LIMIT,
+        )

@@ -1,0 +1,117 @@
+"""Every Lambda function, built by one loop over the route table's modules: adding an endpoint to
+sandboxcp.routes adds its function here with no infra change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from sandboxcp.routes import AUTHORIZERS, JOBS, LAUNCH_STEPS, ROUTES, Access, all_modules
+from sandboxcp_infra.layers import ARCHITECTURE, ASSET_EXCLUDES, REPO_ROOT, RUNTIME
+from sandboxcp_infra.nag import acknowledge
+from sandboxcp_infra.naming import pascal
+
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+# CPU scales with memory; 512 MB keeps cold starts (pydantic, powertools, boto3 imports) well under a second.
+MEMORY_MB = 512
+SERVICE_NAME = "sandboxcp"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    module: str
+    access: Access
+    timeout_s: int
+
+    @property
+    def handler(self) -> str:
+        return f"{self.module}.handler"
+
+
+def function_specs() -> dict[str, FunctionSpec]:
+    """Module -> spec for every entry of the route table, in all_modules() order; a module listed twice is a
+    mistake in the table, not something to resolve silently."""
+    entries = [*ROUTES, *AUTHORIZERS.values(), *LAUNCH_STEPS.values(), *JOBS]
+    specs: dict[str, FunctionSpec] = {}
+    for entry in entries:
+        if entry.module in specs:
+            raise ValueError(f"sandboxcp.routes lists module {entry.module!r} twice; one module, one function")
+        specs[entry.module] = FunctionSpec(entry.module, entry.access, entry.timeout_s)
+    return {module: specs[module] for module in all_modules()}
+
+
+class Functions(Construct):
+    """One function per module, each with its own role (so grants stay per endpoint), its own log group with
+    retention, X-Ray tracing and the shared layers. `by_module` maps module name -> function."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        layers: list[lambda_.ILayerVersion],
+        environment: dict[str, str],
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # One asset for all functions: the functions/ directory, each function picking its module by handler.
+        code = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ASSET_EXCLUDES)
+        self.specs = function_specs()
+        self.by_module: dict[str, lambda_.Function] = {}
+
+        for module, spec in self.specs.items():
+            group = Construct(self, pascal(module))
+            # An explicit role instead of CDK's default one: no AWSLambdaBasicExecutionRole managed policy,
+            # log writes granted on this function's own log group only.
+            role = iam.Role(
+                group,
+                "Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"sandboxcp {module}: grants derived from its access {list(spec.access)}",
+            )
+            log_group = logs.LogGroup(
+                group, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            )
+            log_group.grant_write(role)
+            function = lambda_.Function(
+                group,
+                "Function",
+                description=f"sandboxcp {module}",
+                runtime=RUNTIME,
+                architecture=ARCHITECTURE,
+                handler=spec.handler,
+                code=code,
+                layers=layers,
+                role=role,
+                log_group=log_group,
+                memory_size=MEMORY_MB,
+                timeout=Duration.seconds(spec.timeout_s),
+                tracing=lambda_.Tracing.ACTIVE,
+                environment={
+                    **environment,
+                    "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                    "POWERTOOLS_METRICS_NAMESPACE": SERVICE_NAME,
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
+                },
+            )
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "Active tracing needs xray:PutTraceSegments/PutTelemetryRecords, which support no resource-level "
+                "permissions; tests/infra asserts these are the only actions granted on '*'.",
+            )
+            acknowledge(
+                function,
+                "AwsSolutions-L1",
+                f"Pinned to {RUNTIME.name}, the runtime the dependencies layer's wheels are built for; moving "
+                "runtimes is a deliberate change of layers.RUNTIME and PIP_PYTHON_VERSION together.",
+            )
+            self.by_module[module] = function
+
+    def modules_with(self, access: str) -> list[str]:
+        return [module for module, spec in self.specs.items() if access in spec.access]

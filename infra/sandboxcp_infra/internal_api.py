@@ -1,0 +1,41 @@
+"""The internal API the in-sandbox executors call back (`/internal/...`): every route behind the callback
+authorizer, which accepts a session's own callback token only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from sandboxcp.routes import AUTHORIZERS, ROUTES
+from sandboxcp_infra.api import ApiGatewayLoggingRole, RoutedRestApi
+
+# Executors heartbeat every 5 s per running execution, so this API carries more steady traffic than the public one.
+INTERNAL_RATE_LIMIT, INTERNAL_BURST_LIMIT = 500, 1000
+
+
+class InternalApi(RoutedRestApi):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: Mapping[str, lambda_.IFunction],
+        log_retention: logs.RetentionDays,
+        logging_role: ApiGatewayLoggingRole | None,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="Sandbox Control Plane internal API (executor callbacks, Bearer <callback token>)",
+            routes=[r for r in ROUTES if r.api == "internal"],
+            functions=functions,
+            # Only the callback authorizer: an internal route marked anything else fails the synth.
+            authorizers={"callback": functions[AUTHORIZERS["callback"].module]},
+            log_retention=log_retention,
+            logging_role=logging_role,
+            rate_limit=INTERNAL_RATE_LIMIT,
+            burst_limit=INTERNAL_BURST_LIMIT,
+        )

@@ -1,0 +1,18 @@
+"""Small naming helpers shared by the constructs."""
+
+from __future__ import annotations
+
+from sandboxcp.settings import Settings
+
+
+def pascal(name: str) -> str:
+    """`internal_container_ready` -> `InternalContainerReady`: construct ids that read like the module."""
+    return "".join(part[:1].upper() + part[1:] for part in name.replace("-", "_").split("_") if part)
+
+
+def env_var(settings_field: str) -> str:
+    """The environment variable a Settings field is read from (its pydantic alias), so infra and code agree."""
+    alias = Settings.model_fields[settings_field].alias
+    if not alias:
+        raise KeyError(f"Settings.{settings_field} has no environment alias")
+    return alias

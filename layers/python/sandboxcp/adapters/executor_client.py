@@ -1,0 +1,39 @@
+"""The executor's HTTP API (reference/executor-api.yaml) over httpx: TCP for containers, a unix socket
+for the process runtime (`unix:///path/executor.sock`)."""
+
+from __future__ import annotations
+
+import httpx
+
+from sandboxcp.domain.errors import SandboxUnavailable
+from sandboxcp.domain.models import Execution
+
+_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+
+
+def _client_for(executor_url: str) -> tuple[httpx.Client, str]:
+    if executor_url.startswith("unix://"):
+        transport = httpx.HTTPTransport(uds=executor_url.removeprefix("unix://"))
+        return httpx.Client(transport=transport, timeout=_TIMEOUT), "http://sandbox"
+    return httpx.Client(timeout=_TIMEOUT), executor_url.rstrip("/")
+
+
+class HttpExecutorClient:
+    def submit(self, executor_url: str, execution: Execution) -> None:
+        client, base = _client_for(executor_url)
+        payload = {
+            "execution_id": execution.execution_id,
+            "code": execution.code,
+            "language": execution.language,
+            "timeout": execution.timeout,
+            "event": execution.event,
+        }
+        try:
+            with client:
+                resp = client.post(f"{base}/execute", json=payload)
+        except httpx.HTTPError as err:
+            raise SandboxUnavailable(f"The session's executor is unreachable: {type(err).__name__}") from err
+        if resp.status_code == 503:
+            raise SandboxUnavailable("The session's executor queue is full")
+        if resp.status_code >= 300:
+            raise SandboxUnavailable(f"The session's executor refused the execution (HTTP {resp.status_code})")

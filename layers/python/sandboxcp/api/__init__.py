@@ -1,0 +1,1 @@
+"""HTTP edge: the powertools resolver factory, the one exception-to-HTTP mapping, response schemas."""

@@ -1,0 +1,156 @@
+"""Response bodies, shaped as reference/control-plane-api.yaml says."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_serializer
+
+from sandboxcp.domain.clock import iso
+from sandboxcp.domain.models import Execution, ExecutionMetrics, Session, Template
+from sandboxcp.domain.resources import ResourceLimit
+
+
+class _Out(BaseModel):
+    @field_serializer("*", when_used="json")
+    def _times(self, v: Any) -> Any:
+        return iso(v) if isinstance(v, datetime) else v
+
+
+class SessionResponse(_Out):
+    session_id: str
+    template_id: str
+    status: str
+    runtime_type: str
+    runtime_node: str | None = None
+    container_id: str | None = None
+    pod_name: str | None = None
+    workspace_path: str
+    resources: ResourceLimit
+    env_vars: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    timeout: int
+    error_message: str | None = None
+
+    @classmethod
+    def of(cls, s: Session) -> SessionResponse:
+        return cls(**s.model_dump(include=set(cls.model_fields)))
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionResponse]
+    total: int
+
+
+class MessageResponse(BaseModel):
+    message: str
+
+
+class ExecuteResponse(_Out):
+    execution_id: str
+    status: str = "pending"
+    submitted_at: datetime
+
+
+class ExecutionSummary(_Out):
+    id: str
+    status: str
+    language: str
+    created_at: datetime
+    completed_at: datetime | None = None
+    retry_count: int = 0
+    parent_execution_id: str | None = None
+
+    @classmethod
+    def of(cls, e: Execution) -> ExecutionSummary:
+        return cls(id=e.execution_id, **e.model_dump(include=set(cls.model_fields) - {"id"}))
+
+
+class ExecutionList(BaseModel):
+    executions: list[ExecutionSummary]
+    total: int
+
+
+class ExecutionStatusResponse(_Out):
+    execution_id: str
+    session_id: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    @classmethod
+    def of(cls, e: Execution) -> ExecutionStatusResponse:
+        return cls(**e.model_dump(include=set(cls.model_fields)))
+
+
+class ExecutionResultResponse(BaseModel):
+    execution_id: str
+    status: str = Field(description="success, failed, timeout or crashed")
+    stdout: str
+    stderr: str
+    exit_code: int
+    execution_time: float
+    return_value: Any = None
+    metrics: ExecutionMetrics
+    artifacts: list[str]
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+    @classmethod
+    def of(cls, e: Execution) -> ExecutionResultResponse:
+        assert e.outcome is not None
+        return cls(execution_id=e.execution_id, **e.outcome.model_dump())
+
+
+class ExecutionDetail(ExecutionSummary):
+    session_id: str
+    code: str
+    timeout: int
+    event: dict[str, Any]
+    result: ExecutionResultResponse | None = None
+
+    @classmethod
+    def of(cls, e: Execution) -> ExecutionDetail:
+        return cls(
+            id=e.execution_id,
+            result=ExecutionResultResponse.of(e) if e.outcome else None,
+            **e.model_dump(include=set(cls.model_fields) - {"id", "result"}),
+        )
+
+
+class TemplateResponse(_Out):
+    id: str
+    name: str
+    image: str
+    base_image: str | None = None
+    pre_installed_packages: list[str]
+    default_resources: ResourceLimit
+    security_context: dict[str, Any]
+    languages: list[str]
+    deprecated: bool = False
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, t: Template) -> TemplateResponse:
+        return cls(**t.model_dump(include=set(cls.model_fields)))
+
+
+class TemplateList(BaseModel):
+    templates: list[TemplateResponse]
+    total: int
+
+
+class ApiKeyResponse(BaseModel):
+    api_key: str = Field(description="Shown once; only its hash is stored")
+    tenant_id: str
+    admin: bool
+
+
+class ResultRecorded(BaseModel):
+    message: str
+    execution_id: str
+    status: str

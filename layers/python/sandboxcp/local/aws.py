@@ -1,0 +1,115 @@
+"""AWS played by moto in local mode: a moto server, and the resources CDK would deploy, made from the
+same sources (pynamodb models for tables, the ASL file for the launch state machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+
+from sandboxcp.adapters.tables import TABLES, bind_tables
+from sandboxcp.routes import LAUNCH_STEPS
+from sandboxcp.settings import Settings
+
+ASL_FILE = Path(__file__).resolve().parents[4] / "infra" / "statemachines" / "launch_session.asl.json"
+REGION, ACCOUNT = "us-east-1", "123456789012"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class MotoAws:
+    """A moto server on loopback with Step Functions execution turned on."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._server.start()
+        # moto only runs state machines when told to (NOTES.md).
+        httpx.post(f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}})
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def aws_environment(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
+
+
+def lambda_arn(module: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{module}"
+
+
+def launch_definition() -> str:
+    asl = ASL_FILE.read_text()
+    for variable, job in LAUNCH_STEPS.items():
+        asl = asl.replace("${" + variable + "}", lambda_arn(job.module))
+    return asl
+
+
+def provision(settings: Settings) -> str:
+    """Create tables, bucket and the launch state machine; return the state machine ARN."""
+    bind_tables(settings)
+    for model, _ in TABLES.values():
+        if not model.exists():
+            model.create_table(wait=True)
+    ddb: Any = boto3.client("dynamodb")
+    if settings.idempotency_table not in ddb.list_tables()["TableNames"]:
+        ddb.create_table(
+            TableName=settings.idempotency_table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    boto3.client("s3").create_bucket(Bucket=settings.workspace_bucket)
+    sfn: Any = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name="sandboxcp-launch-session",
+        definition=launch_definition(),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/sandboxcp-launch",
+    )
+    return str(machine["stateMachineArn"])
+
+
+def local_settings_env(state_dir: str, runtime: str) -> dict[str, str]:
+    return {
+        "SESSIONS_TABLE": "sandboxcp-sessions",
+        "EXECUTIONS_TABLE": "sandboxcp-executions",
+        "TEMPLATES_TABLE": "sandboxcp-templates",
+        "API_KEYS_TABLE": "sandboxcp-api-keys",
+        "IDEMPOTENCY_TABLE": "sandboxcp-idempotency",
+        "WORKSPACE_BUCKET": "sandboxcp-workspace",
+        "SANDBOX_RUNTIME": runtime,
+        "SANDBOX_STATE_DIR": state_dir,
+        "CALLBACK_BASE_URL": f"unix://{os.path.join(state_dir, 'internal.sock')}",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "SandboxControlPlane",
+        "POWERTOOLS_DEV": "false",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
+def describe_definition() -> dict[str, Any]:
+    return dict(json.loads(launch_definition()))

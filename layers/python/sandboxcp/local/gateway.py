@@ -1,0 +1,167 @@
+"""An API Gateway (REST, proxy integration) emulator built from the route table: it turns HTTP requests into
+the same proxy events Lambda receives in AWS, runs the same Lambda authorizers first, and shapes refusals
+like the deployed gateway responses (the contract's error body)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from sandboxcp.local.functions import LocalFunctions
+from sandboxcp.routes import AUTHORIZERS, ROUTES, Route
+
+MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's request payload limit
+_ACCOUNT, _REGION, _STAGE = "123456789012", "us-east-1", "local"
+
+
+def _rule_path(path: str) -> str:
+    out = []
+    for part in path.split("/"):
+        if part.startswith("{") and part.endswith("+}"):
+            out.append(f"<path:{part[1:-2]}>")
+        elif part.startswith("{"):
+            out.append(f"<{part[1:-1]}>")
+        else:
+            out.append(part)
+    return "/".join(out)
+
+
+def _gateway_error(status: int, code: str, description: str, detail: str, request_id: str) -> Response:
+    body = {"error_code": code, "description": description, "error_detail": detail,
+            "solution": "Send 'Authorization: Bearer <token>' with a valid token" if status in (401, 403)
+            else "Check the method and path against the API contract", "request_id": request_id}
+    return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+class ApiGatewayEmulator:
+    def __init__(self, functions: LocalFunctions, routes: Iterable[Route] = ROUTES) -> None:
+        self.functions = functions
+        self.routes = list(routes)
+        self.url_map = Map([Rule(_rule_path(r.path), methods=[r.method], endpoint=i) for i, r in enumerate(self.routes)],
+                           strict_slashes=False)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.handle(Request(environ))(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            index, params = adapter.match()
+        except (NotFound, MethodNotAllowed):
+            return _gateway_error(404, "Sandbox.NotFound", "Not found",
+                                  f"No route for {request.method} {request.path}", request_id)
+        route = self.routes[index]
+        if (request.content_length or 0) > MAX_PAYLOAD:
+            return _gateway_error(413, "Sandbox.InvalidParameter", "Payload too large",
+                                  "API requests are limited to 10 MB", request_id)
+        event = self._proxy_event(request, route, params, request_id)
+        if route.auth != "none":
+            denied = self._authorize(route, event, request_id)
+            if denied is not None:
+                return denied
+        result = self.functions.invoke(route.module, event)
+        return self._response(result)
+
+    def _proxy_event(self, request: Request, route: Route, params: dict[str, str], request_id: str) -> dict[str, Any]:
+        raw = request.get_data()
+        try:
+            body, is_b64 = (raw.decode("utf-8"), False) if raw else (None, False)
+        except UnicodeDecodeError:
+            body, is_b64 = base64.b64encode(raw).decode(), True
+        multi_q = {k: request.args.getlist(k) for k in request.args}
+        return {
+            "resource": route.path,
+            "path": request.path,
+            "httpMethod": request.method,
+            "headers": dict(request.headers.items()),
+            "multiValueHeaders": {k: request.headers.getlist(k) for k in request.headers.keys()},  # noqa: SIM118
+            "queryStringParameters": {k: v[-1] for k, v in multi_q.items()} or None,
+            "multiValueQueryStringParameters": multi_q or None,
+            "pathParameters": params or None,
+            "stageVariables": None,
+            "requestContext": {
+                "accountId": _ACCOUNT,
+                "apiId": "local",
+                "stage": _STAGE,
+                "resourcePath": route.path,
+                "path": f"/{_STAGE}{request.path}",
+                "httpMethod": request.method,
+                "requestId": request_id,
+                "requestTimeEpoch": int(time.time() * 1000),
+                "identity": {"sourceIp": request.remote_addr or "127.0.0.1", "userAgent": request.user_agent.string},
+            },
+            "body": body,
+            "isBase64Encoded": is_b64,
+        }
+
+    def _authorize(self, route: Route, event: dict[str, Any], request_id: str) -> Response | None:
+        kind = "callback" if route.auth == "callback" else "api_key"
+        auth_event = {
+            "type": "REQUEST",
+            "methodArn": f"arn:aws:execute-api:{_REGION}:{_ACCOUNT}:local/{_STAGE}/{route.method}{event['path']}",
+            **{k: event[k] for k in ("resource", "path", "httpMethod", "headers", "multiValueHeaders",
+                                      "queryStringParameters", "pathParameters", "stageVariables",
+                                      "requestContext")},
+        }
+        try:
+            policy = self.functions.invoke(AUTHORIZERS[kind].module, auth_event)
+        except Exception as err:  # a raised "Unauthorized" is API Gateway's 401
+            if str(err) == "Unauthorized":
+                return _gateway_error(401, "Sandbox.Unauthorized", "Authentication failed",
+                                      "Missing or invalid bearer token", request_id)
+            return _gateway_error(500, "Sandbox.InternalError", "Authorizer error", "The authorizer failed",
+                                  request_id)
+        statements = policy.get("policyDocument", {}).get("Statement", [])
+        if not any(s.get("Effect") == "Allow" for s in statements):
+            return _gateway_error(403, "Sandbox.Forbidden", "Access denied", "The authorizer denied the request",
+                                  request_id)
+        event["requestContext"]["authorizer"] = {**policy.get("context", {}), "principalId": policy["principalId"]}
+        return None
+
+    @staticmethod
+    def _response(result: dict[str, Any]) -> Response:
+        raw = result.get("body") or ""
+        body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        resp = Response(body, status=int(result.get("statusCode", 200)))
+        resp.headers.pop("Content-Type", None)
+        for k, v in (result.get("headers") or {}).items():
+            resp.headers[k] = str(v)
+        for k, values in (result.get("multiValueHeaders") or {}).items():
+            for v in values:
+                resp.headers.add(k, str(v))
+        return resp
+
+
+class LambdaInvokeEndpoint:
+    """The slice of the Lambda API that moto's Step Functions interpreter calls (Invoke): it routes each
+    invoke to the in-process function named by the ARN."""
+
+    def __init__(self, functions: LocalFunctions) -> None:
+        self.functions = functions
+        self.url_map = Map([Rule("/2015-03-31/functions/<path:name>/invocations", methods=["POST"])])
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        try:
+            _, params = self.url_map.bind_to_environ(environ).match()
+        except (NotFound, MethodNotAllowed):
+            return Response("not found", status=404)(environ, start_response)
+        module = params["name"].split(":")[-1]
+        payload = json.loads(request.get_data() or b"{}")
+        try:
+            result = self.functions.invoke(module, payload)
+            resp = Response(json.dumps(result), content_type="application/json")
+        except Exception as err:
+            error = {"errorMessage": str(err), "errorType": type(err).__name__}
+            resp = Response(json.dumps(error), content_type="application/json",
+                            headers={"X-Amz-Function-Error": "Unhandled"})
+        return resp(environ, start_response)

@@ -1,0 +1,105 @@
+"""`sandboxcp local`: the whole control plane on one machine.
+
+moto plays AWS (DynamoDB, S3, Step Functions); the launch ASL runs on moto's interpreter, whose Lambda
+invokes reach the in-process handlers through a Lambda endpoint (moto calls localhost:$MOTO_PORT);
+the API Gateway emulator serves the public and internal APIs on TCP, and the internal API alone on a
+unix socket that each sandbox sees as its only way out."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from sandboxcp.local.aws import MotoAws, aws_environment, free_port, local_settings_env, provision
+from sandboxcp.local.functions import LocalFunctions
+from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint
+from sandboxcp.routes import ROUTES
+
+
+class LocalStack:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8000, runtime: str = "process",
+                 state_dir: str | None = None, api_key: str | None = None) -> None:
+        self.host, self.port, self.runtime = host, port, runtime
+        self.state_dir = Path(state_dir or f"/tmp/sandboxcp-{port}")
+        self.api_key = api_key or os.environ.get("SANDBOXCP_API_KEY") or f"sk_{secrets.token_urlsafe(32)}"
+        self._servers: list[BaseWSGIServer] = []
+        self._aws: MotoAws | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state_dir.mkdir(parents=True, mode=0o755)
+        self._aws = MotoAws()
+        self._aws.start()
+        lambda_port = free_port()
+        os.environ.update(aws_environment(self._aws.endpoint))
+        os.environ.update(local_settings_env(str(self.state_dir), self.runtime))
+        os.environ["MOTO_PORT"] = str(lambda_port)  # where moto's Step Functions sends Lambda invokes
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+        from sandboxcp.services import auth, templates
+        from sandboxcp.services.deps import Dependencies, set_deps
+        from sandboxcp.settings import get_settings
+
+        get_settings.cache_clear()
+        os.environ["LAUNCH_STATE_MACHINE_ARN"] = provision(get_settings())
+        get_settings.cache_clear()
+        deps = Dependencies(get_settings())
+        set_deps(deps)
+        templates.seed_default_templates(deps)
+        auth.ensure_api_key(deps, self.api_key, "admin", admin=True)
+
+        functions = LocalFunctions()
+        internal = ApiGatewayEmulator(functions, [r for r in ROUTES if r.api == "internal"])
+        self._serve("127.0.0.1", lambda_port, LambdaInvokeEndpoint(functions))
+        self._serve(f"unix://{self.state_dir / 'internal.sock'}", 0, internal)
+        os.chmod(self.state_dir / "internal.sock", 0o666)
+        self._serve(self.host, self.port, ApiGatewayEmulator(functions))
+
+    def _serve(self, host: str, port: int, app: Any) -> None:
+        server = make_server(host, port, app, threaded=True)
+        self._servers.append(server)
+        threading.Thread(target=server.serve_forever, name=f"serve-{host}:{port}", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop every sandbox first (no executor outlives the stack), then the servers."""
+        from sandboxcp.services.deps import get_deps
+
+        if self._aws is not None and get_deps().settings.runtime == self.runtime:
+            runtime = get_deps().runtime
+            destroy_all = getattr(runtime, "destroy_all", None)
+            if destroy_all:
+                destroy_all()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        if self._aws is not None:
+            self._aws.stop()
+
+
+def run(host: str, port: int, runtime: str, state_dir: str | None) -> int:
+    stack = LocalStack(host=host, port=port, runtime=runtime, state_dir=state_dir)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stack.start()
+        print(f"Sandbox Control Plane (local, runtime={runtime})", flush=True)
+        print(f"SANDBOXCP_URL={stack.base_url}", flush=True)
+        print(f"SANDBOXCP_API_KEY={stack.api_key}", flush=True)
+        stop.wait()
+    finally:
+        stack.stop()
+        print("stopped: every sandbox is gone", file=sys.stderr, flush=True)
+    return 0

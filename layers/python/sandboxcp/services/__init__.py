@@ -1,0 +1,1 @@
+"""Use cases: one function per operation, given its ports through `Dependencies`."""

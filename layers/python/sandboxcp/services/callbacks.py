@@ -1,0 +1,101 @@
+"""Use cases behind the internal API: what a sandbox's executor reports. `caller_session` is the session
+whose callback token authenticated the request; a token never reaches another session's resources."""
+
+from __future__ import annotations
+
+from sandboxcp.domain import clock
+from sandboxcp.domain.errors import ExecutionNotFound, Forbidden, SessionNotFound, StateConflict
+from sandboxcp.domain.models import Execution, ExecutionOutcome
+from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
+from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.requests import (
+    ContainerExitedReport,
+    ContainerReadyReport,
+    ExecutionStatusReport,
+)
+from sandboxcp.services.sessions import destroy_sandbox
+
+
+def _own_session(caller_session: str, session_id: str) -> None:
+    if caller_session != session_id:
+        raise Forbidden(f"This callback token is not valid for session '{session_id}'")
+
+
+def _own_execution(deps: Dependencies, caller_session: str, execution_id: str) -> Execution:
+    execution = deps.executions.get(execution_id)
+    if execution is None:
+        raise ExecutionNotFound(f"Execution '{execution_id}' does not exist")
+    if execution.session_id != caller_session:
+        raise Forbidden(f"This callback token is not valid for execution '{execution_id}'")
+    return execution
+
+
+def container_ready(deps: Dependencies, caller_session: str, session_id: str, report: ContainerReadyReport) -> str:
+    _own_session(caller_session, session_id)
+    now = clock.now()
+    fields: dict[str, object] = {"started_at": report.ready_at or now, "last_activity_at": now}
+    if report.executor_url:
+        fields["executor_url"] = report.executor_url
+    try:
+        session = deps.sessions.transition(session_id, SessionStatus.RUNNING, now=now, fields=fields)
+    except StateConflict:
+        current = deps.sessions.get(session_id)
+        if current is not None and current.status == SessionStatus.RUNNING:
+            return "already running"  # a repeated report changes nothing
+        raise
+    if session.task_token:
+        deps.launch.notify_ready(session.task_token, {"session_id": session_id, "status": "running"})
+    return "ready"
+
+
+def container_exited(deps: Dependencies, caller_session: str, session_id: str, report: ContainerExitedReport) -> str:
+    _own_session(caller_session, session_id)
+    session = deps.sessions.get(session_id)
+    if session is None:
+        raise SessionNotFound(f"Session '{session_id}' does not exist")
+    if session.status not in (SessionStatus.CREATING, SessionStatus.RUNNING):
+        return f"session already {session.status}"
+    reason = f"sandbox exited with code {report.exit_code} ({report.exit_reason or 'unknown'})"
+    try:
+        session = deps.sessions.transition(session_id, SessionStatus.FAILED, now=clock.now(),
+                                           fields={"error_message": reason})
+    except StateConflict:
+        return "session already ended"
+    destroy_sandbox(deps, session)
+    return "recorded"
+
+
+def execution_status(
+    deps: Dependencies, caller_session: str, execution_id: str, report: ExecutionStatusReport
+) -> Execution:
+    _own_execution(deps, caller_session, execution_id)
+    now = clock.now()
+    if report.status == "running":
+        fields = {"started_at": report.started_at or now, "last_heartbeat_at": now}
+        return deps.executions.transition(execution_id, ExecutionStatus.RUNNING, now=now, fields=fields)
+    fields = {"completed_at": now, "error_message": report.error}
+    return deps.executions.transition(execution_id, ExecutionStatus(report.status), now=now, fields=fields)
+
+
+def heartbeat(deps: Dependencies, caller_session: str, execution_id: str) -> None:
+    _own_execution(deps, caller_session, execution_id)
+    deps.executions.heartbeat(execution_id, clock.now())
+
+
+def record_result(
+    deps: Dependencies, caller_session: str, execution_id: str, outcome: ExecutionOutcome
+) -> tuple[Execution, bool]:
+    """Store the outcome once. Returns (execution, created): a repeat returns the stored outcome unchanged."""
+    execution = _own_execution(deps, caller_session, execution_id)
+    if execution.status in TERMINAL_EXECUTION_STATUSES:
+        return execution, False
+    now = clock.now()
+    try:
+        stored = deps.executions.record_outcome(execution_id, outcome, now=now)
+    except StateConflict:
+        current = deps.executions.get(execution_id)
+        if current is None or current.status not in TERMINAL_EXECUTION_STATUSES:
+            raise
+        return current, False
+    deps.sessions.touch(execution.session_id, now)
+    return stored, True

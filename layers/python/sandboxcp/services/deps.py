@@ -1,0 +1,88 @@
+"""The ports a service needs, built once per process from the settings. Tests inject their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sandboxcp.domain.ports import (
+    ApiKeyRepository,
+    ExecutionRepository,
+    ExecutorClient,
+    LaunchWorkflow,
+    Runtime,
+    SessionRepository,
+    TemplateRepository,
+)
+from sandboxcp.settings import Settings, get_settings
+
+
+@dataclass
+class Dependencies:
+    """Ports are cached properties: assign an attribute (deps.runtime = fake) to inject a double."""
+
+    settings: Settings
+
+    # Each port is built on first use: a function only pays for the clients it touches.
+    @cached_property
+    def sessions(self) -> SessionRepository:
+        from sandboxcp.adapters.repositories import DynamoSessionRepository
+
+        return self._bind() or DynamoSessionRepository()
+
+    @cached_property
+    def executions(self) -> ExecutionRepository:
+        from sandboxcp.adapters.repositories import DynamoExecutionRepository
+
+        return self._bind() or DynamoExecutionRepository()
+
+    @cached_property
+    def templates(self) -> TemplateRepository:
+        from sandboxcp.adapters.repositories import DynamoTemplateRepository
+
+        return self._bind() or DynamoTemplateRepository()
+
+    @cached_property
+    def api_keys(self) -> ApiKeyRepository:
+        from sandboxcp.adapters.repositories import DynamoApiKeyRepository
+
+        return self._bind() or DynamoApiKeyRepository()
+
+    @cached_property
+    def launch(self) -> LaunchWorkflow:
+        from sandboxcp.adapters.launch_workflow import StepFunctionsLaunchWorkflow
+
+        return StepFunctionsLaunchWorkflow(self.settings.launch_state_machine_arn)
+
+    @cached_property
+    def executor(self) -> ExecutorClient:
+        from sandboxcp.adapters.executor_client import HttpExecutorClient
+
+        return HttpExecutorClient()
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        from sandboxcp.adapters.runtimes import build_runtime
+
+        return build_runtime(self.settings)
+
+    def _bind(self) -> None:
+        from sandboxcp.adapters.tables import bind_tables
+
+        bind_tables(self.settings)
+
+
+_deps: Dependencies | None = None
+
+
+def get_deps() -> Dependencies:
+    global _deps
+    if _deps is None:
+        _deps = Dependencies(get_settings())
+    return _deps
+
+
+def set_deps(deps: Dependencies | None) -> None:
+    """Replace the process-wide dependencies (tests, local mode)."""
+    global _deps
+    _deps = deps

@@ -1,0 +1,61 @@
+"""Execution use cases seen by clients: submit code to a running session, read status and results."""
+
+from __future__ import annotations
+
+from sandboxcp.domain import clock
+from sandboxcp.domain.errors import ExecutionNotFound, SandboxUnavailable, StateConflict
+from sandboxcp.domain.ids import EXECUTION_ID_RE, new_execution_id
+from sandboxcp.domain.models import Execution, Principal
+from sandboxcp.domain.ports import Page
+from sandboxcp.domain.states import ExecutionStatus, SessionStatus
+from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.requests import ExecuteRequest
+from sandboxcp.services.sessions import get_session
+
+
+def submit_execution(deps: Dependencies, caller: Principal, session_id: str, req: ExecuteRequest) -> Execution:
+    session = get_session(deps, caller, session_id)
+    if session.status != SessionStatus.RUNNING:
+        raise StateConflict(
+            f"Session '{session_id}' is {session.status}; code runs only in a running session",
+            solution="Wait until GET /api/v1/sessions/{id} shows 'running', or create a new session",
+        )
+    if not session.executor_url:
+        raise SandboxUnavailable(f"Session '{session_id}' has no executor address yet", solution="Retry in a second")
+    now = clock.now()
+    execution = Execution(
+        execution_id=new_execution_id(now),
+        session_id=session_id,
+        tenant_id=caller.tenant_id,
+        status=ExecutionStatus.PENDING,
+        code=req.code,
+        language=req.language,
+        timeout=req.timeout,
+        event=req.event,
+        created_at=now,
+    )
+    deps.executions.create(execution)  # recorded before hand-off: an accepted execution is never lost
+    deps.sessions.touch(session_id, now)
+    try:
+        deps.executor.submit(session.executor_url, execution)
+    except SandboxUnavailable as err:
+        deps.executions.transition(
+            execution.execution_id, ExecutionStatus.FAILED, now=clock.now(),
+            fields={"error_message": err.detail, "completed_at": clock.now()},
+        )
+        raise
+    return execution
+
+
+def get_execution(deps: Dependencies, caller: Principal, execution_id: str) -> Execution:
+    execution = deps.executions.get(execution_id) if EXECUTION_ID_RE.match(execution_id) else None
+    if execution is None or execution.tenant_id != caller.tenant_id:
+        raise ExecutionNotFound(f"Execution '{execution_id}' does not exist")
+    return execution
+
+
+def list_executions(
+    deps: Dependencies, caller: Principal, session_id: str, *, status: ExecutionStatus | None, limit: int, offset: int
+) -> Page[Execution]:
+    get_session(deps, caller, session_id)
+    return deps.executions.list_for_session(session_id, status=status, limit=limit, offset=offset)

@@ -1,0 +1,68 @@
+"""The launch workflow's steps (each a Lambda task of the launch state machine)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandboxcp.domain import clock
+from sandboxcp.domain.errors import SessionNotFound, StateConflict
+from sandboxcp.domain.ports import SandboxSpec
+from sandboxcp.domain.states import SessionStatus
+from sandboxcp.services.auth import hash_secret, new_callback_token
+from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.sessions import destroy_sandbox
+
+_CREATING = (SessionStatus.CREATING,)
+
+
+def place_session(deps: Dependencies, session_id: str) -> dict[str, str]:
+    """Choose where the session runs. One runtime per deployment; node choice grows with runtime nodes."""
+    runtime = deps.settings.runtime
+    node = "local" if runtime == "process" else runtime
+    deps.sessions.update_fields(session_id, {"runtime_type": runtime, "runtime_node": node}, only_if=_CREATING)
+    return {"runtime": runtime, "node": node}
+
+
+def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[str, Any]:
+    """Start the sandbox with a fresh callback token. The workflow then waits for container_ready."""
+    session = deps.sessions.get(session_id)
+    if session is None:
+        raise SessionNotFound(f"Session '{session_id}' does not exist")
+    template = deps.templates.get(session.template_id)
+    token = new_callback_token(session_id)
+    # Token hash and task token are written before the sandbox exists: its first call may be immediate.
+    deps.sessions.update_fields(
+        session_id, {"callback_token_hash": hash_secret(token), "task_token": task_token}, only_if=_CREATING
+    )
+    spec = SandboxSpec(
+        session_id=session_id,
+        image=template.image if template else "",
+        resources=session.resources,
+        network_enabled=bool(template and template.network_enabled),
+        env={**session.env_vars, "SANDBOXCP_SESSION_ID": session_id, "SANDBOXCP_CALLBACK_TOKEN": token},
+    )
+    handle = deps.runtime.start(spec)
+    fields: dict[str, Any] = {"container_id": handle.container_id, "runtime_node": handle.node}
+    if handle.executor_url:
+        fields["executor_url"] = handle.executor_url
+    try:
+        deps.sessions.update_fields(session_id, fields, only_if=(SessionStatus.CREATING, SessionStatus.RUNNING))
+    except StateConflict:
+        deps.runtime.destroy(handle.container_id)  # terminated while starting: leave nothing behind
+        raise
+    return {"container_id": handle.container_id}
+
+
+def mark_launch_failed(deps: Dependencies, session_id: str, error: Any) -> dict[str, str]:
+    detail = error.get("Error", "LaunchError") if isinstance(error, dict) else str(error)
+    try:
+        session = deps.sessions.transition(
+            session_id, SessionStatus.FAILED, now=clock.now(), fields={"error_message": f"launch failed: {detail}"}
+        )
+    except StateConflict:
+        current = deps.sessions.get(session_id)
+        if current is None or current.status == SessionStatus.RUNNING:
+            return {"status": current.status if current else "missing"}
+        session = current
+    destroy_sandbox(deps, session)
+    return {"status": session.status}

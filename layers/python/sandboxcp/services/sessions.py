@@ -1,0 +1,84 @@
+"""Session use cases: create (and start the launch workflow), read, list, terminate."""
+
+from __future__ import annotations
+
+from sandboxcp.domain import clock
+from sandboxcp.domain.errors import InvalidParameter, SandboxUnavailable, SessionNotFound, StateConflict
+from sandboxcp.domain.ids import SESSION_ID_RE, new_session_id
+from sandboxcp.domain.models import Principal, Session
+from sandboxcp.domain.ports import Page
+from sandboxcp.domain.states import SessionStatus
+from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.requests import CreateSessionRequest
+
+
+def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequest) -> Session:
+    template = deps.templates.get(req.template_id)
+    if template is None or template.deprecated:
+        raise InvalidParameter(
+            f"Template '{req.template_id}' does not exist", solution="List templates with GET /api/v1/templates"
+        )
+    now = clock.now()
+    session_id = new_session_id()
+    session = Session(
+        session_id=session_id,
+        tenant_id=caller.tenant_id,
+        template_id=template.id,
+        status=SessionStatus.CREATING,
+        runtime_type=deps.settings.runtime,
+        workspace_path=f"s3://{deps.settings.workspace_bucket}/workspace/{session_id}/",
+        resources=req.resources or template.default_resources,
+        env_vars=req.env_vars,
+        timeout=req.timeout,
+        created_at=now,
+        updated_at=now,
+        last_activity_at=now,
+    )
+    deps.sessions.create(session)
+    try:
+        deps.launch.start(session_id)
+    except Exception as err:
+        # Never leave a session 'creating' with no workflow behind it.
+        deps.sessions.transition(session_id, SessionStatus.FAILED, now=clock.now(),
+                                 fields={"error_message": "launch workflow could not start"})
+        raise SandboxUnavailable("The launch workflow could not be started") from err
+    return session
+
+
+def get_session(deps: Dependencies, caller: Principal, session_id: str) -> Session:
+    """Another tenant's session is indistinguishable from a missing one (404)."""
+    session = deps.sessions.get(session_id) if SESSION_ID_RE.match(session_id) else None
+    if session is None or session.tenant_id != caller.tenant_id:
+        raise SessionNotFound(f"Session '{session_id}' does not exist")
+    return session
+
+
+def list_sessions(
+    deps: Dependencies,
+    caller: Principal,
+    *,
+    status: SessionStatus | None,
+    template_id: str | None,
+    limit: int,
+    offset: int,
+) -> Page[Session]:
+    return deps.sessions.list(caller.tenant_id, status=status, template_id=template_id, limit=limit, offset=offset)
+
+
+def terminate_session(deps: Dependencies, caller: Principal, session_id: str) -> Session:
+    session = get_session(deps, caller, session_id)
+    if session.status in (SessionStatus.CREATING, SessionStatus.RUNNING):
+        try:
+            session = deps.sessions.transition(
+                session_id, SessionStatus.TERMINATED, now=clock.now(), fields={"terminated_at": clock.now()}
+            )
+        except StateConflict:
+            session = get_session(deps, caller, session_id)
+    destroy_sandbox(deps, session)
+    return session
+
+
+def destroy_sandbox(deps: Dependencies, session: Session) -> None:
+    """Destroy the session's sandbox if it has one; runtimes treat a sandbox already gone as done."""
+    if session.container_id:
+        deps.runtime.destroy(session.container_id)
