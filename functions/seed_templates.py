@@ -10,5 +10,5 @@ from sandboxcp.services.templates import seed_default_templates
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[str]]:
     created = seed_default_templates(get_deps())
-    logger.info("templates seeded", extra={"created": created})
+    logger.info("templates seeded", extra={"templates_created": created})
     return {"created": created}

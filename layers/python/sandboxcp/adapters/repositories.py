@@ -116,12 +116,20 @@ class DynamoSessionRepository:
         return Page(items=[self._to_domain(r) for r in _page_slice(rows, limit, offset)], total=total)
 
     def transition(
-        self, session_id: str, target: SessionStatus, *, now: datetime, fields: Mapping[str, Any] | None = None
+        self,
+        session_id: str,
+        target: SessionStatus,
+        *,
+        now: datetime,
+        fields: Mapping[str, Any] | None = None,
+        only_from: Iterable[SessionStatus] | None = None,
     ) -> Session:
         current = _get(SessionRecord, session_id)
         if current is None:
             raise StateConflict(f"Session '{session_id}' does not exist")
         sources = session_sources(target)
+        if only_from is not None:
+            sources = sources & frozenset(only_from)
         changes = {**self._status_fields(current.tenant_id, target), "updated_at": now, **(fields or {})}
         try:
             current.update(

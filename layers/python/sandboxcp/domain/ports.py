@@ -36,9 +36,16 @@ class SessionRepository(Protocol):
         self, tenant_id: str, *, status: SessionStatus | None, template_id: str | None, limit: int, offset: int
     ) -> Page[Session]: ...
     def transition(
-        self, session_id: str, target: SessionStatus, *, now: datetime, fields: Mapping[str, Any] | None = None
+        self,
+        session_id: str,
+        target: SessionStatus,
+        *,
+        now: datetime,
+        fields: Mapping[str, Any] | None = None,
+        only_from: Iterable[SessionStatus] | None = None,
     ) -> Session:
-        """Conditionally move to `target` (raises StateConflict if the stored status forbids it)."""
+        """Conditionally move to `target` from a status the state machine allows (narrowed by `only_from`);
+        raises StateConflict otherwise."""
         ...
     def update_fields(self, session_id: str, fields: Mapping[str, Any], *, only_if: Iterable[SessionStatus]) -> None:
         ...

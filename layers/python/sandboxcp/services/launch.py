@@ -57,7 +57,11 @@ def mark_launch_failed(deps: Dependencies, session_id: str, error: Any) -> dict[
     detail = error.get("Error", "LaunchError") if isinstance(error, dict) else str(error)
     try:
         session = deps.sessions.transition(
-            session_id, SessionStatus.FAILED, now=clock.now(), fields={"error_message": f"launch failed: {detail}"}
+            session_id,
+            SessionStatus.FAILED,
+            now=clock.now(),
+            fields={"error_message": f"launch failed: {detail}"},
+            only_from=_CREATING,  # a session that became ready in the meantime stays running
         )
     except StateConflict:
         current = deps.sessions.get(session_id)

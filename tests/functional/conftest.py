@@ -1,0 +1,139 @@
+"""Handlers on moto: each test gets fresh DynamoDB tables, bucket and state machine (moto in-process),
+the sample event from events/, and doubles only for the sandbox side (runtime, executor, workflow
+callback), which the end-to-end tests exercise for real."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandboxcp.local.aws import aws_environment, local_settings_env
+
+os.environ.update(aws_environment(""))
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.update(local_settings_env("/tmp/sandboxcp-functional", "process"))
+os.environ["LAUNCH_STATE_MACHINE_ARN"] = ""
+
+from moto import mock_aws  # noqa: E402
+
+from sandboxcp.domain.models import Session  # noqa: E402
+from sandboxcp.domain.ports import SandboxHandle, SandboxSpec, SandboxState  # noqa: E402
+from sandboxcp.domain.resources import ResourceLimit  # noqa: E402
+from sandboxcp.domain.states import SessionStatus  # noqa: E402
+from sandboxcp.local.functions import LocalContext  # noqa: E402
+from sandboxcp.services.deps import Dependencies, set_deps  # noqa: E402
+from sandboxcp.settings import get_settings  # noqa: E402
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+SAMPLE_SESSION = "sess_0000000000000001"
+SAMPLE_EXECUTION = "exec_20260101_00000001"
+TENANT = "tenant-a"
+
+
+class RecordingRuntime:
+    name = "process"
+
+    def __init__(self) -> None:
+        self.started: list[SandboxSpec] = []
+        self.destroyed: list[str] = []
+
+    def start(self, spec: SandboxSpec) -> SandboxHandle:
+        self.started.append(spec)
+        return SandboxHandle(container_id=f"proc-{spec.session_id}", node="local",
+                             executor_url=f"unix:///tmp/{spec.session_id}.sock")
+
+    def destroy(self, container_id: str) -> None:
+        self.destroyed.append(container_id)
+
+    def state(self, container_id: str) -> SandboxState:
+        return "missing" if container_id in self.destroyed else "running"
+
+
+class RecordingExecutor:
+    def __init__(self) -> None:
+        self.submitted: list[Any] = []
+
+    def submit(self, executor_url: str, execution: Any) -> None:
+        self.submitted.append((executor_url, execution))
+
+
+class RecordingLaunch:
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.ready: list[tuple[str, dict[str, Any]]] = []
+
+    def start(self, session_id: str) -> None:
+        self.real.start(session_id)
+
+    def notify_ready(self, task_token: str, output: Any) -> None:
+        self.ready.append((task_token, dict(output)))
+
+
+@pytest.fixture
+def deps() -> Iterator[Dependencies]:
+    with mock_aws():
+        from sandboxcp.local.aws import provision
+
+        get_settings.cache_clear()
+        os.environ["LAUNCH_STATE_MACHINE_ARN"] = provision(get_settings())
+        get_settings.cache_clear()
+        d = Dependencies(get_settings())
+        d.runtime = RecordingRuntime()
+        d.executor = RecordingExecutor()
+        d.launch = RecordingLaunch(d.launch)
+        from sandboxcp.services.templates import seed_default_templates
+
+        seed_default_templates(d)
+        set_deps(d)
+        yield d
+        set_deps(None)
+
+
+def sample_event(module: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{module}.json").read_text())
+
+
+def invoke(module: str, event: dict[str, Any]) -> Any:
+    return importlib.import_module(module).handler(event, LocalContext(function_name=module))
+
+
+def body(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+def seed_session(deps: Dependencies, session_id: str = SAMPLE_SESSION, *, tenant: str = TENANT,
+                 status: SessionStatus = SessionStatus.RUNNING, token_hash: str | None = None) -> Session:
+    now = datetime.now(UTC)
+    session = Session(
+        session_id=session_id, tenant_id=tenant, template_id="python-basic", status=SessionStatus.CREATING,
+        runtime_type="process", workspace_path=f"s3://b/workspace/{session_id}/", resources=ResourceLimit(),
+        timeout=300, created_at=now, updated_at=now, last_activity_at=now, callback_token_hash=token_hash,
+    )
+    deps.sessions.create(session)
+    fields = {"container_id": f"proc-{session_id}", "executor_url": f"unix:///tmp/{session_id}.sock",
+              "task_token": "task-token-1"}
+    deps.sessions.update_fields(session_id, fields, only_if=[SessionStatus.CREATING])
+    if status != SessionStatus.CREATING:
+        deps.sessions.transition(session_id, SessionStatus.RUNNING, now=now)
+        if status != SessionStatus.RUNNING:
+            deps.sessions.transition(session_id, status, now=now)
+    result = deps.sessions.get(session_id)
+    assert result is not None
+    return result
+
+
+def with_path(event: dict[str, Any], **params: str) -> dict[str, Any]:
+    """Point a sample event at other path parameters (the resolver routes on `path`)."""
+    event["pathParameters"] = {**(event.get("pathParameters") or {}), **params}
+    path = event["resource"]
+    for name, value in event["pathParameters"].items():
+        path = path.replace("{" + name + "}", value)
+    event["path"] = path
+    return event

@@ -1,0 +1,66 @@
+"""Authorizers (API keys, callback tokens) and the admin-only keys endpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sandboxcp.domain.models import Principal
+from sandboxcp.domain.states import SessionStatus
+from sandboxcp.services import auth
+from tests.functional.conftest import SAMPLE_SESSION, body, invoke, sample_event, seed_session
+
+
+def _authorize(module: str, token: str | None) -> dict:
+    event = sample_event(module)
+    event["headers"] = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
+    return invoke(module, event)
+
+
+def test_api_key_authorizer_resolves_the_tenant(deps):
+    secret = auth.issue_api_key(deps, Principal(tenant_id="root", is_admin=True), "tenant-a", admin=False)
+    policy = _authorize("authorizer_api_key", secret)
+    assert policy["principalId"] == "tenant-a"
+    assert policy["context"] == {"tenant_id": "tenant-a", "is_admin": "false"}
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    stored = [k for k in deps.api_keys.__class__.__mro__]  # the secret itself is never stored
+    assert deps.api_keys.get(secret) is None and deps.api_keys.get(auth.hash_secret(secret)) is not None
+    assert stored
+
+
+@pytest.mark.parametrize("token", [None, "", "sk_wrong", "cb_" + SAMPLE_SESSION + ".x"])
+def test_api_key_authorizer_refuses_missing_and_bad_keys(deps, token):
+    with pytest.raises(Exception, match="Unauthorized"):
+        _authorize("authorizer_api_key", token)
+
+
+def test_callback_authorizer_accepts_only_the_sessions_own_live_token(deps):
+    token = auth.new_callback_token(SAMPLE_SESSION)
+    seed_session(deps, token_hash=auth.hash_secret(token))
+    policy = _authorize("authorizer_callback", token)
+    assert policy["context"] == {"session_id": SAMPLE_SESSION}
+    forged = token[:-4] + "AAAA"
+    with pytest.raises(Exception, match="Unauthorized"):
+        _authorize("authorizer_callback", forged)
+    with pytest.raises(Exception, match="Unauthorized"):
+        _authorize("authorizer_callback", "sk_some_api_key")
+    deps.sessions.transition(SAMPLE_SESSION, SessionStatus.TERMINATED, now=deps.sessions.get(SAMPLE_SESSION).updated_at)
+    with pytest.raises(Exception, match="Unauthorized"):
+        _authorize("authorizer_callback", token)
+
+
+def test_admin_issues_keys_and_others_cannot(deps):
+    resp = invoke("keys_create", sample_event("keys_create"))
+    assert resp["statusCode"] == 201
+    issued = body(resp)
+    assert issued["tenant_id"] == "tenant-b" and issued["api_key"].startswith("sk_")
+    assert auth.authenticate_api_key(deps, f"Bearer {issued['api_key']}").tenant_id == "tenant-b"
+    event = sample_event("keys_create")
+    event["requestContext"]["authorizer"]["is_admin"] = "false"
+    refused = invoke("keys_create", event)
+    assert refused["statusCode"] == 403
+    bad = sample_event("keys_create")
+    bad["body"] = json.dumps({"tenant_id": "no spaces allowed"})
+    assert invoke("keys_create", bad)["statusCode"] == 400

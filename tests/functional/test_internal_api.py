@@ -1,0 +1,134 @@
+"""Internal (executor callback) endpoints: ownership by callback token, state changes, idempotent results."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from sandboxcp.domain.states import ExecutionStatus, SessionStatus
+from tests.functional.conftest import (
+    SAMPLE_EXECUTION,
+    SAMPLE_SESSION,
+    body,
+    invoke,
+    sample_event,
+    seed_session,
+    with_path,
+)
+
+
+def _seed_execution(deps):
+    from sandboxcp.domain import clock
+    from sandboxcp.domain.models import Execution
+
+    deps.executions.create(Execution(
+        execution_id=SAMPLE_EXECUTION, session_id=SAMPLE_SESSION, tenant_id="tenant-a",
+        status=ExecutionStatus.PENDING, code="def handler(e): return 42", language="python", timeout=30,
+        created_at=clock.now(),
+    ))
+
+
+def test_container_ready_makes_the_session_running_and_releases_the_task_token(deps):
+    seed_session(deps, status=SessionStatus.CREATING)
+    resp = invoke("internal_container_ready", sample_event("internal_container_ready"))
+    assert resp["statusCode"] == 200
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored is not None and stored.status == SessionStatus.RUNNING and stored.started_at
+    assert deps.launch.ready == [("task-token-1", {"session_id": SAMPLE_SESSION, "status": "running"})]
+    again = invoke("internal_container_ready", sample_event("internal_container_ready"))
+    assert again["statusCode"] == 200 and len(deps.launch.ready) == 1
+
+
+def test_a_callback_token_is_refused_on_another_sessions_resources(deps):
+    other = "sess_0000000000000002"
+    seed_session(deps, status=SessionStatus.CREATING)
+    seed_session(deps, other, status=SessionStatus.CREATING)
+    event = with_path(sample_event("internal_container_ready"), session_id=other)
+    resp = invoke("internal_container_ready", event)
+    assert resp["statusCode"] == 403
+    assert body(resp)["error_code"] == "Sandbox.Forbidden"
+    stored = deps.sessions.get(other)
+    assert stored is not None and stored.status == SessionStatus.CREATING
+
+    _seed_execution(deps)
+    for module in ("internal_execution_status", "internal_heartbeat", "internal_execution_result"):
+        event = sample_event(module)
+        event["requestContext"]["authorizer"]["session_id"] = other
+        assert invoke(module, event)["statusCode"] == 403, module
+    execution = deps.executions.get(SAMPLE_EXECUTION)
+    assert execution is not None and execution.status == ExecutionStatus.PENDING
+
+
+def test_container_exited_fails_the_session_and_destroys_the_sandbox(deps):
+    seed_session(deps)
+    resp = invoke("internal_container_exited", sample_event("internal_container_exited"))
+    assert resp["statusCode"] == 200
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored is not None and stored.status == SessionStatus.FAILED
+    assert "137" in (stored.error_message or "")
+    assert deps.runtime.destroyed == [f"proc-{SAMPLE_SESSION}"]
+
+
+def test_status_heartbeat_then_result(deps):
+    seed_session(deps)
+    _seed_execution(deps)
+    assert invoke("internal_execution_status", sample_event("internal_execution_status"))["statusCode"] == 200
+    assert invoke("internal_heartbeat", sample_event("internal_heartbeat"))["statusCode"] == 200
+    running = deps.executions.get(SAMPLE_EXECUTION)
+    assert running is not None and running.status == ExecutionStatus.RUNNING and running.last_heartbeat_at
+    resp = invoke("internal_execution_result", sample_event("internal_execution_result"))
+    assert resp["statusCode"] == 200
+    assert body(resp)["message"] == "Result created successfully"
+    done = deps.executions.get(SAMPLE_EXECUTION)
+    assert done is not None and done.status == ExecutionStatus.COMPLETED and done.outcome is not None
+    assert done.outcome.return_value == 42
+    late_beat = invoke("internal_heartbeat", sample_event("internal_heartbeat"))
+    assert late_beat["statusCode"] == 409
+
+
+def test_repeated_result_changes_nothing_and_returns_the_stored_outcome(deps):
+    seed_session(deps)
+    _seed_execution(deps)
+    first = invoke("internal_execution_result", sample_event("internal_execution_result"))
+    assert first["statusCode"] == 200
+    repeat = invoke("internal_execution_result", sample_event("internal_execution_result"))
+    assert body(repeat) == body(first)
+
+    different = sample_event("internal_execution_result")
+    payload = json.loads(different["body"])
+    payload.update(status="failed", stdout="tampered", exit_code=1, return_value=None)
+    different["body"] = json.dumps(payload)
+    different["headers"]["Idempotency-Key"] = "another-key"
+    resp = invoke("internal_execution_result", different)
+    assert resp["statusCode"] == 200
+    assert body(resp)["message"] == "Result already recorded" and body(resp)["status"] == "completed"
+    stored = deps.executions.get(SAMPLE_EXECUTION)
+    assert stored is not None and stored.outcome is not None
+    assert stored.outcome.stdout == "hi\n" and stored.outcome.return_value == 42
+
+
+def test_concurrent_results_store_one_outcome(deps):
+    seed_session(deps)
+    _seed_execution(deps)
+    from sandboxcp.services.callbacks import record_result
+    from sandboxcp.domain.models import ExecutionOutcome
+
+    base = json.loads(sample_event("internal_execution_result")["body"])
+    outcomes = [ExecutionOutcome.model_validate({**base, "stdout": f"run {i}\n"}) for i in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        created = list(pool.map(lambda o: record_result(deps, SAMPLE_SESSION, SAMPLE_EXECUTION, o)[1], outcomes))
+    assert created.count(True) == 1
+    stored = deps.executions.get(SAMPLE_EXECUTION)
+    assert stored is not None and stored.outcome is not None
+    assert stored.outcome.stdout == f"run {created.index(True)}\n"
+
+
+def test_result_without_idempotency_key_is_refused(deps):
+    seed_session(deps)
+    _seed_execution(deps)
+    event = sample_event("internal_execution_result")
+    del event["headers"]["Idempotency-Key"]
+    del event["multiValueHeaders"]["Idempotency-Key"]
+    resp = invoke("internal_execution_result", event)
+    assert resp["statusCode"] == 400
+    assert "Idempotency-Key" in body(resp)["error_detail"]

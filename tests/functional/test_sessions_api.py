@@ -1,0 +1,124 @@
+"""Session endpoints on moto with their sample events."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import boto3
+import pytest
+
+from sandboxcp.domain.states import SessionStatus
+from tests.functional.conftest import SAMPLE_SESSION, body, invoke, sample_event, seed_session, with_path
+
+ERROR_FIELDS = {"error_code", "description", "error_detail", "solution", "request_id"}
+
+
+def _with_body(module: str, payload: object) -> dict:
+    event = sample_event(module)
+    event["body"] = payload if isinstance(payload, str) or payload is None else json.dumps(payload)
+    return event
+
+
+def test_health_answers_without_a_key(deps):
+    resp = invoke("health", sample_event("health"))
+    assert resp["statusCode"] == 200
+    assert body(resp) == {"status": "healthy"}
+
+
+def test_create_session_records_creating_and_starts_the_launch_workflow(deps):
+    resp = invoke("sessions_create", sample_event("sessions_create"))
+    assert resp["statusCode"] == 201
+    created = body(resp)
+    assert re.fullmatch(r"sess_[a-z0-9]{16}", created["session_id"])
+    assert created["status"] == "creating"
+    assert created["workspace_path"].endswith(f"/workspace/{created['session_id']}/")
+    sfn = boto3.client("stepfunctions")
+    runs = sfn.list_executions(stateMachineArn=deps.settings.launch_state_machine_arn)["executions"]
+    assert [r["name"] for r in runs] == [created["session_id"]]
+    stored = deps.sessions.get(created["session_id"])
+    assert stored is not None and stored.tenant_id == "tenant-a" and stored.env_vars == {"LOG_LEVEL": "info"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "detail"),
+    [
+        ({"template_id": "no-such-template"}, "no-such-template"),
+        ("{not json", "not valid JSON"),
+        (None, "required"),
+        ({}, "template_id"),
+        ({"template_id": 12}, "template_id"),
+        ({"template_id": "python-basic", "timeout": 10}, "timeout"),
+        ({"template_id": "python-basic", "timeout": "long"}, "timeout"),
+        ({"template_id": "python-basic", "resources": {"cpu": "64", "memory": "1Gi", "disk": "1Gi"}}, "cpu"),
+        ({"template_id": "python-basic", "env_vars": {"AWS_SECRET_ACCESS_KEY": "x"}}, "reserved"),
+        ([1, 2], "body"),
+    ],
+)
+def test_bad_create_requests_get_400_with_the_contract_error_body(deps, payload, detail):
+    resp = invoke("sessions_create", _with_body("sessions_create", payload))
+    assert resp["statusCode"] == 400, resp
+    err = body(resp)
+    assert ERROR_FIELDS <= set(err)
+    assert err["error_code"] == "Sandbox.InvalidParameter"
+    assert detail in err["error_detail"]
+    assert err["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+
+
+def test_get_session_of_the_callers_tenant(deps):
+    seed_session(deps)
+    resp = invoke("sessions_get", sample_event("sessions_get"))
+    assert resp["statusCode"] == 200
+    assert body(resp)["status"] == "running"
+    assert body(resp)["container_id"] == f"proc-{SAMPLE_SESSION}"
+
+
+def test_another_tenants_session_is_not_found(deps):
+    seed_session(deps, tenant="tenant-other")
+    for module in ("sessions_get", "sessions_terminate", "executions_list", "executions_submit"):
+        resp = invoke(module, sample_event(module))
+        assert resp["statusCode"] == 404, module
+        assert body(resp)["error_code"] == "Sandbox.SessionNotFound"
+    assert deps.runtime.destroyed == []
+
+
+def test_malformed_session_id_is_not_found(deps):
+    event = with_path(sample_event("sessions_get"), session_id="sess_..%2F..%2Fetc")
+    assert invoke("sessions_get", event)["statusCode"] == 404
+
+
+def test_list_sessions_filters_by_status_through_the_index(deps):
+    seed_session(deps, "sess_0000000000000001")
+    seed_session(deps, "sess_0000000000000002", status=SessionStatus.TERMINATED)
+    seed_session(deps, "sess_0000000000000003", tenant="tenant-other")
+    resp = invoke("sessions_list", sample_event("sessions_list"))
+    assert resp["statusCode"] == 200
+    listed = body(resp)
+    assert listed["total"] == 1
+    assert [s["session_id"] for s in listed["sessions"]] == ["sess_0000000000000001"]
+    everything = sample_event("sessions_list")
+    everything["queryStringParameters"] = None
+    everything["multiValueQueryStringParameters"] = None
+    assert body(invoke("sessions_list", everything))["total"] == 2
+
+
+@pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "201"}, {"status": "sleeping"}, {"offset": "-1"}])
+def test_list_sessions_rejects_bad_paging(deps, query):
+    event = sample_event("sessions_list")
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
+    resp = invoke("sessions_list", event)
+    assert resp["statusCode"] == 400
+    assert body(resp)["error_code"] == "Sandbox.InvalidParameter"
+
+
+def test_terminate_marks_terminated_and_destroys_the_sandbox(deps):
+    seed_session(deps)
+    resp = invoke("sessions_terminate", sample_event("sessions_terminate"))
+    assert resp["statusCode"] == 200
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored is not None and stored.status == SessionStatus.TERMINATED and stored.terminated_at
+    assert deps.runtime.destroyed == [f"proc-{SAMPLE_SESSION}"]
+    again = invoke("sessions_terminate", copy.deepcopy(sample_event("sessions_terminate")))
+    assert again["statusCode"] == 200
