@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
 from sandboxcp.local.functions import LocalFunctions
@@ -56,7 +56,7 @@ class ApiGatewayEmulator:
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             index, params = adapter.match()
-        except (NotFound, MethodNotAllowed):
+        except (NotFound, MethodNotAllowed, RequestRedirect):
             return _gateway_error(404, "Sandbox.NotFound", "Not found",
                                   f"No route for {request.method} {request.path}", request_id)
         route = self.routes[index]

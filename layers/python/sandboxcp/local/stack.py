@@ -7,12 +7,14 @@ unix socket that each sandbox sees as its only way out."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,8 @@ class LocalStack:
 
 
 def run(host: str, port: int, runtime: str, state_dir: str | None) -> int:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and the emulator's access logs
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     stack = LocalStack(host=host, port=port, runtime=runtime, state_dir=state_dir)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -80,8 +80,8 @@ class ProcessRuntime:
         sdir = self._session_dir(spec.session_id)
         for sub in ("run", "workspace", "etc"):
             (sdir / sub).mkdir(parents=True, exist_ok=True)
-        os.chown(sdir / "run", SANDBOX_UID, SANDBOX_UID)
-        os.chown(sdir / "workspace", SANDBOX_UID, SANDBOX_UID)
+        # No chown: bwrap maps the launching user to uid 1000 inside, so the launcher's own directories are
+        # the sandbox user's; a host uid 1000 would be unmapped ("nobody") in there.
         (sdir / "etc" / "passwd").write_text("sandbox:x:1000:1000:sandbox:/workspace:/bin/sh\n")
         (sdir / "etc" / "group").write_text("sandbox:x:1000:\n")
         argv = self._bwrap_argv(spec, sdir)

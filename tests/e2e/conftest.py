@@ -1,0 +1,99 @@
+"""End-to-end: the real local stack (`sandboxcp local`) in a subprocess, with real bubblewrap sandboxes.
+These tests need bubblewrap; without it they fail with a clear message (scripts/setup.sh installs it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandboxcp.local.aws import free_port
+
+
+@dataclass
+class Stack:
+    url: str
+    admin_key: str
+    state_dir: Path
+    process: subprocess.Popen[str]
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.url}/api/v1", timeout=30,
+                            headers={"Authorization": f"Bearer {key or self.admin_key}"})
+
+
+def start_stack(tmp: Path, runtime: str = "process") -> Stack:
+    if shutil.which("bwrap") is None:
+        pytest.fail("bubblewrap (bwrap) is not installed: run scripts/setup.sh (apt-get install bubblewrap)")
+    port = free_port()
+    key = "sk_e2e_admin_key_for_tests_only"
+    env = {**os.environ, "SANDBOXCP_API_KEY": key}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandboxcp.cli", "local", "--port", str(port), "--runtime", runtime,
+         "--state-dir", str(tmp / "state")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"local stack exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return Stack(url, key, tmp / "state", proc)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail("local stack did not answer /api/v1/health within 60 s")
+
+
+def stop_stack(stack: Stack) -> str:
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGINT)
+        try:
+            stack.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stack.process.kill()
+    return stack.process.stdout.read() if stack.process.stdout else ""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = start_stack(tmp_path_factory.mktemp("stack"))
+    yield s
+    stop_stack(s)
+
+
+def executor_pids(session_id: str) -> list[int]:
+    """Executor processes of one session (found through their environment, as any host tool would)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"sandbox_executor" in cmdline and f"SANDBOXCP_SESSION_ID={session_id}".encode() in environ:
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
