@@ -26,8 +26,13 @@ _PROBE = "import time; t = time.perf_counter(); import {module}; print(time.perf
 
 
 def import_seconds(module: str, env: dict[str, str]) -> float:
-    out = subprocess.run([sys.executable, "-c", _PROBE.format(module=module)], env=env, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(module=module)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -55,8 +60,10 @@ def main() -> None:
     rows = sorted(((median_ms(m), m) for m in all_modules()), reverse=True)
     for ms, module in rows:
         print(f"{module:32} {ms:10.0f} {ms / baseline:8.2f}")
-    print(f"\n{'median of all functions':32} {statistics.median(r[0] for r in rows):10.0f} "
-          f"{statistics.median(r[0] for r in rows) / baseline:8.2f}")
+    print(
+        f"\n{'median of all functions':32} {statistics.median(r[0] for r in rows):10.0f} "
+        f"{statistics.median(r[0] for r in rows) / baseline:8.2f}"
+    )
 
 
 if __name__ == "__main__":

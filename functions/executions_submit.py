@@ -1,4 +1,4 @@
-"""POST /api/v1/sessions/{session_id}/execute: record the execution (`pending`) and hand it to the executor."""
+"""POST /api/v1/sessions/{session_id}/execute: record the execution (`pending`), hand it to the executor."""
 
 from typing import Annotated
 
@@ -18,8 +18,9 @@ ROUTE = route_for("executions_submit")
 @app.post(resolver_path(ROUTE.path))
 def submit(session_id: str, body: Annotated[ExecuteRequest, Body()]) -> ExecuteResponse:
     execution = submit_execution(get_deps(), caller(app), session_id, body)
-    return ExecuteResponse(execution_id=execution.execution_id, status=execution.status,
-                           submitted_at=execution.created_at)
+    return ExecuteResponse(
+        execution_id=execution.execution_id, status=execution.status, submitted_at=execution.created_at
+    )
 
 
 handler = lambda_entry(app)

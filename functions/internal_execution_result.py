@@ -39,7 +39,9 @@ def _record(request: dict[str, Any]) -> dict[str, Any]:
 def report(execution_id: str, body: Annotated[ExecutionOutcome, Body()]) -> ResultRecorded:
     key = app.current_event.get_header_value("Idempotency-Key")
     if not key:
-        raise InvalidParameter("The Idempotency-Key header is required", solution="Send the execution id as the key")
+        raise InvalidParameter(
+            "The Idempotency-Key header is required", solution="Send the execution id as the key"
+        )
     request = {
         "execution_id": execution_id,
         "idempotency_key": key,

@@ -19,7 +19,9 @@ ROUTE = route_for("keys_create")
 @app.post(resolver_path(ROUTE.path))
 def create(body: Annotated[CreateKeyRequest, Body()]) -> Response[ApiKeyResponse]:
     secret = issue_api_key(get_deps(), caller(app), body.tenant_id, admin=body.admin)
-    return Response(201, "application/json", ApiKeyResponse(api_key=secret, tenant_id=body.tenant_id, admin=body.admin))
+    return Response(
+        201, "application/json", ApiKeyResponse(api_key=secret, tenant_id=body.tenant_id, admin=body.admin)
+    )
 
 
 handler = lambda_entry(app)

@@ -22,7 +22,9 @@ def list_(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10000)] = 0,
 ) -> SessionList:
-    page = list_sessions(get_deps(), caller(app), status=status, template_id=template_id, limit=limit, offset=offset)
+    page = list_sessions(
+        get_deps(), caller(app), status=status, template_id=template_id, limit=limit, offset=offset
+    )
     return SessionList(sessions=[SessionResponse.of(s) for s in page.items], total=page.total)
 
 

@@ -27,8 +27,11 @@ class Stack:
     process: subprocess.Popen[str]
 
     def client(self, key: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.url}/api/v1", timeout=30,
-                            headers={"Authorization": f"Bearer {key or self.admin_key}"})
+        return httpx.Client(
+            base_url=f"{self.url}/api/v1",
+            timeout=30,
+            headers={"Authorization": f"Bearer {key or self.admin_key}"},
+        )
 
 
 def start_stack(tmp: Path, runtime: str = "process") -> Stack:
@@ -38,9 +41,22 @@ def start_stack(tmp: Path, runtime: str = "process") -> Stack:
     key = "sk_e2e_admin_key_for_tests_only"
     env = {**os.environ, "SANDBOXCP_API_KEY": key}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandboxcp.cli", "local", "--port", str(port), "--runtime", runtime,
-         "--state-dir", str(tmp / "state")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sandboxcp.cli",
+            "local",
+            "--port",
+            str(port),
+            "--runtime",
+            runtime,
+            "--state-dir",
+            str(tmp / "state"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -21,15 +21,15 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.update(local_settings_env("/tmp/sandboxcp-functional", "process"))
 os.environ["LAUNCH_STATE_MACHINE_ARN"] = ""
 
-from moto import mock_aws  # noqa: E402
+from moto import mock_aws
 
-from sandboxcp.domain.models import Session  # noqa: E402
-from sandboxcp.domain.ports import SandboxHandle, SandboxSpec, SandboxState  # noqa: E402
-from sandboxcp.domain.resources import ResourceLimit  # noqa: E402
-from sandboxcp.domain.states import SessionStatus  # noqa: E402
-from sandboxcp.local.functions import LocalContext  # noqa: E402
-from sandboxcp.services.deps import Dependencies, set_deps  # noqa: E402
-from sandboxcp.settings import get_settings  # noqa: E402
+from sandboxcp.domain.models import Session
+from sandboxcp.domain.ports import SandboxHandle, SandboxSpec, SandboxState
+from sandboxcp.domain.resources import ResourceLimit
+from sandboxcp.domain.states import SessionStatus
+from sandboxcp.local.functions import LocalContext
+from sandboxcp.services.deps import Dependencies, set_deps
+from sandboxcp.settings import get_settings
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SAMPLE_SESSION = "sess_0000000000000001"
@@ -46,8 +46,11 @@ class RecordingRuntime:
 
     def start(self, spec: SandboxSpec) -> SandboxHandle:
         self.started.append(spec)
-        return SandboxHandle(container_id=f"proc-{spec.session_id}", node="local",
-                             executor_url=f"unix:///tmp/{spec.session_id}.sock")
+        return SandboxHandle(
+            container_id=f"proc-{spec.session_id}",
+            node="local",
+            executor_url=f"unix:///tmp/{spec.session_id}.sock",
+        )
 
     def destroy(self, container_id: str) -> None:
         self.destroyed.append(container_id)
@@ -108,17 +111,35 @@ def body(response: dict[str, Any]) -> Any:
     return json.loads(response["body"])
 
 
-def seed_session(deps: Dependencies, session_id: str = SAMPLE_SESSION, *, tenant: str = TENANT,
-                 status: SessionStatus = SessionStatus.RUNNING, token_hash: str | None = None) -> Session:
+def seed_session(
+    deps: Dependencies,
+    session_id: str = SAMPLE_SESSION,
+    *,
+    tenant: str = TENANT,
+    status: SessionStatus = SessionStatus.RUNNING,
+    token_hash: str | None = None,
+) -> Session:
     now = datetime.now(UTC)
     session = Session(
-        session_id=session_id, tenant_id=tenant, template_id="python-basic", status=SessionStatus.CREATING,
-        runtime_type="process", workspace_path=f"s3://b/workspace/{session_id}/", resources=ResourceLimit(),
-        timeout=300, created_at=now, updated_at=now, last_activity_at=now, callback_token_hash=token_hash,
+        session_id=session_id,
+        tenant_id=tenant,
+        template_id="python-basic",
+        status=SessionStatus.CREATING,
+        runtime_type="process",
+        workspace_path=f"s3://b/workspace/{session_id}/",
+        resources=ResourceLimit(),
+        timeout=300,
+        created_at=now,
+        updated_at=now,
+        last_activity_at=now,
+        callback_token_hash=token_hash,
     )
     deps.sessions.create(session)
-    fields = {"container_id": f"proc-{session_id}", "executor_url": f"unix:///tmp/{session_id}.sock",
-              "task_token": "task-token-1"}
+    fields = {
+        "container_id": f"proc-{session_id}",
+        "executor_url": f"unix:///tmp/{session_id}.sock",
+        "task_token": "task-token-1",
+    }
     deps.sessions.update_fields(session_id, fields, only_if=[SessionStatus.CREATING])
     if status != SessionStatus.CREATING:
         deps.sessions.transition(session_id, SessionStatus.RUNNING, now=now)

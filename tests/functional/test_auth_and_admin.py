@@ -46,7 +46,9 @@ def test_callback_authorizer_accepts_only_the_sessions_own_live_token(deps):
         _authorize("authorizer_callback", forged)
     with pytest.raises(Exception, match="Unauthorized"):
         _authorize("authorizer_callback", "sk_some_api_key")
-    deps.sessions.transition(SAMPLE_SESSION, SessionStatus.TERMINATED, now=deps.sessions.get(SAMPLE_SESSION).updated_at)
+    deps.sessions.transition(
+        SAMPLE_SESSION, SessionStatus.TERMINATED, now=deps.sessions.get(SAMPLE_SESSION).updated_at
+    )
     with pytest.raises(Exception, match="Unauthorized"):
         _authorize("authorizer_callback", token)
 

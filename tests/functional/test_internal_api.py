@@ -21,11 +21,18 @@ def _seed_execution(deps):
     from sandboxcp.domain import clock
     from sandboxcp.domain.models import Execution
 
-    deps.executions.create(Execution(
-        execution_id=SAMPLE_EXECUTION, session_id=SAMPLE_SESSION, tenant_id="tenant-a",
-        status=ExecutionStatus.PENDING, code="def handler(e): return 42", language="python", timeout=30,
-        created_at=clock.now(),
-    ))
+    deps.executions.create(
+        Execution(
+            execution_id=SAMPLE_EXECUTION,
+            session_id=SAMPLE_SESSION,
+            tenant_id="tenant-a",
+            status=ExecutionStatus.PENDING,
+            code="def handler(e): return 42",
+            language="python",
+            timeout=30,
+            created_at=clock.now(),
+        )
+    )
 
 
 def test_container_ready_makes_the_session_running_and_releases_the_task_token(deps):
@@ -110,13 +117,15 @@ def test_repeated_result_changes_nothing_and_returns_the_stored_outcome(deps):
 def test_concurrent_results_store_one_outcome(deps):
     seed_session(deps)
     _seed_execution(deps)
-    from sandboxcp.services.callbacks import record_result
     from sandboxcp.domain.models import ExecutionOutcome
+    from sandboxcp.services.callbacks import record_result
 
     base = json.loads(sample_event("internal_execution_result")["body"])
     outcomes = [ExecutionOutcome.model_validate({**base, "stdout": f"run {i}\n"}) for i in range(10)]
     with ThreadPoolExecutor(10) as pool:
-        created = list(pool.map(lambda o: record_result(deps, SAMPLE_SESSION, SAMPLE_EXECUTION, o)[1], outcomes))
+        created = list(
+            pool.map(lambda o: record_result(deps, SAMPLE_SESSION, SAMPLE_EXECUTION, o)[1], outcomes)
+        )
     assert created.count(True) == 1
     stored = deps.executions.get(SAMPLE_EXECUTION)
     assert stored is not None and stored.outcome is not None

@@ -23,7 +23,9 @@ def test_start_sandbox_gives_it_a_session_scoped_token_and_no_cloud_credentials(
     assert auth.authenticate_callback(deps, f"Bearer {token}") == SAMPLE_SESSION
     assert not [k for k in spec.env if k.startswith("AWS_")]
     stored = deps.sessions.get(SAMPLE_SESSION)
-    assert stored is not None and stored.task_token.startswith("AQCE") and token not in stored.model_dump_json()
+    assert (
+        stored is not None and stored.task_token.startswith("AQCE") and token not in stored.model_dump_json()
+    )
 
 
 def test_start_sandbox_of_a_terminated_session_leaves_nothing_running(deps):

@@ -60,7 +60,7 @@ def test_bad_create_requests_get_400_with_the_contract_error_body(deps, payload,
     resp = invoke("sessions_create", _with_body("sessions_create", payload))
     assert resp["statusCode"] == 400, resp
     err = body(resp)
-    assert ERROR_FIELDS <= set(err)
+    assert set(err) >= ERROR_FIELDS
     assert err["error_code"] == "Sandbox.InvalidParameter"
     assert detail in err["error_detail"]
     assert err["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
@@ -103,7 +103,9 @@ def test_list_sessions_filters_by_status_through_the_index(deps):
     assert body(invoke("sessions_list", everything))["total"] == 2
 
 
-@pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "201"}, {"status": "sleeping"}, {"offset": "-1"}])
+@pytest.mark.parametrize(
+    "query", [{"limit": "0"}, {"limit": "201"}, {"status": "sleeping"}, {"offset": "-1"}]
+)
 def test_list_sessions_rejects_bad_paging(deps, query):
     event = sample_event("sessions_list")
     event["queryStringParameters"] = query

@@ -28,8 +28,17 @@ def test_quantities(text, mb):
 @pytest.mark.parametrize(
     "limits",
     [
-        {"cpu": "0.25"}, {"cpu": "5"}, {"cpu": "one"}, {"memory": "128Mi"}, {"memory": "9Gi"}, {"memory": "1G"},
-        {"disk": "512Mi"}, {"disk": "51Gi"}, {"max_processes": 8}, {"max_processes": 5000}, {"gpu": "1"},
+        {"cpu": "0.25"},
+        {"cpu": "5"},
+        {"cpu": "one"},
+        {"memory": "128Mi"},
+        {"memory": "9Gi"},
+        {"memory": "1G"},
+        {"disk": "512Mi"},
+        {"disk": "51Gi"},
+        {"max_processes": 8},
+        {"max_processes": 5000},
+        {"gpu": "1"},
     ],
 )
 def test_resource_limits_out_of_range_are_refused(limits):
@@ -55,8 +64,15 @@ def test_execution_timeout_range(timeout):
         ExecuteRequest(code="x", language="python", timeout=timeout)
 
 
-@pytest.mark.parametrize("env", [{"AWS_ACCESS_KEY_ID": "x"}, {"SANDBOXCP_CALLBACK_TOKEN": "x"}, {"1BAD": "x"},
-                                 {f"K{i}": "v" for i in range(65)}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"AWS_ACCESS_KEY_ID": "x"},
+        {"SANDBOXCP_CALLBACK_TOKEN": "x"},
+        {"1BAD": "x"},
+        {f"K{i}": "v" for i in range(65)},
+    ],
+)
 def test_session_env_vars_cannot_shadow_platform_variables(env):
     with pytest.raises(ValidationError):
         CreateSessionRequest(template_id="python-basic", env_vars=env)

@@ -16,8 +16,12 @@ def _keys_create(args: argparse.Namespace) -> int:
     if not admin_key:
         print("SANDBOXCP_API_KEY must hold an admin key", file=sys.stderr)
         return 2
-    resp = httpx.post(f"{url}/api/v1/keys", json={"tenant_id": args.tenant, "admin": args.admin},
-                      headers={"Authorization": f"Bearer {admin_key}"}, timeout=30)
+    resp = httpx.post(
+        f"{url}/api/v1/keys",
+        json={"tenant_id": args.tenant, "admin": args.admin},
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
     if resp.status_code != 201:
         print(f"key not created: HTTP {resp.status_code} {resp.text}", file=sys.stderr)
         return 1

@@ -36,4 +36,6 @@ class HttpExecutorClient:
         if resp.status_code == 503:
             raise SandboxUnavailable("The session's executor queue is full")
         if resp.status_code >= 300:
-            raise SandboxUnavailable(f"The session's executor refused the execution (HTTP {resp.status_code})")
+            raise SandboxUnavailable(
+                f"The session's executor refused the execution (HTTP {resp.status_code})"
+            )

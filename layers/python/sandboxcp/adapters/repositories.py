@@ -95,7 +95,11 @@ class DynamoSessionRepository:
         record = SessionRecord(
             **data,
             resources=session.resources.model_dump(),
-            **{k: v for k, v in self._status_fields(session.tenant_id, session.status).items() if v is not None},
+            **{
+                k: v
+                for k, v in self._status_fields(session.tenant_id, session.status).items()
+                if v is not None
+            },
         )
         record.save(condition=SessionRecord.session_id.does_not_exist())
 
@@ -104,8 +108,15 @@ class DynamoSessionRepository:
         return self._to_domain(r) if r else None
 
     def list(
-        self, tenant_id: str, *, status: SessionStatus | None, template_id: str | None, limit: int, offset: int
+        self,
+        tenant_id: str,
+        *,
+        status: SessionStatus | None,
+        template_id: str | None,
+        limit: int,
+        offset: int,
     ) -> Page[Session]:
+        index: Any
         if status is not None:
             index, key = SessionRecord.by_tenant_status, f"{tenant_id}#{status.value}"
         else:
@@ -144,7 +155,9 @@ class DynamoSessionRepository:
             raise
         return self._to_domain(current)
 
-    def update_fields(self, session_id: str, fields: Mapping[str, Any], *, only_if: Iterable[SessionStatus]) -> None:
+    def update_fields(
+        self, session_id: str, fields: Mapping[str, Any], *, only_if: Iterable[SessionStatus]
+    ) -> None:
         record = SessionRecord(session_id=session_id)
         try:
             record.update(
@@ -206,6 +219,7 @@ class DynamoExecutionRepository:
     def list_for_session(
         self, session_id: str, *, status: ExecutionStatus | None, limit: int, offset: int
     ) -> Page[Execution]:
+        index: Any
         if status is not None:
             index, key = ExecutionRecord.by_session_status, f"{session_id}#{status.value}"
         else:
@@ -215,7 +229,12 @@ class DynamoExecutionRepository:
         return Page(items=[self._to_domain(r) for r in _page_slice(rows, limit, offset)], total=total)
 
     def transition(
-        self, execution_id: str, target: ExecutionStatus, *, now: datetime, fields: Mapping[str, Any] | None = None
+        self,
+        execution_id: str,
+        target: ExecutionStatus,
+        *,
+        now: datetime,
+        fields: Mapping[str, Any] | None = None,
     ) -> Execution:
         current = _get(ExecutionRecord, execution_id)
         if current is None:
@@ -250,7 +269,9 @@ class DynamoExecutionRepository:
         try:
             ExecutionRecord(execution_id=execution_id).update(
                 actions=[ExecutionRecord.last_heartbeat_at.set(now)],
-                condition=ExecutionRecord.status.is_in(ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value),
+                condition=ExecutionRecord.status.is_in(
+                    ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value
+                ),
             )
         except UpdateError as err:
             if _condition_failed(err):
@@ -266,7 +287,9 @@ class DynamoTemplateRepository:
     def list(self, *, limit: int, offset: int) -> Page[Template]:
         total = TemplateRecord.all_templates.count("template")
         rows = TemplateRecord.all_templates.query("template")
-        return Page(items=[Template.model_validate(r.body) for r in _page_slice(rows, limit, offset)], total=total)
+        return Page(
+            items=[Template.model_validate(r.body) for r in _page_slice(rows, limit, offset)], total=total
+        )
 
     def put_if_absent(self, template: Template) -> bool:
         try:
@@ -285,7 +308,9 @@ class DynamoApiKeyRepository:
         r = _get(ApiKeyRecord, key_hash)
         if r is None:
             return None
-        return ApiKey(key_hash=r.key_hash, tenant_id=r.tenant_id, is_admin=bool(r.is_admin), created_at=r.created_at)
+        return ApiKey(
+            key_hash=r.key_hash, tenant_id=r.tenant_id, is_admin=bool(r.is_admin), created_at=r.created_at
+        )
 
     def put(self, key: ApiKey) -> None:
         ApiKeyRecord(**key.model_dump()).save(condition=ApiKeyRecord.key_hash.does_not_exist())

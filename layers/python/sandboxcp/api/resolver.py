@@ -48,7 +48,9 @@ def make_resolver() -> APIGatewayRestResolver:
         return str(app.current_event.request_context.request_id or "")
 
     def respond(err: SandboxError) -> Response[Any]:
-        return Response(err.status_code, content_types.APPLICATION_JSON, json.dumps(error_body(err, request_id())))
+        return Response(
+            err.status_code, content_types.APPLICATION_JSON, json.dumps(error_body(err, request_id()))
+        )
 
     @app.exception_handler(SandboxError)
     def _domain_error(err: SandboxError) -> Response[Any]:

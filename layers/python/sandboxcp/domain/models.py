@@ -28,7 +28,7 @@ class Template(BaseModel):
     pre_installed_packages: list[str] = Field(default_factory=list)
     default_resources: ResourceLimit = Field(default_factory=ResourceLimit)
     security_context: dict[str, Any] = Field(default_factory=dict)
-    languages: list[Language] = Field(default_factory=lambda: ["python", "shell"])
+    languages: list[Language] = Field(default=["python", "shell"])
     deprecated: bool = False
     created_at: datetime
     updated_at: datetime

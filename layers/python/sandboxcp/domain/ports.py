@@ -20,7 +20,6 @@ from sandboxcp.domain.models import (
 )
 from sandboxcp.domain.resources import ResourceLimit
 
-
 T = TypeVar("T")
 
 
@@ -33,7 +32,13 @@ class SessionRepository(Protocol):
     def create(self, session: Session) -> None: ...
     def get(self, session_id: str) -> Session | None: ...
     def list(
-        self, tenant_id: str, *, status: SessionStatus | None, template_id: str | None, limit: int, offset: int
+        self,
+        tenant_id: str,
+        *,
+        status: SessionStatus | None,
+        template_id: str | None,
+        limit: int,
+        offset: int,
     ) -> Page[Session]: ...
     def transition(
         self,
@@ -47,8 +52,10 @@ class SessionRepository(Protocol):
         """Conditionally move to `target` from a status the state machine allows (narrowed by `only_from`);
         raises StateConflict otherwise."""
         ...
-    def update_fields(self, session_id: str, fields: Mapping[str, Any], *, only_if: Iterable[SessionStatus]) -> None:
-        ...
+
+    def update_fields(
+        self, session_id: str, fields: Mapping[str, Any], *, only_if: Iterable[SessionStatus]
+    ) -> None: ...
     def touch(self, session_id: str, now: datetime) -> None: ...
 
 
@@ -59,7 +66,12 @@ class ExecutionRepository(Protocol):
         self, session_id: str, *, status: ExecutionStatus | None, limit: int, offset: int
     ) -> Page[Execution]: ...
     def transition(
-        self, execution_id: str, target: ExecutionStatus, *, now: datetime, fields: Mapping[str, Any] | None = None
+        self,
+        execution_id: str,
+        target: ExecutionStatus,
+        *,
+        now: datetime,
+        fields: Mapping[str, Any] | None = None,
     ) -> Execution: ...
     def record_outcome(self, execution_id: str, outcome: ExecutionOutcome, *, now: datetime) -> Execution: ...
     def heartbeat(self, execution_id: str, now: datetime) -> None: ...

@@ -42,7 +42,9 @@ class MotoAws:
     def start(self) -> None:
         self._server.start()
         # moto only runs state machines when told to (NOTES.md).
-        httpx.post(f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}})
+        httpx.post(
+            f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}
+        )
 
     def stop(self) -> None:
         self._server.stop()

@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
@@ -20,6 +20,7 @@ from sandboxcp.routes import AUTHORIZERS, ROUTES, Route
 
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's request payload limit
 _ACCOUNT, _REGION, _STAGE = "123456789012", "us-east-1", "local"
+_API_ARN = f"arn:aws:execute-api:{_REGION}:{_ACCOUNT}:local"
 
 
 def _rule_path(path: str) -> str:
@@ -35,9 +36,15 @@ def _rule_path(path: str) -> str:
 
 
 def _gateway_error(status: int, code: str, description: str, detail: str, request_id: str) -> Response:
-    body = {"error_code": code, "description": description, "error_detail": detail,
-            "solution": "Send 'Authorization: Bearer <token>' with a valid token" if status in (401, 403)
-            else "Check the method and path against the API contract", "request_id": request_id}
+    body = {
+        "error_code": code,
+        "description": description,
+        "error_detail": detail,
+        "solution": "Send 'Authorization: Bearer <token>' with a valid token"
+        if status in (401, 403)
+        else "Check the method and path against the API contract",
+        "request_id": request_id,
+    }
     return Response(json.dumps(body), status=status, content_type="application/json")
 
 
@@ -45,8 +52,10 @@ class ApiGatewayEmulator:
     def __init__(self, functions: LocalFunctions, routes: Iterable[Route] = ROUTES) -> None:
         self.functions = functions
         self.routes = list(routes)
-        self.url_map = Map([Rule(_rule_path(r.path), methods=[r.method], endpoint=i) for i, r in enumerate(self.routes)],
-                           strict_slashes=False)
+        self.url_map = Map(
+            [Rule(_rule_path(r.path), methods=[r.method], endpoint=i) for i, r in enumerate(self.routes)],
+            strict_slashes=False,
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         return self.handle(Request(environ))(environ, start_response)
@@ -57,13 +66,23 @@ class ApiGatewayEmulator:
         try:
             index, params = adapter.match()
         except (NotFound, MethodNotAllowed, RequestRedirect):
-            return _gateway_error(404, "Sandbox.NotFound", "Not found",
-                                  f"No route for {request.method} {request.path}", request_id)
+            return _gateway_error(
+                404,
+                "Sandbox.NotFound",
+                "Not found",
+                f"No route for {request.method} {request.path}",
+                request_id,
+            )
         route = self.routes[index]
         if (request.content_length or 0) > MAX_PAYLOAD:
-            return _gateway_error(413, "Sandbox.InvalidParameter", "Payload too large",
-                                  "API requests are limited to 10 MB", request_id)
-        event = self._proxy_event(request, route, params, request_id)
+            return _gateway_error(
+                413,
+                "Sandbox.InvalidParameter",
+                "Payload too large",
+                "API requests are limited to 10 MB",
+                request_id,
+            )
+        event = self._proxy_event(request, route, dict(params), request_id)
         if route.auth != "none":
             denied = self._authorize(route, event, request_id)
             if denied is not None:
@@ -71,7 +90,9 @@ class ApiGatewayEmulator:
         result = self.functions.invoke(route.module, event)
         return self._response(result)
 
-    def _proxy_event(self, request: Request, route: Route, params: dict[str, str], request_id: str) -> dict[str, Any]:
+    def _proxy_event(
+        self, request: Request, route: Route, params: dict[str, str], request_id: str
+    ) -> dict[str, Any]:
         raw = request.get_data()
         try:
             body, is_b64 = (raw.decode("utf-8"), False) if raw else (None, False)
@@ -97,34 +118,58 @@ class ApiGatewayEmulator:
                 "httpMethod": request.method,
                 "requestId": request_id,
                 "requestTimeEpoch": int(time.time() * 1000),
-                "identity": {"sourceIp": request.remote_addr or "127.0.0.1", "userAgent": request.user_agent.string},
+                "identity": {
+                    "sourceIp": request.remote_addr or "127.0.0.1",
+                    "userAgent": request.user_agent.string,
+                },
             },
             "body": body,
             "isBase64Encoded": is_b64,
         }
 
     def _authorize(self, route: Route, event: dict[str, Any], request_id: str) -> Response | None:
-        kind = "callback" if route.auth == "callback" else "api_key"
+        kind: Literal["api_key", "callback"] = "callback" if route.auth == "callback" else "api_key"
         auth_event = {
             "type": "REQUEST",
-            "methodArn": f"arn:aws:execute-api:{_REGION}:{_ACCOUNT}:local/{_STAGE}/{route.method}{event['path']}",
-            **{k: event[k] for k in ("resource", "path", "httpMethod", "headers", "multiValueHeaders",
-                                      "queryStringParameters", "pathParameters", "stageVariables",
-                                      "requestContext")},
+            "methodArn": f"{_API_ARN}/{_STAGE}/{route.method}{event['path']}",
+            **{
+                k: event[k]
+                for k in (
+                    "resource",
+                    "path",
+                    "httpMethod",
+                    "headers",
+                    "multiValueHeaders",
+                    "queryStringParameters",
+                    "pathParameters",
+                    "stageVariables",
+                    "requestContext",
+                )
+            },
         }
         try:
             policy = self.functions.invoke(AUTHORIZERS[kind].module, auth_event)
         except Exception as err:  # a raised "Unauthorized" is API Gateway's 401
             if str(err) == "Unauthorized":
-                return _gateway_error(401, "Sandbox.Unauthorized", "Authentication failed",
-                                      "Missing or invalid bearer token", request_id)
-            return _gateway_error(500, "Sandbox.InternalError", "Authorizer error", "The authorizer failed",
-                                  request_id)
+                return _gateway_error(
+                    401,
+                    "Sandbox.Unauthorized",
+                    "Authentication failed",
+                    "Missing or invalid bearer token",
+                    request_id,
+                )
+            return _gateway_error(
+                500, "Sandbox.InternalError", "Authorizer error", "The authorizer failed", request_id
+            )
         statements = policy.get("policyDocument", {}).get("Statement", [])
         if not any(s.get("Effect") == "Allow" for s in statements):
-            return _gateway_error(403, "Sandbox.Forbidden", "Access denied", "The authorizer denied the request",
-                                  request_id)
-        event["requestContext"]["authorizer"] = {**policy.get("context", {}), "principalId": policy["principalId"]}
+            return _gateway_error(
+                403, "Sandbox.Forbidden", "Access denied", "The authorizer denied the request", request_id
+            )
+        event["requestContext"]["authorizer"] = {
+            **policy.get("context", {}),
+            "principalId": policy["principalId"],
+        }
         return None
 
     @staticmethod
@@ -162,6 +207,9 @@ class LambdaInvokeEndpoint:
             resp = Response(json.dumps(result), content_type="application/json")
         except Exception as err:
             error = {"errorMessage": str(err), "errorType": type(err).__name__}
-            resp = Response(json.dumps(error), content_type="application/json",
-                            headers={"X-Amz-Function-Error": "Unhandled"})
+            resp = Response(
+                json.dumps(error),
+                content_type="application/json",
+                headers={"X-Amz-Function-Error": "Unhandled"},
+            )
         return resp(environ, start_response)

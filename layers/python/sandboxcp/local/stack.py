@@ -27,8 +27,14 @@ from sandboxcp.routes import ROUTES
 
 
 class LocalStack:
-    def __init__(self, host: str = "127.0.0.1", port: int = 8000, runtime: str = "process",
-                 state_dir: str | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        runtime: str = "process",
+        state_dir: str | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.host, self.port, self.runtime = host, port, runtime
         self.state_dir = Path(state_dir or f"/tmp/sandboxcp-{port}")
         self.api_key = api_key or os.environ.get("SANDBOXCP_API_KEY") or f"sk_{secrets.token_urlsafe(32)}"

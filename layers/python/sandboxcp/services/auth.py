@@ -43,15 +43,18 @@ def issue_api_key(deps: Dependencies, caller: Principal, tenant_id: str, *, admi
     if not tenant_id or len(tenant_id) > 64 or not tenant_id.replace("-", "").replace("_", "").isalnum():
         raise InvalidParameter("tenant_id must be 1-64 letters, digits, '-' or '_'")
     secret = new_secret(API_KEY_PREFIX)
-    deps.api_keys.put(ApiKey(key_hash=hash_secret(secret), tenant_id=tenant_id, is_admin=admin, created_at=clock.now()))
+    deps.api_keys.put(
+        ApiKey(key_hash=hash_secret(secret), tenant_id=tenant_id, is_admin=admin, created_at=clock.now())
+    )
     return secret
 
 
 def ensure_api_key(deps: Dependencies, secret: str, tenant_id: str, *, admin: bool) -> None:
     """Register a known secret (local mode's admin key); a no-op when it is already registered."""
     if deps.api_keys.get(hash_secret(secret)) is None:
-        deps.api_keys.put(ApiKey(key_hash=hash_secret(secret), tenant_id=tenant_id, is_admin=admin,
-                                 created_at=clock.now()))
+        deps.api_keys.put(
+            ApiKey(key_hash=hash_secret(secret), tenant_id=tenant_id, is_admin=admin, created_at=clock.now())
+        )
 
 
 def new_callback_token(session_id: str) -> str:
@@ -73,5 +76,7 @@ def authenticate_callback(deps: Dependencies, authorization: str | None) -> str:
     ):
         raise Unauthorized("Invalid callback token")
     if session.status not in ACTIVE_SESSION_STATUSES:
-        raise Unauthorized(f"Session '{session_id}' is {session.status}; its callback token is no longer valid")
+        raise Unauthorized(
+            f"Session '{session_id}' is {session.status}; its callback token is no longer valid"
+        )
     return session_id

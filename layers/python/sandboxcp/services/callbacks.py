@@ -3,6 +3,8 @@ whose callback token authenticated the request; a token never reaches another se
 
 from __future__ import annotations
 
+from typing import Any
+
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import ExecutionNotFound, Forbidden, SessionNotFound, StateConflict
 from sandboxcp.domain.models import Execution, ExecutionOutcome
@@ -30,7 +32,9 @@ def _own_execution(deps: Dependencies, caller_session: str, execution_id: str) -
     return execution
 
 
-def container_ready(deps: Dependencies, caller_session: str, session_id: str, report: ContainerReadyReport) -> str:
+def container_ready(
+    deps: Dependencies, caller_session: str, session_id: str, report: ContainerReadyReport
+) -> str:
     _own_session(caller_session, session_id)
     now = clock.now()
     fields: dict[str, object] = {"started_at": report.ready_at or now, "last_activity_at": now}
@@ -48,7 +52,9 @@ def container_ready(deps: Dependencies, caller_session: str, session_id: str, re
     return "ready"
 
 
-def container_exited(deps: Dependencies, caller_session: str, session_id: str, report: ContainerExitedReport) -> str:
+def container_exited(
+    deps: Dependencies, caller_session: str, session_id: str, report: ContainerExitedReport
+) -> str:
     _own_session(caller_session, session_id)
     session = deps.sessions.get(session_id)
     if session is None:
@@ -57,8 +63,9 @@ def container_exited(deps: Dependencies, caller_session: str, session_id: str, r
         return f"session already {session.status}"
     reason = f"sandbox exited with code {report.exit_code} ({report.exit_reason or 'unknown'})"
     try:
-        session = deps.sessions.transition(session_id, SessionStatus.FAILED, now=clock.now(),
-                                           fields={"error_message": reason})
+        session = deps.sessions.transition(
+            session_id, SessionStatus.FAILED, now=clock.now(), fields={"error_message": reason}
+        )
     except StateConflict:
         return "session already ended"
     destroy_sandbox(deps, session)
@@ -70,6 +77,7 @@ def execution_status(
 ) -> Execution:
     _own_execution(deps, caller_session, execution_id)
     now = clock.now()
+    fields: dict[str, Any]
     if report.status == "running":
         fields = {"started_at": report.started_at or now, "last_heartbeat_at": now}
         return deps.executions.transition(execution_id, ExecutionStatus.RUNNING, now=now, fields=fields)

@@ -28,25 +28,29 @@ class Dependencies:
     def sessions(self) -> SessionRepository:
         from sandboxcp.adapters.repositories import DynamoSessionRepository
 
-        return self._bind() or DynamoSessionRepository()
+        self._bind()
+        return DynamoSessionRepository()
 
     @cached_property
     def executions(self) -> ExecutionRepository:
         from sandboxcp.adapters.repositories import DynamoExecutionRepository
 
-        return self._bind() or DynamoExecutionRepository()
+        self._bind()
+        return DynamoExecutionRepository()
 
     @cached_property
     def templates(self) -> TemplateRepository:
         from sandboxcp.adapters.repositories import DynamoTemplateRepository
 
-        return self._bind() or DynamoTemplateRepository()
+        self._bind()
+        return DynamoTemplateRepository()
 
     @cached_property
     def api_keys(self) -> ApiKeyRepository:
         from sandboxcp.adapters.repositories import DynamoApiKeyRepository
 
-        return self._bind() or DynamoApiKeyRepository()
+        self._bind()
+        return DynamoApiKeyRepository()
 
     @cached_property
     def launch(self) -> LaunchWorkflow:

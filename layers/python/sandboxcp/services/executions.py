@@ -13,7 +13,9 @@ from sandboxcp.services.requests import ExecuteRequest
 from sandboxcp.services.sessions import get_session
 
 
-def submit_execution(deps: Dependencies, caller: Principal, session_id: str, req: ExecuteRequest) -> Execution:
+def submit_execution(
+    deps: Dependencies, caller: Principal, session_id: str, req: ExecuteRequest
+) -> Execution:
     session = get_session(deps, caller, session_id)
     if session.status != SessionStatus.RUNNING:
         raise StateConflict(
@@ -21,7 +23,9 @@ def submit_execution(deps: Dependencies, caller: Principal, session_id: str, req
             solution="Wait until GET /api/v1/sessions/{id} shows 'running', or create a new session",
         )
     if not session.executor_url:
-        raise SandboxUnavailable(f"Session '{session_id}' has no executor address yet", solution="Retry in a second")
+        raise SandboxUnavailable(
+            f"Session '{session_id}' has no executor address yet", solution="Retry in a second"
+        )
     now = clock.now()
     execution = Execution(
         execution_id=new_execution_id(now),
@@ -40,7 +44,9 @@ def submit_execution(deps: Dependencies, caller: Principal, session_id: str, req
         deps.executor.submit(session.executor_url, execution)
     except SandboxUnavailable as err:
         deps.executions.transition(
-            execution.execution_id, ExecutionStatus.FAILED, now=clock.now(),
+            execution.execution_id,
+            ExecutionStatus.FAILED,
+            now=clock.now(),
             fields={"error_message": err.detail, "completed_at": clock.now()},
         )
         raise
@@ -55,7 +61,13 @@ def get_execution(deps: Dependencies, caller: Principal, execution_id: str) -> E
 
 
 def list_executions(
-    deps: Dependencies, caller: Principal, session_id: str, *, status: ExecutionStatus | None, limit: int, offset: int
+    deps: Dependencies,
+    caller: Principal,
+    session_id: str,
+    *,
+    status: ExecutionStatus | None,
+    limit: int,
+    offset: int,
 ) -> Page[Execution]:
     get_session(deps, caller, session_id)
     return deps.executions.list_for_session(session_id, status=status, limit=limit, offset=offset)

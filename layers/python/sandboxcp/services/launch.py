@@ -19,7 +19,9 @@ def place_session(deps: Dependencies, session_id: str) -> dict[str, str]:
     """Choose where the session runs. One runtime per deployment; node choice grows with runtime nodes."""
     runtime = deps.settings.runtime
     node = "local" if runtime == "process" else runtime
-    deps.sessions.update_fields(session_id, {"runtime_type": runtime, "runtime_node": node}, only_if=_CREATING)
+    deps.sessions.update_fields(
+        session_id, {"runtime_type": runtime, "runtime_node": node}, only_if=_CREATING
+    )
     return {"runtime": runtime, "node": node}
 
 
@@ -46,7 +48,9 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
     if handle.executor_url:
         fields["executor_url"] = handle.executor_url
     try:
-        deps.sessions.update_fields(session_id, fields, only_if=(SessionStatus.CREATING, SessionStatus.RUNNING))
+        deps.sessions.update_fields(
+            session_id, fields, only_if=(SessionStatus.CREATING, SessionStatus.RUNNING)
+        )
     except StateConflict:
         deps.runtime.destroy(handle.container_id)  # terminated while starting: leave nothing behind
         raise

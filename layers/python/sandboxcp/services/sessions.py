@@ -16,7 +16,8 @@ def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequ
     template = deps.templates.get(req.template_id)
     if template is None or template.deprecated:
         raise InvalidParameter(
-            f"Template '{req.template_id}' does not exist", solution="List templates with GET /api/v1/templates"
+            f"Template '{req.template_id}' does not exist",
+            solution="List templates with GET /api/v1/templates",
         )
     now = clock.now()
     session_id = new_session_id()
@@ -39,8 +40,12 @@ def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequ
         deps.launch.start(session_id)
     except Exception as err:
         # Never leave a session 'creating' with no workflow behind it.
-        deps.sessions.transition(session_id, SessionStatus.FAILED, now=clock.now(),
-                                 fields={"error_message": "launch workflow could not start"})
+        deps.sessions.transition(
+            session_id,
+            SessionStatus.FAILED,
+            now=clock.now(),
+            fields={"error_message": "launch workflow could not start"},
+        )
         raise SandboxUnavailable("The launch workflow could not be started") from err
     return session
 
@@ -62,7 +67,9 @@ def list_sessions(
     limit: int,
     offset: int,
 ) -> Page[Session]:
-    return deps.sessions.list(caller.tenant_id, status=status, template_id=template_id, limit=limit, offset=offset)
+    return deps.sessions.list(
+        caller.tenant_id, status=status, template_id=template_id, limit=limit, offset=offset
+    )
 
 
 def terminate_session(deps: Dependencies, caller: Principal, session_id: str) -> Session:

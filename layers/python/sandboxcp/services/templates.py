@@ -42,9 +42,17 @@ def default_templates() -> list[Template]:
     now = clock.now()
     return [
         Template.model_validate(
-            {**spec, "security_context": {"run_as_user": 1000, "run_as_group": 1000, "network_enabled": False,
-                                          "max_processes": 128},
-             "created_at": now, "updated_at": now}
+            {
+                **spec,
+                "security_context": {
+                    "run_as_user": 1000,
+                    "run_as_group": 1000,
+                    "network_enabled": False,
+                    "max_processes": 128,
+                },
+                "created_at": now,
+                "updated_at": now,
+            }
         )
         for spec in _DEFAULTS
     ]
