@@ -17,7 +17,7 @@ from sandboxcp.services.deps import get_deps
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = APIGatewayAuthorizerRequestEvent(event)
     try:
-        principal = authenticate_api_key(get_deps(), request.get_header_value("Authorization"))
+        principal = authenticate_api_key(get_deps(), request.headers.get("Authorization"))
     except Unauthorized as err:
         logger.info("api key refused", extra={"reason": err.detail})
         raise Exception("Unauthorized") from err  # API Gateway's contract for a 401

@@ -18,7 +18,7 @@ from sandboxcp.services.deps import get_deps
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = APIGatewayAuthorizerRequestEvent(event)
     try:
-        session_id = authenticate_callback(get_deps(), request.get_header_value("Authorization"))
+        session_id = authenticate_callback(get_deps(), request.headers.get("Authorization"))
     except Unauthorized as err:
         logger.info("callback token refused", extra={"reason": err.detail})
         raise Exception("Unauthorized") from err

@@ -37,7 +37,7 @@ def _record(request: dict[str, Any]) -> dict[str, Any]:
 
 @app.post(resolver_path(ROUTE.path))
 def report(execution_id: str, body: Annotated[ExecutionOutcome, Body()]) -> ResultRecorded:
-    key = app.current_event.get_header_value("Idempotency-Key")
+    key = app.current_event.headers.get("Idempotency-Key")
     if not key:
         raise InvalidParameter(
             "The Idempotency-Key header is required", solution="Send the execution id as the key"

@@ -66,3 +66,11 @@ def test_admin_issues_keys_and_others_cannot(deps):
     bad = sample_event("keys_create")
     bad["body"] = json.dumps({"tenant_id": "no spaces allowed"})
     assert invoke("keys_create", bad)["statusCode"] == 400
+
+
+def test_header_names_are_case_insensitive(deps):
+    secret = auth.issue_api_key(deps, Principal(tenant_id="root", is_admin=True), "tenant-a", admin=False)
+    event = sample_event("authorizer_api_key")
+    event["headers"] = {"authorization": f"Bearer {secret}"}
+    event["multiValueHeaders"] = {"authorization": [f"Bearer {secret}"]}
+    assert invoke("authorizer_api_key", event)["principalId"] == "tenant-a"
