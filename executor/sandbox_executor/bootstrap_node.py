@@ -12,8 +12,9 @@ The rule for user code:
   like a Lambda invocation ending when its promise settles (timers left behind do not run);
 * otherwise it is a plain script: it runs to completion (the event loop drains naturally) and
   the return value is ``null``;
-* errors print their stack (minus the bootstrap's own frames) to stderr and exit 1; a result ``JSON.stringify`` rejects (a BigInt,
-  a cycle) prints ``return value is not JSON serializable: ...`` and exits 1.
+* errors print their stack (minus the bootstrap's own frames) to stderr and exit 1; a result
+  that ``JSON.stringify`` rejects (a BigInt, a cycle) prints ``return value is not JSON
+  serializable: ...`` and exits 1.
 
 Node writes to pipes synchronously on Linux, so ``process.exit`` after ``console.log`` loses nothing.
 """

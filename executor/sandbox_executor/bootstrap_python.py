@@ -1,4 +1,4 @@
-'''The Python child's bootstrap, run fileless as ``python -u -c BOOTSTRAP <fd>`` (FR-013).
+"""The Python child's bootstrap, run fileless as ``python -u -c BOOTSTRAP <fd>`` (FR-013).
 
 Protocol with the executor:
 
@@ -13,9 +13,9 @@ Protocol with the executor:
   stderr and exit 1. Tracebacks start at the first ``<handler>`` frame.
 
 ``-u`` matters: on a timeout the child is SIGKILLed, and block-buffered prints would be lost.
-'''
+"""
 
-PYTHON_BOOTSTRAP = r'''
+PYTHON_BOOTSTRAP = r"""
 import json, linecache, os, sys, traceback, types
 
 def _print_user_traceback(exc):
@@ -69,4 +69,4 @@ def _main():
     return 0
 
 sys.exit(_main())
-'''
+"""

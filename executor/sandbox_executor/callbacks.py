@@ -126,8 +126,14 @@ class CallbackClient:
             if wait_hint is not None and backoff is not None:
                 delay = min(max(delay, wait_hint), backoff.max_s)
             if not quiet:
-                log("callback_retry", path=url_path, status=status, error=error or None, attempt=attempt,
-                    retry_in_s=round(min(delay, remaining), 3))
+                log(
+                    "callback_retry",
+                    path=url_path,
+                    status=status,
+                    error=error or None,
+                    attempt=attempt,
+                    retry_in_s=round(min(delay, remaining), 3),
+                )
             if self._stop.wait(min(delay, remaining)):
                 log("callback_abandoned", path=url_path, reason="shutdown", attempt=attempt)
                 return Delivery(Outcome.GAVE_UP, status)
@@ -136,7 +142,9 @@ class CallbackClient:
 
     def container_ready(self, session_id: str, container_id: str | None, port: int | None) -> Delivery:
         payload = {"container_id": container_id, "executor_port": port, "ready_at": utc_now_iso()}
-        return self.post(f"/sessions/{session_id}/container_ready", payload, backoff=READY_BACKOFF, timeout=5.0)
+        return self.post(
+            f"/sessions/{session_id}/container_ready", payload, backoff=READY_BACKOFF, timeout=5.0
+        )
 
     def container_exited(self, session_id: str, exit_code: int, reason: str) -> Delivery:
         payload = {"exit_code": exit_code, "exit_reason": reason, "exited_at": utc_now_iso()}

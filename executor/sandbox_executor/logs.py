@@ -17,7 +17,7 @@ _lock = threading.Lock()  # keeps lines from concurrent threads from interleavin
 
 def _fmt(value: object) -> str:
     text = str(value)
-    if text == "" or any(ch.isspace() or ch in "\"=" for ch in text):
+    if text == "" or any(ch.isspace() or ch in '"=' for ch in text):
         return json.dumps(text)
     return text
 

@@ -8,6 +8,7 @@ child; a second thread blocks in ``os.wait4`` to get the exit status and the chi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import selectors
@@ -28,6 +29,10 @@ DRAIN_GRACE_S = 2.0
 # After a SIGKILL, how long to wait for the kernel to reap before we report and move on.
 KILL_GRACE_S = 10.0
 _CHUNK = 65536
+
+
+class SpawnError(RuntimeError):
+    """The child could not be started (missing binary, E2BIG, bad cwd, NUL in argv...)."""
 
 
 class ChildRegistry:
@@ -53,11 +58,21 @@ class ChildRegistry:
         return len(pgids)
 
 
+def _reset_own_peak_rss() -> None:
+    """Reset this process's peak-RSS mark (Linux >= 4.0), best effort.
+
+    The child's ru_maxrss starts at the RSS high-water mark of the memory image it exec'd from,
+    and with vfork (what subprocess uses) that is the executor's own *historical* peak. Resetting
+    it before each spawn brings that floor down to the executor's current RSS, so one run with
+    big output does not inflate the peak_memory_mb of every later run.
+    """
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # already gone
 
 
 @dataclass
@@ -102,7 +117,7 @@ def run_process(
     return_pipe: bool,
     registry: ChildRegistry,
 ) -> ProcessResult:
-    """Run ``argv`` to completion or ``timeout_s``; raises OSError if it cannot be started.
+    """Run ``argv`` to completion or ``timeout_s``; raises SpawnError if it cannot be started.
 
     With ``return_pipe`` the write end of an extra pipe is passed to the child and its fd number
     appended to ``argv``; what the child writes there is returned in ``ret``.
@@ -111,6 +126,7 @@ def run_process(
     if return_pipe:
         ret_r, ret_w = os.pipe()
         argv = [*argv, str(ret_w)]
+    _reset_own_peak_rss()
     try:
         proc = subprocess.Popen(
             argv,
@@ -122,6 +138,10 @@ def run_process(
             start_new_session=True,
             pass_fds=(ret_w,) if return_pipe else (),
         )
+    except (OSError, ValueError) as exc:
+        if return_pipe:
+            os.close(ret_r)
+        raise SpawnError(f"{type(exc).__name__}: {exc}") from exc
     except BaseException:
         if return_pipe:
             os.close(ret_r)
@@ -138,15 +158,15 @@ def run_process(
     try:
         timed_out = _pump(proc, reaper, stdin_data, stdout, stderr, ret, ret_r, started + timeout_s)
     finally:
+        if not reaper.done.is_set():
+            kill_group(proc.pid)  # the pump failed or gave up: never leave user code running unsupervised
         registry.discard(proc.pid)
         if return_pipe:
             os.close(ret_r)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
     status = reaper.status
     exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
     # We reaped the child ourselves; tell Popen so it never waits on (or warns about) the pid.
@@ -194,7 +214,10 @@ def _pump(
                 timed_out = True
                 kill_group(proc.pid)
                 if not reaper.done.is_set():
-                    proc.kill()  # the leader may have left its group; it is not reaped yet
+                    # The leader may have left its group. Not Popen.kill(): it polls, and could
+                    # reap the child before our wait4 and lose its rusage.
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGKILL)
             elif timed_out and stop_at is None and now >= deadline + KILL_GRACE_S:
                 break  # unkillable (e.g. stuck in the kernel): report what we have
             open_readers = [k for k in sel.get_map().values() if k.data is not None]

@@ -177,7 +177,8 @@ class ExecutorProcess:
         self.cp.wait_for(lambda cs: any(c.path.endswith("/container_ready") for c in cs), timeout)
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def post(self, payload: Any) -> Response:

@@ -194,6 +194,13 @@ def test_shell_exit_code(ex: ExecutorProcess) -> None:
     assert result["stderr"] == "oops\n"
 
 
+def test_shell_raw_stdin_and_oversized_script(ex: ExecutorProcess) -> None:
+    assert ex.run("cat", "shell", stdin="raw text")["stdout"] == "raw text"
+    too_big = ex.run("echo " + "a" * 140_000, "shell")
+    assert (too_big["status"], too_big["exit_code"]) == ("failed", -1)
+    assert "`bash -c` takes at most" in too_big["stderr"]
+
+
 def test_callback_token_does_not_reach_user_code(ex: ExecutorProcess) -> None:
     result = ex.run("env", "shell")
     assert result["status"] == "success"

@@ -114,6 +114,21 @@ def test_bad_configuration_exits_2() -> None:
             ex.close()
 
 
+def test_unusable_workspace_is_unhealthy_and_fails_executions() -> None:
+    with FakeControlPlane() as cp:
+        ex = ExecutorProcess(cp, SANDBOXCP_WORKSPACE="/proc/version/workspace")
+        try:
+            ex.wait_ready()
+            health = ex.get("/health")
+            assert health.status == 503
+            assert health.json()["status"] == "unhealthy"
+            result = ex.run("echo hi", "shell")
+            assert (result["status"], result["exit_code"]) == ("failed", -1)
+            assert "failed to start the shell runtime" in result["stderr"]
+        finally:
+            assert ex.terminate() == 0
+
+
 def _alive(pid: int) -> bool:
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:

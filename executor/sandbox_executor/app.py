@@ -1,0 +1,122 @@
+"""Process lifecycle: configure, bind, serve, announce readiness, and shut down on SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from types import FrameType
+
+from sandbox_executor import __version__
+from sandbox_executor.callbacks import CallbackClient, Outcome
+from sandbox_executor.config import Config, ConfigError, load_config
+from sandbox_executor.logs import log
+from sandbox_executor.process import ChildRegistry
+from sandbox_executor.runner import Runner
+from sandbox_executor.server import Service, TCPServer, UnixServer, bound_port, make_server
+from sandbox_executor.worker import ExecutionQueue
+
+EXIT_OK = 0
+EXIT_NOT_READY = 1  # the control plane refused container_ready, or never answered
+EXIT_CONFIG = 2  # bad environment, or the listener could not be bound
+
+# Exit code and container_exited reason reported per signal.
+_SIGNALS = {signal.SIGTERM: (143, "sigterm"), signal.SIGINT: (130, "normal")}
+
+
+class _Shutdown:
+    """Set from the signal handler; the main thread waits on it."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self.event.set()
+
+
+def main() -> int:
+    shutdown = _Shutdown()
+    for signum in _SIGNALS:
+        signal.signal(signum, shutdown.handle)
+    try:
+        config = load_config()
+        callbacks = CallbackClient(config.callback_url, config.callback_token, shutdown.event)
+    except (ConfigError, ValueError) as exc:
+        log("config_error", error=str(exc))
+        return EXIT_CONFIG
+    log(
+        "starting",
+        version=__version__,
+        session_id=config.session_id,
+        listen=config.listen.kind
+        + ":"
+        + (config.listen.path or f"{config.listen.host}:{config.listen.port}"),
+        workspace=config.workspace,
+    )
+    if not config.callback_token:
+        log("warning", message="SANDBOXCP_CALLBACK_TOKEN is empty; callbacks are sent without Authorization")
+    try:
+        os.makedirs(config.workspace, exist_ok=True)
+    except OSError as exc:
+        log("workspace_unavailable", workspace=config.workspace, error=type(exc).__name__)
+
+    registry = ChildRegistry()
+    executions = ExecutionQueue(
+        Runner(config, registry),
+        callbacks,
+        heartbeat_s=config.heartbeat_s,
+        retry_base_s=config.retry_base_s,
+        stop=shutdown.event,
+    )
+    try:
+        server = make_server(config.listen, Service(executions, config.workspace))
+    except OSError as exc:
+        log("bind_failed", error=f"{type(exc).__name__}: {exc}")
+        return EXIT_CONFIG
+    executions.start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
+    ).start()
+    port = bound_port(server)
+    log("listening", port=port, socket=config.listen.path or None)
+
+    delivery = callbacks.container_ready(config.session_id, config.container_id, port)
+    if not shutdown.event.is_set():
+        if delivery.outcome is not Outcome.DELIVERED:
+            log("not_ready", outcome=delivery.outcome.value, http_status=delivery.status)
+            _close(server, config)
+            return EXIT_NOT_READY
+        log("ready", session_id=config.session_id, container_id=config.container_id, port=port)
+        shutdown.event.wait()
+    return _shut_down(shutdown.signum, server, config, callbacks, registry)
+
+
+def _shut_down(
+    signum: int | None,
+    server: TCPServer | UnixServer,
+    config: Config,
+    callbacks: CallbackClient,
+    registry: ChildRegistry,
+) -> int:
+    exit_code, reason = _SIGNALS.get(signal.Signals(signum) if signum else signal.SIGTERM, (143, "sigterm"))
+    log("shutting_down", signal=signum, exit_reason=reason)
+    # Untrusted code stops first: it must not outlive the agent that supervises it.
+    killed = registry.kill_all()
+    if killed:
+        log("children_killed", count=killed)
+    callbacks.container_exited(config.session_id, exit_code, reason)
+    _close(server, config)
+    log("stopped")
+    return EXIT_OK
+
+
+def _close(server: TCPServer | UnixServer, config: Config) -> None:
+    server.shutdown()
+    server.server_close()
+    if config.listen.kind == "unix":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(config.listen.path)

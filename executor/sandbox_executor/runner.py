@@ -1,0 +1,215 @@
+"""One execution: pick the language's command, run it, and turn the outcome into a result report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox_executor.bootstrap_node import NODE_BOOTSTRAP
+from sandbox_executor.bootstrap_python import PYTHON_BOOTSTRAP
+from sandbox_executor.config import Config
+from sandbox_executor.process import RETURN_LIMIT, ChildRegistry, ProcessResult, SpawnError, run_process
+from sandbox_executor.validation import ExecutionRequest
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Linux refuses a single argv/env string of 128 KiB or more (MAX_ARG_STRLEN) with E2BIG. A bigger
+# event is only given on stdin rather than failing the exec; a bigger shell script cannot run as
+# `bash -c` and fails with a clear message.
+MAX_ARG_BYTES = 128 * 1024 - 1
+MAX_EVENT_ENV_BYTES = 100_000
+_RESERVED_PREFIXES = ("SANDBOXCP_", "AWS_")
+
+
+@dataclass
+class RunOutcome:
+    """What the result callback reports (internal-api.yaml ``ExecutionResultReport``)."""
+
+    status: str  # success | failed | timeout
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    return_value: Any = None
+    duration_ms: float = 0.0
+    cpu_time_ms: float = 0.0
+    peak_memory_mb: float = 0.0
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    artifacts: list[str] = field(default_factory=list)
+
+    def to_report(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "exit_code": self.exit_code,
+            "execution_time": round(self.duration_ms / 1000.0, 6),
+            "return_value": self.return_value,
+            "metrics": {
+                "duration_ms": self.duration_ms,
+                "cpu_time_ms": self.cpu_time_ms,
+                "peak_memory_mb": self.peak_memory_mb,
+            },
+            "artifacts": list(self.artifacts),
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
+        }
+
+
+SHRUNK_OUTPUT_BYTES = 256 * 1024
+
+
+def shrink_report(outcome: RunOutcome) -> dict[str, Any]:
+    """A reduced report for when the control plane answers 413 to the full one."""
+    note = "\n[result too large for the control plane: output cut and return value dropped]"
+    out = outcome.stdout.encode()[:SHRUNK_OUTPUT_BYTES].decode("utf-8", "replace")
+    err = outcome.stderr.encode()[:SHRUNK_OUTPUT_BYTES].decode("utf-8", "replace") + note
+    report = outcome.to_report()
+    report.update(
+        stdout=out,
+        stderr=err,
+        return_value=None,
+        status="failed" if outcome.status == "success" else outcome.status,
+        stdout_truncated=outcome.stdout_truncated or len(out) < len(outcome.stdout),
+        stderr_truncated=True,
+    )
+    return report
+
+
+def child_env(workspace: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """A minimal environment for user code.
+
+    Everything of the executor's own except ``SANDBOXCP_*`` (the callback token must never reach
+    user code) and ``AWS_*`` (credentials of whatever launched us); HOME is the workspace.
+    """
+    env = {k: v for k, v in environ.items() if not k.startswith(_RESERVED_PREFIXES)}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("LANG", "C.UTF-8")
+    env["HOME"] = workspace
+    return env
+
+
+class Runner:
+    def __init__(self, config: Config, registry: ChildRegistry, environ: Mapping[str, str] | None = None):
+        self._config = config
+        self._registry = registry
+        self._base_env = child_env(config.workspace, os.environ if environ is None else environ)
+
+    def _binary(self, name: str) -> str:
+        found = shutil.which(name, path=self._base_env.get("PATH"))
+        if found is None:
+            raise SpawnError(f"{name!r} not found on PATH")
+        return found
+
+    def run(self, req: ExecutionRequest) -> RunOutcome:
+        try:
+            return self._run(req)
+        except SpawnError as exc:
+            return spawn_failure(req.language, str(exc))
+
+    def _run(self, req: ExecutionRequest) -> RunOutcome:
+        event_json = json.dumps(req.event)
+        env = dict(self._base_env)
+        return_pipe = True
+        if req.language == "python":
+            argv = [sys.executable, "-u", "-c", PYTHON_BOOTSTRAP]
+            stdin = json.dumps({"code": req.code, "event": req.event}).encode()
+        elif req.language == "javascript":
+            argv = [self._binary(self._config.node_bin), "-e", NODE_BOOTSTRAP]
+            stdin = json.dumps({"code": req.code, "event": req.event}).encode()
+        else:
+            size = len(req.code.encode("utf-8", "surrogatepass"))
+            if size > MAX_ARG_BYTES:
+                raise SpawnError(f"shell code is {size} bytes; `bash -c` takes at most {MAX_ARG_BYTES}")
+            argv = [self._binary(self._config.bash_bin), "-c", req.code]
+            # The contract's raw stdin, when it was given instead of an event, reaches the script as
+            # is; the event gets a final newline so that `read` succeeds on it.
+            stdin = (req.stdin if req.stdin is not None else event_json + "\n").encode("utf-8", "replace")
+            if len(event_json) <= MAX_EVENT_ENV_BYTES:
+                env["SANDBOX_EVENT"] = event_json
+            return_pipe = False
+        result = run_process(
+            argv,
+            env=env,
+            cwd=self._config.workspace,
+            stdin_data=stdin,
+            timeout_s=req.timeout,
+            return_pipe=return_pipe,
+            registry=self._registry,
+        )
+        return outcome_from(result, req.timeout)
+
+
+def spawn_failure(language: str, reason: str) -> RunOutcome:
+    """The child never started (missing runtime, E2BIG, bad workspace...)."""
+    return RunOutcome(
+        status="failed", exit_code=-1, stderr=f"failed to start the {language} runtime: {reason}\n"
+    )
+
+
+def outcome_from(result: ProcessResult, timeout_s: int) -> RunOutcome:
+    stderr = result.stderr.text()
+    return_value: Any = None
+    if result.timed_out:
+        status, exit_code = "timeout", -1
+        stderr = _append_line(stderr, f"Execution timeout after {timeout_s} seconds")
+    elif result.exit_code is None:
+        status, exit_code = "failed", -1
+        stderr = _append_line(stderr, "Execution ended without an exit status")
+    elif result.exit_code < 0:
+        # Killed by a signal (the OOM killer sends SIGKILL): report it the shell's way, 128 + N,
+        # since the contract keeps -1 for timeouts.
+        signum = -result.exit_code
+        status, exit_code = "failed", 128 + signum
+        stderr = _append_line(stderr, f"Process killed by signal {signum} ({_signal_name(signum)})")
+    else:
+        exit_code = result.exit_code
+        status = "success" if exit_code == 0 else "failed"
+    if status == "success" and result.ret is not None:
+        return_value, problem = _decode_return(result)
+        if problem:
+            status = "failed"
+            stderr = _append_line(stderr, problem)
+    usage = result.rusage
+    return RunOutcome(
+        status=status,
+        exit_code=exit_code,
+        stdout=result.stdout.text(),
+        stderr=stderr,
+        return_value=return_value,
+        duration_ms=round(result.duration_s * 1000.0, 3),
+        cpu_time_ms=round((usage.ru_utime + usage.ru_stime) * 1000.0, 3) if usage else 0.0,
+        peak_memory_mb=round(usage.ru_maxrss / 1024.0, 3) if usage else 0.0,  # ru_maxrss is KiB on Linux
+        stdout_truncated=result.stdout.truncated,
+        stderr_truncated=result.stderr.truncated,
+    )
+
+
+def _append_line(text: str, line: str) -> str:
+    """Our own notes go on a line of their own after whatever the child wrote."""
+    return text + ("\n" if text and not text.endswith("\n") else "") + line
+
+
+def _decode_return(result: ProcessResult) -> tuple[Any, str]:
+    assert result.ret is not None
+    if result.ret.truncated:
+        return None, f"return value too large (over {RETURN_LIMIT} bytes)"
+    data = result.ret.data()
+    if not data:
+        return None, ""  # plain script, or the handler exited without returning
+    try:
+        return json.loads(data), ""
+    except ValueError as exc:
+        return None, f"return value is not valid JSON: {exc}"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "unknown"

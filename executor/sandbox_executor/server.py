@@ -1,0 +1,215 @@
+"""The executor's HTTP API (executor-api.yaml): ``GET /health`` and ``POST /execute``.
+
+Deviation from the contract, on purpose: ``/execute`` answers **202** ``{"execution_id",
+"status": "accepted"}`` at once instead of a synchronous 200 with the result, so the control plane
+never blocks on long runs; the result arrives through the ``/internal/.../result`` callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import socketserver
+import stat
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from sandbox_executor import __version__
+from sandbox_executor.config import ListenSpec
+from sandbox_executor.logs import log
+from sandbox_executor.validation import ValidationError, parse_execute_request
+from sandbox_executor.worker import ExecutionQueue, QueueFull
+
+# A 1 MiB program can grow up to 6x as JSON (\uXXXX escapes), plus its event.
+MAX_BODY_BYTES = 8 << 20
+
+
+class Service:
+    """What the request handler needs: the queue, the workspace and the start time."""
+
+    def __init__(self, executions: ExecutionQueue, workspace: str) -> None:
+        self.executions = executions
+        self.workspace = workspace
+        self.started = time.monotonic()
+
+    def unhealthy_reason(self) -> str | None:
+        # User code runs with the workspace as its cwd: without it every execution would fail.
+        if not os.path.isdir(self.workspace) or not os.access(self.workspace, os.W_OK | os.X_OK):
+            return f"Workspace {self.workspace} is not an accessible directory"
+        return None
+
+
+def _error(code: str, description: str, detail: str, solution: str) -> dict[str, str]:
+    return {"error_code": code, "description": description, "error_detail": detail, "solution": solution}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = f"sandbox-executor/{__version__}"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections release their thread
+
+    @property
+    def service(self) -> Service:
+        assert isinstance(self.server, _WithService)
+        return self.server.service
+
+    def address_string(self) -> str:
+        # On a unix socket client_address is "" and the base class would index into it.
+        return str(self.client_address[0]) if isinstance(self.client_address, tuple) else "unix"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # we log events, not every request
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] != "/health":
+            self._send(
+                404, _error("Executor.NotFound", "Not found", f"No route for GET {self.path}", "Use /health")
+            )
+            return
+        reason = self.service.unhealthy_reason()
+        if reason:
+            self._send(503, {"status": "unhealthy", "reason": reason})
+            return
+        running, queued = self.service.executions.counts()
+        self._send(
+            200,
+            {
+                "status": "healthy",
+                "version": __version__,
+                "uptime_seconds": round(time.monotonic() - self.service.started, 3),
+                "active_executions": running + queued,
+            },
+        )
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != "/execute":
+            self.close_connection = True  # we did not read the body
+            self._send(
+                404,
+                _error("Executor.NotFound", "Not found", f"No route for POST {self.path}", "Use /execute"),
+            )
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        try:
+            req = parse_execute_request(json.loads(body))
+        except ValueError as exc:  # ValidationError, or malformed JSON
+            detail = str(exc) if isinstance(exc, ValidationError) else f"Body is not valid JSON: {exc}"
+            self._send(
+                400,
+                _error(
+                    "Executor.ValidationError",
+                    "Request validation failed",
+                    detail,
+                    "Correct the request and retry",
+                ),
+            )
+            return
+        try:
+            self.service.executions.submit(req)
+        except QueueFull as exc:
+            log("execution_rejected", execution_id=req.execution_id, reason="queue_full")
+            self._send(
+                503,
+                _error(
+                    "Executor.QueueFull",
+                    "Maximum queued executions reached",
+                    str(exc),
+                    "Retry after current executions complete",
+                ),
+            )
+            return
+        # A duplicate id gets the same answer without running twice.
+        self._send(202, {"execution_id": req.execution_id, "status": "accepted"})
+
+    def _read_body(self) -> bytes | None:
+        length_text = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or length_text is None or not length_text.isdigit():
+            self.close_connection = True
+            self._send(
+                411,
+                _error(
+                    "Executor.ValidationError",
+                    "Content-Length required",
+                    "Send a Content-Length body",
+                    "Retry",
+                ),
+            )
+            return None
+        length = int(length_text)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._send(
+                413,
+                _error(
+                    "Executor.ValidationError",
+                    "Request body too large",
+                    f"Body is {length} bytes, the limit is {MAX_BODY_BYTES}",
+                    "Send less code or a smaller event",
+                ),
+            )
+            return None
+        return self.rfile.read(length)
+
+
+class _WithService:
+    service: Service  # set by make_server; read by Handler
+
+
+class TCPServer(_WithService, socketserver.ThreadingMixIn, socketserver.TCPServer):
+    # Not http.server.HTTPServer: its server_bind does a reverse DNS lookup (getfqdn), which can
+    # hang for seconds in a sandbox without DNS.
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class TCPServer6(TCPServer):
+    address_family = socket.AF_INET6
+
+
+class UnixServer(_WithService, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        path = str(self.server_address)
+        os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+        # A socket file left by a previous executor (crash, SIGKILL) would make bind fail.
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+        super().server_bind()
+        # The control plane side may run as another user (the sandbox runs as 1000:1000).
+        os.chmod(path, 0o666)
+
+
+def make_server(listen: ListenSpec, service: Service) -> TCPServer | UnixServer:
+    server: TCPServer | UnixServer
+    if listen.kind == "unix":
+        server = UnixServer(listen.path, Handler)
+    elif ":" in listen.host:
+        server = TCPServer6((listen.host, listen.port), Handler)
+    else:
+        server = TCPServer((listen.host, listen.port), Handler)
+    server.service = service
+    return server
+
+
+def bound_port(server: socketserver.BaseServer) -> int | None:
+    """The TCP port actually bound (SANDBOXCP_LISTEN may say 0), None on a unix socket."""
+    address = server.server_address
+    return int(address[1]) if isinstance(address, tuple) else None
