@@ -12,7 +12,9 @@ ROUTE = route_for("executions_status")
 
 @app.get(resolver_path(ROUTE.path))
 def status(execution_id: str) -> ExecutionStatusResponse:
-    return ExecutionStatusResponse.of(get_execution(get_deps(), caller(app), execution_id))
+    return ExecutionStatusResponse.of(
+        get_execution(get_deps(), caller(app), execution_id, with_outcome=False)
+    )
 
 
 handler = lambda_entry(app)

@@ -40,11 +40,13 @@ class Job:
     module: str
     access: Access = ()
     timeout_s: int = 30
+    every_s: int | None = None  # periodic jobs only
 
 
 SR, SRW = "sessions:r", "sessions:rw"
 ER, ERW = "executions:r", "executions:rw"
 TR = "templates:r"
+WR, WRW = "workspace:r", "workspace:rw"
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/health", "health", auth="none", access=(TR,)),
@@ -53,10 +55,16 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/sessions/{session_id}", "sessions_get", access=(SR,)),
     Route("DELETE", "/api/v1/sessions/{session_id}", "sessions_terminate", access=(SRW, "runtime")),
     Route("POST", "/api/v1/sessions/{session_id}/execute", "executions_submit", access=(SRW, ERW)),
+    Route(
+        "POST",
+        "/api/v1/sessions/{session_id}/execute-sync",
+        "executions_submit_sync",
+        access=(SRW, ERW, WR),
+    ),
     Route("GET", "/api/v1/sessions/{session_id}/executions", "executions_list", access=(SR, ER)),
-    Route("GET", "/api/v1/executions/{execution_id}", "executions_get", access=(ER,)),
+    Route("GET", "/api/v1/executions/{execution_id}", "executions_get", access=(ER, WR)),
     Route("GET", "/api/v1/executions/{execution_id}/status", "executions_status", access=(ER,)),
-    Route("GET", "/api/v1/executions/{execution_id}/result", "executions_result", access=(ER,)),
+    Route("GET", "/api/v1/executions/{execution_id}/result", "executions_result", access=(ER, WR)),
     Route("GET", "/api/v1/templates", "templates_list", access=(TR,)),
     Route("GET", "/api/v1/templates/{template_id}", "templates_get", access=(TR,)),
     Route("POST", "/api/v1/keys", "keys_create", auth="admin", access=("api_keys:rw",)),
@@ -98,7 +106,7 @@ ROUTES: tuple[Route, ...] = (
         "internal_execution_result",
         "internal",
         "callback",
-        access=(ERW, SRW, "idempotency:rw"),
+        access=(ERW, SRW, WRW, "idempotency:rw"),
     ),
 )
 
@@ -114,7 +122,11 @@ LAUNCH_STEPS: dict[str, Job] = {
     "MarkLaunchFailedFunctionArn": Job("launch_mark_failed", access=(SRW, "runtime"), timeout_s=60),
 }
 
-JOBS: tuple[Job, ...] = (Job("seed_templates", access=("templates:rw",), timeout_s=60),)
+# Periodic jobs: `every_s` is the period the schedule aims for (sub-minute ones run in a loop, see docs).
+JOBS: tuple[Job, ...] = (
+    Job("seed_templates", access=("templates:rw",), timeout_s=60),
+    Job("schedule_reap_executions", access=(SR, ERW, WRW), timeout_s=40, every_s=5),
+)
 
 
 def all_modules() -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from sandboxcp.domain.errors import SandboxUnavailable
+from sandboxcp.domain.errors import SandboxUnavailable, TooManyRequests
 from sandboxcp.domain.models import Execution
 
 _TIMEOUT = httpx.Timeout(5.0, connect=2.0)
@@ -34,7 +34,7 @@ class HttpExecutorClient:
         except httpx.HTTPError as err:
             raise SandboxUnavailable(f"The session's executor is unreachable: {type(err).__name__}") from err
         if resp.status_code == 503:
-            raise SandboxUnavailable("The session's executor queue is full")
+            raise TooManyRequests("The session's executor queue is full")
         if resp.status_code >= 300:
             raise SandboxUnavailable(
                 f"The session's executor refused the execution (HTTP {resp.status_code})"

@@ -3,6 +3,7 @@ domain state machine's set of allowed source statuses, so two racing writers nev
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -13,9 +14,10 @@ from pynamodb.models import Model
 from sandboxcp.adapters.tables import ApiKeyRecord, ExecutionRecord, SessionRecord, TemplateRecord
 from sandboxcp.domain.errors import StateConflict
 from sandboxcp.domain.models import OUTCOME_TO_STATUS, ApiKey, Execution, ExecutionOutcome, Session, Template
-from sandboxcp.domain.ports import Page
+from sandboxcp.domain.ports import Page, ResultStore
 from sandboxcp.domain.states import (
     ACTIVE_SESSION_STATUSES,
+    TERMINAL_EXECUTION_STATUSES,
     ExecutionStatus,
     SessionStatus,
     execution_sources,
@@ -181,9 +183,21 @@ class DynamoSessionRepository:
                 raise
 
 
+INFLIGHT = "1"
+# DynamoDB items hold at most 400 KB; an outcome (up to 1 MB of stdout and of stderr) above this goes to S3.
+INLINE_OUTCOME_LIMIT = 64 * 1024
+
+
 class DynamoExecutionRepository:
-    @staticmethod
-    def _to_domain(r: ExecutionRecord) -> Execution:
+    def __init__(self, results: ResultStore) -> None:
+        self._results = results
+
+    def _to_domain(self, r: ExecutionRecord, *, with_outcome: bool = True) -> Execution:
+        outcome = None
+        if with_outcome and r.outcome:
+            outcome = ExecutionOutcome.model_validate(r.outcome)
+        elif with_outcome and r.outcome_key:
+            outcome = ExecutionOutcome.model_validate_json(self._results.get(r.outcome_key))
         return Execution(
             execution_id=r.execution_id,
             session_id=r.session_id,
@@ -193,7 +207,7 @@ class DynamoExecutionRepository:
             language=r.language,  # type: ignore[arg-type]
             timeout=int(r.timeout),
             event=r.event or {},
-            outcome=ExecutionOutcome.model_validate(r.outcome) if r.outcome else None,
+            outcome=outcome,
             error_message=r.error_message,
             retry_count=int(r.retry_count or 0),
             parent_execution_id=r.parent_execution_id,
@@ -204,17 +218,32 @@ class DynamoExecutionRepository:
         )
 
     def create(self, execution: Execution) -> None:
-        data = execution.model_dump(exclude={"status", "outcome"})
+        data = execution.model_dump(exclude={"status", "outcome", "last_heartbeat_at"})
         record = ExecutionRecord(
             **data,
             status=execution.status.value,
             session_status=f"{execution.session_id}#{execution.status.value}",
+            inflight=INFLIGHT,
+            # Until the executor's first heartbeat, the crash clock starts at submission.
+            last_heartbeat_at=execution.last_heartbeat_at or execution.created_at,
         )
         record.save(condition=ExecutionRecord.execution_id.does_not_exist())
 
-    def get(self, execution_id: str) -> Execution | None:
+    def get(self, execution_id: str, *, with_outcome: bool = True) -> Execution | None:
         r = _get(ExecutionRecord, execution_id)
-        return self._to_domain(r) if r else None
+        return self._to_domain(r, with_outcome=with_outcome) if r else None
+
+    def list_inflight(self) -> list[Execution]:
+        """Pending and running executions, oldest heartbeat first (a Query on the sparse index)."""
+        return [
+            self._to_domain(r, with_outcome=False) for r in ExecutionRecord.inflight_index.query(INFLIGHT)
+        ]
+
+    def count_inflight_for_session(self, session_id: str) -> int:
+        return sum(
+            ExecutionRecord.by_session_status.count(f"{session_id}#{status.value}")
+            for status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+        )
 
     def list_for_session(
         self, session_id: str, *, status: ExecutionStatus | None, limit: int, offset: int
@@ -226,7 +255,8 @@ class DynamoExecutionRepository:
             index, key = ExecutionRecord.by_session, session_id
         total = index.count(key)
         rows = index.query(key, scan_index_forward=False)
-        return Page(items=[self._to_domain(r) for r in _page_slice(rows, limit, offset)], total=total)
+        items = [self._to_domain(r, with_outcome=False) for r in _page_slice(rows, limit, offset)]
+        return Page(items=items, total=total)
 
     def transition(
         self,
@@ -242,6 +272,7 @@ class DynamoExecutionRepository:
         changes = {
             "status": target.value,
             "session_status": f"{current.session_id}#{target.value}",
+            "inflight": None if target in TERMINAL_EXECUTION_STATUSES else INFLIGHT,
             **(fields or {}),
         }
         try:
@@ -255,15 +286,21 @@ class DynamoExecutionRepository:
                     f"Execution '{execution_id}' is already '{current.status}'; cannot move to '{target}'"
                 ) from err
             raise
-        return self._to_domain(current)
+        return self._to_domain(current, with_outcome=False)
 
     def record_outcome(self, execution_id: str, outcome: ExecutionOutcome, *, now: datetime) -> Execution:
-        return self.transition(
-            execution_id,
-            OUTCOME_TO_STATUS[outcome.status],
-            now=now,
-            fields={"outcome": outcome.model_dump(mode="json"), "completed_at": now},
-        )
+        body = outcome.model_dump_json()
+        fields: dict[str, Any] = {"completed_at": now}
+        if len(body) <= INLINE_OUTCOME_LIMIT:
+            fields["outcome"] = outcome.model_dump(mode="json")
+        else:
+            # Written before the conditional update: a losing writer leaves an unreferenced object at
+            # worst (its key is per attempt), never a half-stored result.
+            key = f"results/{execution_id}/{uuid.uuid4().hex}.json"
+            self._results.put(key, body.encode())
+            fields["outcome_key"] = key
+        stored = self.transition(execution_id, OUTCOME_TO_STATUS[outcome.status], now=now, fields=fields)
+        return stored.model_copy(update={"outcome": outcome})
 
     def heartbeat(self, execution_id: str, now: datetime) -> None:
         try:

@@ -100,6 +100,17 @@ class _SessionStatusIndex(GlobalSecondaryIndex["ExecutionRecord"]):
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
+class _InflightIndex(GlobalSecondaryIndex["ExecutionRecord"]):
+    """Sparse: only pending and running executions carry `inflight`, so the reaper reads active work only."""
+
+    class Meta:
+        index_name = "inflight"
+        projection = AllProjection()
+
+    inflight = UnicodeAttribute(hash_key=True)
+    last_heartbeat_at = UTCDateTimeAttribute(range_key=True)
+
+
 class ExecutionRecord(Model):
     class Meta:
         table_name = "executions"
@@ -115,6 +126,8 @@ class ExecutionRecord(Model):
     timeout = NumberAttribute()
     event = JSONAttribute(null=True)
     outcome = JSONAttribute(null=True)
+    outcome_key = UnicodeAttribute(null=True)  # S3 key of an outcome too large for the item
+    inflight = UnicodeAttribute(null=True)
     error_message = UnicodeAttribute(null=True)
     retry_count = NumberAttribute(default=0)
     parent_execution_id = UnicodeAttribute(null=True)
@@ -125,6 +138,7 @@ class ExecutionRecord(Model):
 
     by_session = _SessionExecutionsIndex()
     by_session_status = _SessionStatusIndex()
+    inflight_index = _InflightIndex()
 
 
 class _AllTemplatesIndex(GlobalSecondaryIndex["TemplateRecord"]):

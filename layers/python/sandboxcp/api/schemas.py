@@ -98,11 +98,23 @@ class ExecutionResultResponse(BaseModel):
     artifacts: list[str]
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    error_code: str | None = Field(default=None, description="Sandbox.ExecTimeout or Sandbox.ExecException")
 
     @classmethod
     def of(cls, e: Execution) -> ExecutionResultResponse:
         assert e.outcome is not None
-        return cls(execution_id=e.execution_id, **e.outcome.model_dump())
+        return cls(
+            execution_id=e.execution_id,
+            error_code=_OUTCOME_ERRORS.get(e.outcome.status),
+            **e.outcome.model_dump(),
+        )
+
+
+_OUTCOME_ERRORS = {
+    "timeout": "Sandbox.ExecTimeout",
+    "failed": "Sandbox.ExecException",
+    "crashed": "Sandbox.ExecException",
+}
 
 
 class ExecutionDetail(ExecutionSummary):

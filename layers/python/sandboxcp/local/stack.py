@@ -23,7 +23,38 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from sandboxcp.local.aws import MotoAws, aws_environment, free_port, local_settings_env, provision
 from sandboxcp.local.functions import LocalFunctions
 from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint
-from sandboxcp.routes import ROUTES
+from sandboxcp.routes import JOBS, ROUTES
+
+
+class LocalTicker:
+    """Fires the periodic jobs of the route table (EventBridge and the sweeper state machine in AWS)."""
+
+    def __init__(self, functions: LocalFunctions) -> None:
+        self.functions = functions
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(
+                target=self._loop, args=(job.module, job.every_s), name=f"tick-{job.module}", daemon=True
+            )
+            for job in JOBS
+            if job.every_s
+        ]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=15)
+
+    def _loop(self, module: str, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                self.functions.invoke(module, {"source": "sandboxcp.local-ticker"})
+            except Exception:  # a failed tick is logged by the function; the next one tries again
+                logging.getLogger(__name__).exception("scheduled job %s failed", module)
 
 
 class LocalStack:
@@ -40,6 +71,7 @@ class LocalStack:
         self.api_key = api_key or os.environ.get("SANDBOXCP_API_KEY") or f"sk_{secrets.token_urlsafe(32)}"
         self._servers: list[BaseWSGIServer] = []
         self._aws: MotoAws | None = None
+        self._ticker: LocalTicker | None = None
 
     @property
     def base_url(self) -> str:
@@ -74,6 +106,8 @@ class LocalStack:
         self._serve(f"unix://{self.state_dir / 'internal.sock'}", 0, internal)
         os.chmod(self.state_dir / "internal.sock", 0o666)
         self._serve(self.host, self.port, ApiGatewayEmulator(functions))
+        self._ticker = LocalTicker(functions)
+        self._ticker.start()
 
     def _serve(self, host: str, port: int, app: Any) -> None:
         server = make_server(host, port, app, threaded=True)
@@ -84,6 +118,8 @@ class LocalStack:
         """Stop every sandbox first (no executor outlives the stack), then the servers."""
         from sandboxcp.services.deps import get_deps
 
+        if self._ticker is not None:
+            self._ticker.stop()
         if self._aws is not None and get_deps().settings.runtime == self.runtime:
             runtime = get_deps().runtime
             destroy_all = getattr(runtime, "destroy_all", None)

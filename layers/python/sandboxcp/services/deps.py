@@ -34,9 +34,10 @@ class Dependencies:
     @cached_property
     def executions(self) -> ExecutionRepository:
         from sandboxcp.adapters.repositories import DynamoExecutionRepository
+        from sandboxcp.adapters.result_store import S3ResultStore
 
         self._bind()
-        return DynamoExecutionRepository()
+        return DynamoExecutionRepository(S3ResultStore(self.settings.workspace_bucket))
 
     @cached_property
     def templates(self) -> TemplateRepository:

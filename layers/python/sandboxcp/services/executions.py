@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from sandboxcp.domain import clock
-from sandboxcp.domain.errors import ExecutionNotFound, SandboxUnavailable, StateConflict
+from sandboxcp.domain.errors import (
+    ExecutionNotFound,
+    SandboxError,
+    SandboxUnavailable,
+    StateConflict,
+)
 from sandboxcp.domain.ids import EXECUTION_ID_RE, new_execution_id
 from sandboxcp.domain.models import Execution, Principal
 from sandboxcp.domain.ports import Page
-from sandboxcp.domain.states import ExecutionStatus, SessionStatus
+from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.requests import ExecuteRequest
 from sandboxcp.services.sessions import get_session
+
+# Executions pending or running in one session before the API answers 429 (the executor runs them in order).
+MAX_INFLIGHT_PER_SESSION = 32
+SYNC_WAIT_S = 25.0
 
 
 def submit_execution(
@@ -42,7 +54,7 @@ def submit_execution(
     deps.sessions.touch(session_id, now)
     try:
         deps.executor.submit(session.executor_url, execution)
-    except SandboxUnavailable as err:
+    except SandboxError as err:
         deps.executions.transition(
             execution.execution_id,
             ExecutionStatus.FAILED,
@@ -53,8 +65,37 @@ def submit_execution(
     return execution
 
 
-def get_execution(deps: Dependencies, caller: Principal, execution_id: str) -> Execution:
-    execution = deps.executions.get(execution_id) if EXECUTION_ID_RE.match(execution_id) else None
+def execute_and_wait(
+    deps: Dependencies,
+    caller: Principal,
+    session_id: str,
+    req: ExecuteRequest,
+    *,
+    wait_s: float = SYNC_WAIT_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Execution:
+    """Submit, then wait for the end up to `wait_s` (below API Gateway's 29 s); the caller polls past it."""
+    execution = submit_execution(deps, caller, session_id, req)
+    deadline = time.monotonic() + min(wait_s, req.timeout + 5)
+    delay = 0.02
+    while True:
+        current = deps.executions.get(execution.execution_id)
+        if current is not None and (
+            current.status in TERMINAL_EXECUTION_STATUSES or time.monotonic() >= deadline
+        ):
+            return current
+        sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def get_execution(
+    deps: Dependencies, caller: Principal, execution_id: str, *, with_outcome: bool = True
+) -> Execution:
+    execution = (
+        deps.executions.get(execution_id, with_outcome=with_outcome)
+        if EXECUTION_ID_RE.match(execution_id)
+        else None
+    )
     if execution is None or execution.tenant_id != caller.tenant_id:
         raise ExecutionNotFound(f"Execution '{execution_id}' does not exist")
     return execution

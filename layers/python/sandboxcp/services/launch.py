@@ -70,7 +70,7 @@ def mark_launch_failed(deps: Dependencies, session_id: str, error: Any) -> dict[
     except StateConflict:
         current = deps.sessions.get(session_id)
         if current is None or current.status == SessionStatus.RUNNING:
-            return {"status": current.status if current else "missing"}
+            return {"status": current.status.value if current else "missing"}
         session = current
     destroy_sandbox(deps, session)
     return {"status": session.status}
