@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 from aws_cdk import App
 
@@ -10,17 +14,30 @@ from sandboxcp_infra import ConfigError, DeploymentConfig, SandboxControlPlaneSt
 from sandboxcp_infra.nag import add_checks
 
 STACK_NAME = "SandboxControlPlane"
+CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
+# CDK's context key listing the stacks whose assets get bundled (cx-api BUNDLING_STACKS).
+BUNDLING_STACKS = "aws:cdk:bundling-stacks"
+
+
+def default_context() -> dict[str, Any]:
+    """cdk.json's context. The CLI passes it (plus any `-c` flags, which win over these defaults); reading it
+    here too makes a bare `python3 infra/app.py` synthesize the same template."""
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text()).get("context", {})
+    return context
 
 
 def build_app(app: App | None = None) -> tuple[App, SandboxControlPlaneStack]:
     """The app with its one stack and cdk-nag attached; raises ConfigError for bad context."""
-    app = app or App()
+    app = app or App(context=default_context(), outdir=os.environ.get("CDK_OUTDIR", "cdk.out"))
     config = DeploymentConfig.from_context(app.node)
+    if not config.bundling:
+        # The CLI refuses user context keys starting with `aws:`, so `-c bundling=false` sets this one.
+        app.node.set_context(BUNDLING_STACKS, [])
     stack = SandboxControlPlaneStack(
         app,
         STACK_NAME,
         config=config,
-        # Environment-agnostic: nothing here looks up the account, so one template serves every account/region.
+        # Environment-agnostic: nothing looks up the account, so one template serves any account/region.
         description="Sandbox Control Plane: sessions, untrusted code execution, workspaces",
     )
     add_checks(app)

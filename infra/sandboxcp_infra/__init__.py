@@ -1,4 +1,4 @@
-"""CDK constructs for the Sandbox Control Plane: one thin stack (stack.py) composing one construct per concern.
+"""CDK constructs for the Sandbox Control Plane: one thin stack (stack.py), one construct per concern.
 
 The route table (sandboxcp.routes) and the pynamodb models (sandboxcp.adapters.tables) are the inputs: the
 constructs derive functions, APIs, tables and IAM grants from them instead of repeating them."""

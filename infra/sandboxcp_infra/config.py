@@ -1,4 +1,4 @@
-"""Deployment settings read from CDK context (`cdk.json` or `cdk synth -c key=value`), validated once at synth."""
+"""Deployment settings from CDK context (`cdk.json` or `cdk synth -c key=value`), validated at synth."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ DEFAULT_RUNTIME = "ecs"
 
 
 class ConfigError(ValueError):
-    """A context value that cannot be deployed; raised at synth so nothing half-built reaches CloudFormation."""
+    """A context value that cannot be deployed; raised at synth, before anything reaches CloudFormation."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class DeploymentConfig:
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     # API Gateway logs through one account-wide role; turn off where the account already has one configured.
     api_gateway_cloudwatch_role: bool = True
+    # False skips building the dependencies layer (a pip install): quick synths and diffs, never deploys.
+    bundling: bool = True
 
     @property
     def data_removal_policy(self) -> RemovalPolicy:
@@ -44,6 +46,7 @@ class DeploymentConfig:
             retain_data=_bool(node, "retain_data", default=True),
             log_retention=_retention(node),
             api_gateway_cloudwatch_role=_bool(node, "api_gateway_cloudwatch_role", default=True),
+            bundling=_bool(node, "bundling", default=True),
         )
 
 

@@ -1,4 +1,4 @@
-"""DynamoDB tables, derived from the pynamodb models so the deployed key schema and the code never disagree."""
+"""DynamoDB tables derived from the pynamodb models, so deployed key schemas and the code never disagree."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class TableSchema:
 
 def table_schema(model: type[Model]) -> TableSchema:
     """Read a model's keys and indexes through pynamodb's own CreateTable schema."""
-    schema: dict[str, Any] = model._get_schema()
+    schema: dict[str, Any] = dict(model._get_schema())
     types = {a["AttributeName"]: a["AttributeType"] for a in schema["attribute_definitions"]}
     hash_key, range_key = _keys(schema["key_schema"], types)
     return TableSchema(
@@ -65,7 +65,9 @@ def _keys(
 ) -> tuple[dynamodb.Attribute, dynamodb.Attribute | None]:
     # pynamodb lists an index's keys in attribute order, not HASH first: go by KeyType.
     by_type = {
-        k["KeyType"]: dynamodb.Attribute(name=k["AttributeName"], type=_ATTRIBUTE_TYPES[types[k["AttributeName"]]])
+        k["KeyType"]: dynamodb.Attribute(
+            name=k["AttributeName"], type=_ATTRIBUTE_TYPES[types[k["AttributeName"]]]
+        )
         for k in key_schema
     }
     return by_type["HASH"], by_type.get("RANGE")
@@ -84,7 +86,8 @@ def _index(index: dict[str, Any], types: dict[str, str]) -> IndexSchema:
 
 
 class DataTables(Construct):
-    """One on-demand, encrypted, point-in-time-recoverable table per model, plus powertools' idempotency table.
+    """One on-demand, encrypted, point-in-time-recoverable table per model, plus powertools' idempotency
+    table.
 
     `tables` maps the logical names the route table's access strings use (sessions, executions, templates,
     api_keys, idempotency) to tables; `environment` maps each Settings env var to its table's name."""

@@ -11,7 +11,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from sandboxcp.routes import AUTHORIZERS, JOBS, LAUNCH_STEPS, ROUTES, Access, all_modules
+from sandboxcp.routes import AUTHORIZERS, JOBS, LAUNCH_STEPS, ROUTES, Access, Job, Route, all_modules
 from sandboxcp_infra.layers import ARCHITECTURE, ASSET_EXCLUDES, REPO_ROOT, RUNTIME
 from sandboxcp_infra.nag import acknowledge
 from sandboxcp_infra.naming import pascal
@@ -36,11 +36,13 @@ class FunctionSpec:
 def function_specs() -> dict[str, FunctionSpec]:
     """Module -> spec for every entry of the route table, in all_modules() order; a module listed twice is a
     mistake in the table, not something to resolve silently."""
-    entries = [*ROUTES, *AUTHORIZERS.values(), *LAUNCH_STEPS.values(), *JOBS]
+    entries: list[Route | Job] = [*ROUTES, *AUTHORIZERS.values(), *LAUNCH_STEPS.values(), *JOBS]
     specs: dict[str, FunctionSpec] = {}
     for entry in entries:
         if entry.module in specs:
-            raise ValueError(f"sandboxcp.routes lists module {entry.module!r} twice; one module, one function")
+            raise ValueError(
+                f"sandboxcp.routes lists module {entry.module!r} twice; one module, one function"
+            )
         specs[entry.module] = FunctionSpec(entry.module, entry.access, entry.timeout_s)
     return {module: specs[module] for module in all_modules()}
 
@@ -102,14 +104,14 @@ class Functions(Construct):
             acknowledge(
                 role,
                 "AwsSolutions-IAM5[Resource::*]",
-                "Active tracing needs xray:PutTraceSegments/PutTelemetryRecords, which support no resource-level "
-                "permissions; tests/infra asserts these are the only actions granted on '*'.",
+                "Active tracing needs xray:PutTraceSegments/PutTelemetryRecords, which have no resource-level"
+                " permissions; tests/infra asserts these are the only actions granted on '*'.",
             )
             acknowledge(
                 function,
                 "AwsSolutions-L1",
-                f"Pinned to {RUNTIME.name}, the runtime the dependencies layer's wheels are built for; moving "
-                "runtimes is a deliberate change of layers.RUNTIME and PIP_PYTHON_VERSION together.",
+                f"Pinned to {RUNTIME.name}, the runtime the dependencies layer's wheels are built for; a new "
+                "runtime is a deliberate change of layers.RUNTIME and PIP_PYTHON_VERSION together.",
             )
             self.by_module[module] = function
 

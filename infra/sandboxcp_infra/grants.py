@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import Stack
+from aws_cdk import CfnElement, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
+from constructs import IConstruct
 
 from sandboxcp_infra.nag import acknowledge
 from sandboxcp_infra.naming import env_var
@@ -50,16 +51,19 @@ class AccessGrants:
             self._grant_workspace(function, mode)
         elif item == "launch:start":
             self._state_machine.grant_start_execution(function)
-            function.add_environment(env_var("launch_state_machine_arn"), self._state_machine.state_machine_arn)
+            function.add_environment(
+                env_var("launch_state_machine_arn"), self._state_machine.state_machine_arn
+            )
         elif item == "launch:callback":
             self._state_machine.grant_task_response(function)
         elif item == "runtime":
             self.grant_runtime(function)
         else:
-            known = sorted([*(f"{t}:r|rw" for t in self._tables), "workspace:r|rw", "launch:start",
-                            "launch:callback", "runtime"])  # fmt: skip
+            tables = [f"{t}:r|rw" for t in self._tables]
+            known = [*tables, "workspace:r|rw", "launch:start", "launch:callback", "runtime"]
             raise ValueError(
-                f"{function.node.path}: unknown access {item!r} in sandboxcp.routes; known: {', '.join(known)}"
+                f"{function.node.path}: unknown access {item!r} in sandboxcp.routes;"
+                f" known: {', '.join(known)}"
             )
 
     def _grant_table(self, function: lambda_.Function, table: dynamodb.Table, mode: str) -> None:
@@ -69,7 +73,7 @@ class AccessGrants:
             table.grant_read_write_data(function)
         # CDK grants a table's indexes as `<table arn>/index/*`: the wildcard covers only this table's GSIs,
         # which the list and reaper queries read. Acknowledged for exactly that resource string.
-        table_id = Stack.of(table).resolve((table.node.default_child).logical_id)  # type: ignore[union-attr]
+        table_id = _logical_id(table)
         acknowledge(
             _policy_scope(function),
             f"AwsSolutions-IAM5[Resource::<{table_id}.Arn>/index/*]",
@@ -81,10 +85,10 @@ class AccessGrants:
             self._bucket.grant_read(function)
         else:
             self._bucket.grant_read_write(function)
-        bucket_id = Stack.of(self._bucket).resolve(self._bucket.node.default_child.logical_id)  # type: ignore[union-attr]
+        bucket_id = _logical_id(self._bucket)
         reason = (
             "Workspace objects are keyed by session id under workspace/ and results/; object-level grants "
-            "on the one workspace bucket need the bucket/* resource and S3's Get*/List*/Delete* action groups."
+            "on the workspace bucket need the bucket/* resource and S3's Get*/List*/Delete* action groups."
         )
         scope = _policy_scope(function)
         acknowledge(scope, f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]", reason)
@@ -94,8 +98,16 @@ class AccessGrants:
     def grant_runtime(self, function: lambda_.Function) -> None:
         """Hook for the sandbox runtime's permissions (ECS RunTask/StopTask/DescribeTasks and iam:PassRole for
         `ecs`, the cluster API for `eks`, nothing for `docker`, whose hosts are reached over TLS). The runtime
-        resources arrive with issue 3; until then `runtime` grants nothing."""
-        del function  # nothing to grant yet for any of ecs, eks, docker
+        resources arrive with issue 3; until then `runtime` grants nothing, whichever `self._runtime` is."""
+        del function
+
+
+def _logical_id(construct: IConstruct) -> str:
+    """The CloudFormation logical id of an L2 construct, as cdk-nag names it in findings."""
+    cfn = construct.node.default_child
+    if not isinstance(cfn, CfnElement):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource")
+    return str(Stack.of(cfn).resolve(cfn.logical_id))
 
 
 def _policy_scope(function: lambda_.Function) -> iam.IRole:

@@ -12,7 +12,7 @@ from constructs import Construct
 from sandboxcp.routes import AUTHORIZERS, ROUTES
 from sandboxcp_infra.api import ApiGatewayLoggingRole, RoutedRestApi
 
-# Executors heartbeat every 5 s per running execution, so this API carries more steady traffic than the public one.
+# Executors heartbeat every 5 s per running execution: more steady traffic here than on the public API.
 INTERNAL_RATE_LIMIT, INTERNAL_BURST_LIMIT = 500, 1000
 
 

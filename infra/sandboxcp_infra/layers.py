@@ -27,25 +27,39 @@ PIP_PYTHON_VERSION = "3.12"
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "**/.mypy_cache", "**/.pytest_cache"]
 
 
-def pip_install_command(requirements: Path | str, target: Path | str, python: str = sys.executable) -> list[str]:
+def pip_install_command(
+    requirements: Path | str, target: Path | str, python: str = sys.executable
+) -> list[str]:
     """Install wheels for the Lambda platform, whatever machine runs synth (no compiler, no Docker)."""
     return [
-        python, "-m", "pip", "install",
-        "--quiet", "--disable-pip-version-check",
-        "--requirement", str(requirements),
-        "--target", str(target),
-        "--platform", PIP_PLATFORM,
-        "--implementation", "cp",
-        "--python-version", PIP_PYTHON_VERSION,
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--requirement",
+        str(requirements),
+        "--target",
+        str(target),
+        "--platform",
+        PIP_PLATFORM,
+        "--implementation",
+        "cp",
+        "--python-version",
+        PIP_PYTHON_VERSION,
         "--only-binary=:all:",
         # .pyc files compiled by the synth machine's Python would not match Lambda's 3.12: skip them.
         "--no-compile",
-    ]  # fmt: skip
+        # The target is a fresh layer: conflicts with the synth machine's own packages do not matter.
+        "--no-warn-conflicts",
+        "--root-user-action=ignore",
+    ]
 
 
 @jsii.implements(ILocalBundling)
 class LocalPipInstall:
-    """Builds the dependencies layer with the synth machine's pip; CDK falls back to Docker only if this fails."""
+    """Builds the dependencies layer with the synth machine's pip; CDK uses Docker only if this fails."""
 
     def __init__(self, requirements: Path) -> None:
         self._requirements = requirements
@@ -61,7 +75,7 @@ class LocalPipInstall:
 
 
 class SharedLayers(Construct):
-    """`code`: the sandboxcp package from layers/; `dependencies`: pinned third-party wheels for the runtime."""
+    """`code`: the sandboxcp package from layers/; `dependencies`: the pinned third-party wheels."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
@@ -87,9 +101,13 @@ class SharedLayers(Construct):
                     image=RUNTIME.bundling_image,
                     platform="linux/arm64",
                     command=[
-                        "bash", "-c",
-                        " ".join(pip_install_command(f"/asset-input/{REQUIREMENTS_FILE}", "/asset-output/python",
-                                                     python="python")),
+                        "bash",
+                        "-c",
+                        " ".join(
+                            pip_install_command(
+                                f"/asset-input/{REQUIREMENTS_FILE}", "/asset-output/python", python="python"
+                            )
+                        ),
                     ],
                 ),
             ),
@@ -100,4 +118,3 @@ class SharedLayers(Construct):
     @property
     def all(self) -> list[lambda_.ILayerVersion]:
         return [self.dependencies, self.code]
-

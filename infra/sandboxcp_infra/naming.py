@@ -11,7 +11,7 @@ def pascal(name: str) -> str:
 
 
 def env_var(settings_field: str) -> str:
-    """The environment variable a Settings field is read from (its pydantic alias), so infra and code agree."""
+    """The environment variable a Settings field reads (its pydantic alias), so infra and code agree."""
     alias = Settings.model_fields[settings_field].alias
     if not alias:
         raise KeyError(f"Settings.{settings_field} has no environment alias")

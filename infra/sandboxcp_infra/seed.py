@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Duration, triggers
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import triggers
 from constructs import Construct
-
-from sandboxcp_infra.nag import acknowledge
 
 
 class SeedTemplates(Construct):

@@ -25,23 +25,27 @@ START_SANDBOX_MODULE = LAUNCH_STEPS["StartSandboxFunctionArn"].module
 
 
 class SandboxControlPlaneStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
-        data = DataTables(self, "Data", removal_policy=config.data_removal_policy)
-        storage = WorkspaceStorage(self, "Storage", removal_policy=config.data_removal_policy)
+        self.data = data = DataTables(self, "Data", removal_policy=config.data_removal_policy)
+        self.storage = storage = WorkspaceStorage(self, "Storage", removal_policy=config.data_removal_policy)
         layers = SharedLayers(self, "Layers")
-        functions = Functions(
+        self.functions = functions = Functions(
             self,
             "Functions",
             layers=layers.all,
-            # Every function knows every table and the bucket; IAM, not configuration, limits what it may touch.
+            # Every function knows every table and the bucket; IAM, not configuration, limits what it touches.
             environment={**data.environment, **storage.environment, env_var("runtime"): config.runtime},
             log_retention=config.log_retention,
         )
         by_module = functions.by_module
 
-        workflow = LaunchWorkflow(self, "Workflow", functions=by_module, log_retention=config.log_retention)
+        self.workflow = workflow = LaunchWorkflow(
+            self, "Workflow", functions=by_module, log_retention=config.log_retention
+        )
 
         grants = AccessGrants(
             tables=data.tables,
@@ -52,21 +56,35 @@ class SandboxControlPlaneStack(Stack):
         for module, spec in functions.specs.items():
             grants.apply(by_module[module], spec.access)
 
-        logging_role = ApiGatewayLoggingRole(self, "ApiGatewayLogging") if config.api_gateway_cloudwatch_role else None
-        public_api = PublicApi(
-            self, "PublicApi", functions=by_module, log_retention=config.log_retention, logging_role=logging_role
+        logging_role = (
+            ApiGatewayLoggingRole(self, "ApiGatewayLogging") if config.api_gateway_cloudwatch_role else None
         )
-        internal_api = InternalApi(
-            self, "InternalApi", functions=by_module, log_retention=config.log_retention, logging_role=logging_role
+        self.public_api = public_api = PublicApi(
+            self,
+            "PublicApi",
+            functions=by_module,
+            log_retention=config.log_retention,
+            logging_role=logging_role,
         )
-        # The sandbox's executor calls back through the internal API. Added after both exist, and built from the
-        # API id (not its stage) because the internal API's own functions depend on the state machine, which
+        self.internal_api = internal_api = InternalApi(
+            self,
+            "InternalApi",
+            functions=by_module,
+            log_retention=config.log_retention,
+            logging_role=logging_role,
+        )
+        # The sandbox's executor calls back through the internal API. Added once both exist, and built from
+        # the API id (not its stage): the internal API's own functions depend on the state machine, which
         # depends on this function.
         by_module[START_SANDBOX_MODULE].add_environment(env_var("callback_base_url"), internal_api.base_url)
 
         SeedTemplates(self, "SeedTemplates", handler=by_module[SEED_MODULE], after=[data])
 
         CfnOutput(self, "PublicApiUrl", value=public_api.base_url, description="SANDBOXCP_URL for clients")
-        CfnOutput(self, "InternalApiUrl", value=internal_api.base_url, description="Executor callback base URL")
+        CfnOutput(
+            self, "InternalApiUrl", value=internal_api.base_url, description="Executor callback base URL"
+        )
         CfnOutput(self, "WorkspaceBucketName", value=storage.bucket.bucket_name)
         CfnOutput(self, "LaunchStateMachineArn", value=workflow.state_machine.state_machine_arn)
+        # Where the first admin key goes (docs/deploy.md); later keys are issued through the API.
+        CfnOutput(self, "ApiKeysTableName", value=data.tables["api_keys"].table_name)

@@ -189,12 +189,43 @@ class ApiKeyRecord(Model):
     by_tenant = _TenantKeysIndex()
 
 
+class _NodesByStatusIndex(GlobalSecondaryIndex["RuntimeNodeRecord"]):
+    class Meta:
+        index_name = "runtime_status"
+        projection = AllProjection()
+
+    runtime_status = UnicodeAttribute(hash_key=True)  # "<runtime>#<healthy|unhealthy|draining>"
+    node_id = UnicodeAttribute(range_key=True)
+
+
+class RuntimeNodeRecord(Model):
+    """A host that runs sandboxes (a Docker engine; ECS and EKS register one logical node each)."""
+
+    class Meta:
+        table_name = "runtime_nodes"
+        billing_mode = "PAY_PER_REQUEST"
+
+    node_id = UnicodeAttribute(hash_key=True)
+    runtime_type = UnicodeAttribute()
+    endpoint = UnicodeAttribute()  # unix:///var/run/docker.sock, tcp://host:2376, ...
+    status = UnicodeAttribute(default="healthy")
+    runtime_status = UnicodeAttribute()
+    capacity = NumberAttribute(default=50)  # sessions this node may hold
+    labels = JSONAttribute(null=True)
+    cached_images = JSONAttribute(null=True)
+    consecutive_failures = NumberAttribute(default=0)
+    last_probe_at = UTCDateTimeAttribute(null=True)
+
+    by_status = _NodesByStatusIndex()
+
+
 # Logical table name -> model; the settings field that names each table in a deployment.
 TABLES: dict[str, tuple[type[Model], str]] = {
     "sessions": (SessionRecord, "sessions_table"),
     "executions": (ExecutionRecord, "executions_table"),
     "templates": (TemplateRecord, "templates_table"),
     "api_keys": (ApiKeyRecord, "api_keys_table"),
+    "runtime_nodes": (RuntimeNodeRecord, "runtime_nodes_table"),
 }
 
 

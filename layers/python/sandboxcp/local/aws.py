@@ -102,6 +102,7 @@ def local_settings_env(state_dir: str, runtime: str) -> dict[str, str]:
         "TEMPLATES_TABLE": "sandboxcp-templates",
         "API_KEYS_TABLE": "sandboxcp-api-keys",
         "IDEMPOTENCY_TABLE": "sandboxcp-idempotency",
+        "RUNTIME_NODES_TABLE": "sandboxcp-runtime-nodes",
         "WORKSPACE_BUCKET": "sandboxcp-workspace",
         "SANDBOX_RUNTIME": runtime,
         "SANDBOX_STATE_DIR": state_dir,

@@ -12,4 +12,14 @@ def build_runtime(settings: Settings) -> Runtime:
         from sandboxcp.adapters.runtimes.process import ProcessRuntime
 
         return ProcessRuntime.shared(settings.sandbox_state_dir, settings.callback_base_url)
-    raise NotImplementedError(f"runtime '{settings.runtime}' is not available in this build")
+    if settings.runtime == "docker":
+        from sandboxcp.adapters.runtimes.docker import DockerRuntime
+
+        return DockerRuntime.from_settings(settings)
+    if settings.runtime == "ecs":
+        from sandboxcp.adapters.runtimes.ecs import EcsRuntime
+
+        return EcsRuntime.from_settings(settings)
+    from sandboxcp.adapters.runtimes.eks import EksRuntime
+
+    return EksRuntime.from_settings(settings)

@@ -1,0 +1,545 @@
+"""The synthesized stack against its sources: the route table, the pynamodb models and the launch ASL.
+
+One synth per session (conftest.synthesized); each test reads the template JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+from packaging.requirements import Requirement
+
+from sandboxcp.adapters.tables import TABLES
+from sandboxcp.routes import AUTHORIZERS, LAUNCH_STEPS, ROUTES, Job, Route, all_modules
+from tests.infra.conftest import INFRA_DIR, REPO_ROOT, Synthesized, cdk_context
+
+DYNAMODB_WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+}
+TASK_RESPONSES = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
+
+
+# --- template helpers ---------------------------------------------------------------------------------------
+
+
+def _of_type(synth: Synthesized, cfn_type: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in synth.resources.items() if r["Type"] == cfn_type}
+
+
+def _refs(value: Any) -> set[str]:
+    """Logical ids a template fragment references through Ref or Fn::GetAtt."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "Ref" in value:
+            found.add(value["Ref"])
+        if "Fn::GetAtt" in value:
+            found.add(value["Fn::GetAtt"][0])
+        for item in value.values():
+            found |= _refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _refs(item)
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _function_ids(synth: Synthesized) -> dict[str, str]:
+    """module -> logical id of the Lambda function whose handler is `<module>.handler`."""
+    by_handler = {
+        r["Properties"].get("Handler"): lid for lid, r in _of_type(synth, "AWS::Lambda::Function").items()
+    }
+    return {m: by_handler[f"{m}.handler"] for m in all_modules()}
+
+
+def _function(synth: Synthesized, module: str) -> dict[str, Any]:
+    return synth.resources[_function_ids(synth)[module]]
+
+
+def _statements(synth: Synthesized, module: str) -> Iterator[dict[str, Any]]:
+    """Every policy statement attached to the module's function role."""
+    role_id = _function(synth, module)["Properties"]["Role"]["Fn::GetAtt"][0]
+    for policy in _of_type(synth, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            yield from policy["Properties"]["PolicyDocument"]["Statement"]
+    yield from (
+        s
+        for p in synth.resources[role_id]["Properties"].get("Policies", [])
+        for s in p["PolicyDocument"]["Statement"]
+    )
+
+
+def _actions_on(synth: Synthesized, module: str, logical_id: str) -> set[str]:
+    """Actions the module's function is allowed on the resource with this logical id (or its sub-ARNs)."""
+    actions: set[str] = set()
+    for statement in _statements(synth, module):
+        if statement["Effect"] == "Allow" and logical_id in _refs(statement["Resource"]):
+            actions |= set(_as_list(statement["Action"]))
+    return actions
+
+
+def _table_ids(synth: Synthesized) -> dict[str, str]:
+    return {name: synth.logical_id(table) for name, table in synth.stack.data.tables.items()}
+
+
+def _methods(synth: Synthesized, api: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """(HTTP method, resource path) -> Method properties, for one RestApi, paths rebuilt from the template."""
+    api_id = synth.logical_id(api.rest_api)
+    resources = _of_type(synth, "AWS::ApiGateway::Resource")
+
+    def path_of(resource_id: str) -> str:
+        props = resources[resource_id]["Properties"]
+        parent = props["ParentId"]
+        prefix = "" if "Fn::GetAtt" in parent else path_of(parent["Ref"])
+        return f"{prefix}/{props['PathPart']}"
+
+    methods = {}
+    for method in _of_type(synth, "AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        if props["RestApiId"] == {"Ref": api_id}:
+            methods[(props["HttpMethod"], path_of(props["ResourceId"]["Ref"]))] = props
+    return methods
+
+
+def _authorizer(synth: Synthesized, api: Any) -> tuple[str, dict[str, Any]]:
+    api_id = synth.logical_id(api.rest_api)
+    (found,) = [
+        (lid, r["Properties"])
+        for lid, r in _of_type(synth, "AWS::ApiGateway::Authorizer").items()
+        if r["Properties"]["RestApiId"] == {"Ref": api_id}
+    ]
+    return found
+
+
+# --- functions ----------------------------------------------------------------------------------------------
+
+
+def test_one_function_per_module(synth_template: Template, synthesized: Synthesized) -> None:
+    for module in all_modules():
+        synth_template.resource_properties_count_is(
+            "AWS::Lambda::Function", Match.object_like({"Handler": f"{module}.handler"}), 1
+        )
+    module_handlers = {f"{m}.handler" for m in all_modules()}
+    functions = [r["Properties"] for r in _of_type(synthesized, "AWS::Lambda::Function").values()]
+    ours = [f for f in functions if f.get("Handler") in module_handlers]
+    helpers = [f for f in functions if f.get("Handler") not in module_handlers]
+    assert len(ours) == len(all_modules())
+    # Whatever else CDK adds (the trigger's provider) is its own Node.js helper, not a Python module of ours.
+    assert all(f["Runtime"].startswith("nodejs") for f in helpers), helpers
+
+
+def test_every_function_runtime_tracing_layers_logs(synthesized: Synthesized) -> None:
+    log_groups = _of_type(synthesized, "AWS::Logs::LogGroup")
+    layer_ids = set(_of_type(synthesized, "AWS::Lambda::LayerVersion"))
+    seen_log_groups = set()
+    for module in all_modules():
+        props = _function(synthesized, module)["Properties"]
+        assert props["Runtime"] == "python3.12", module
+        assert props["Architectures"] == ["arm64"], module
+        assert props["TracingConfig"] == {"Mode": "Active"}, module
+        assert {layer["Ref"] for layer in props["Layers"]} == layer_ids, module
+        log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
+        assert log_groups[log_group]["Properties"]["RetentionInDays"] == 30, module
+        seen_log_groups.add(log_group)
+    assert len(seen_log_groups) == len(all_modules()), "each function logs to its own group"
+
+
+def test_timeouts_come_from_the_route_table(synthesized: Synthesized) -> None:
+    entries: list[Route | Job] = [*ROUTES, *AUTHORIZERS.values(), *LAUNCH_STEPS.values()]
+    for entry in entries:
+        assert _function(synthesized, entry.module)["Properties"]["Timeout"] == entry.timeout_s, entry.module
+
+
+def test_every_function_gets_tables_bucket_and_runtime(synthesized: Synthesized) -> None:
+    table_ids = _table_ids(synthesized)
+    bucket_id = synthesized.logical_id(synthesized.stack.storage.bucket)
+    expected = {
+        "SESSIONS_TABLE": {"Ref": table_ids["sessions"]},
+        "EXECUTIONS_TABLE": {"Ref": table_ids["executions"]},
+        "TEMPLATES_TABLE": {"Ref": table_ids["templates"]},
+        "API_KEYS_TABLE": {"Ref": table_ids["api_keys"]},
+        "IDEMPOTENCY_TABLE": {"Ref": table_ids["idempotency"]},
+        "WORKSPACE_BUCKET": {"Ref": bucket_id},
+        "SANDBOX_RUNTIME": "ecs",
+        "POWERTOOLS_SERVICE_NAME": "sandboxcp",
+    }
+    for module in all_modules():
+        env = _function(synthesized, module)["Properties"]["Environment"]["Variables"]
+        assert expected.items() <= env.items(), module
+
+
+def test_state_machine_arn_only_where_launch_start(synthesized: Synthesized) -> None:
+    sm_id = synthesized.logical_id(synthesized.stack.workflow.state_machine)
+    starters = synthesized.stack.functions.modules_with("launch:start")
+    assert starters == ["sessions_create"]
+    for module in all_modules():
+        env = _function(synthesized, module)["Properties"]["Environment"]["Variables"]
+        if module in starters:
+            assert env["LAUNCH_STATE_MACHINE_ARN"] == {"Ref": sm_id}
+        else:
+            assert "LAUNCH_STATE_MACHINE_ARN" not in env, module
+
+
+def test_start_sandbox_gets_the_internal_api_as_callback_url(synthesized: Synthesized) -> None:
+    internal_api_id = synthesized.logical_id(synthesized.stack.internal_api.rest_api)
+    start = LAUNCH_STEPS["StartSandboxFunctionArn"].module
+    url = _function(synthesized, start)["Properties"]["Environment"]["Variables"]["CALLBACK_BASE_URL"]
+    assert _refs(url) == {internal_api_id, "AWS::Region", "AWS::URLSuffix"}
+    assert url["Fn::Join"][1][-1] == "/prod"
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+
+def _key_schema(keys: Iterable[Mapping[str, str]]) -> list[dict[str, str]]:
+    return sorted(
+        ({"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in keys),
+        key=lambda k: k["KeyType"],
+    )
+
+
+@pytest.mark.parametrize("name", list(TABLES))
+def test_tables_match_the_models(synthesized: Synthesized, name: str) -> None:
+    model = TABLES[name][0]
+    schema: dict[str, Any] = dict(model._get_schema())  # plain JSON-like dicts from here on
+    props = synthesized.resources[_table_ids(synthesized)[name]]["Properties"]
+
+    assert props["KeySchema"] == _key_schema(schema["key_schema"])
+    assert sorted(props["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == sorted(
+        schema["attribute_definitions"], key=lambda a: a["AttributeName"]
+    )
+    expected_gsis = {
+        i["index_name"]: (_key_schema(i["key_schema"]), i["projection"]["ProjectionType"])
+        for i in schema["global_secondary_indexes"]
+    }
+    deployed_gsis = {
+        i["IndexName"]: (i["KeySchema"], i["Projection"]["ProjectionType"])
+        for i in props.get("GlobalSecondaryIndexes", [])
+    }
+    assert deployed_gsis == expected_gsis
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_idempotency_table_has_ttl(synthesized: Synthesized) -> None:
+    props = synthesized.resources[_table_ids(synthesized)["idempotency"]]["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_data_is_retained_by_default(synthesized: Synthesized) -> None:
+    for name in TABLES:
+        table = synthesized.resources[_table_ids(synthesized)[name]]
+        assert table["DeletionPolicy"] == "Retain", name
+        assert table["Properties"]["DeletionProtectionEnabled"] is True, name
+    bucket = synthesized.resources[synthesized.logical_id(synthesized.stack.storage.bucket)]
+    assert bucket["DeletionPolicy"] == "Retain"
+
+
+# --- storage ------------------------------------------------------------------------------------------------
+
+
+def test_workspace_bucket_private_encrypted_ssl_only(synthesized: Synthesized) -> None:
+    bucket_id = synthesized.logical_id(synthesized.stack.storage.bucket)
+    props = synthesized.resources[bucket_id]["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert props["LoggingConfiguration"]["DestinationBucketName"]
+
+    (policy,) = [
+        p["Properties"]
+        for p in _of_type(synthesized, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
+    assert {
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": "s3:*",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }.items() <= policy["PolicyDocument"]["Statement"][0].items()
+
+
+def test_workspace_bucket_lifecycle(synthesized: Synthesized) -> None:
+    props = synthesized.resources[synthesized.logical_id(synthesized.stack.storage.bucket)]["Properties"]
+    rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 1
+    }
+    assert rules["expire-results"]["Prefix"] == "results/"
+    assert rules["expire-results"]["ExpirationInDays"] > 0
+    expired = rules["expire-terminated-workspaces"]
+    assert expired["Prefix"] == "workspace/"
+    assert expired["TagFilters"] == [{"Key": "sandboxcp-expire", "Value": "true"}]
+    assert expired["ExpirationInDays"] == 1  # the design keeps a terminated session's workspace 24 h
+
+
+# --- APIs ---------------------------------------------------------------------------------------------------
+
+
+def _assert_api_serves(synth: Synthesized, api: Any, api_kind: str, authorizer_module: str) -> None:
+    routes = [r for r in ROUTES if r.api == api_kind]
+    methods = _methods(synth, api)
+    assert set(methods) == {(r.method, r.path) for r in routes}
+
+    authorizer_id, authorizer = _authorizer(synth, api)
+    assert authorizer["Type"] == "REQUEST"
+    assert authorizer["IdentitySource"] == "method.request.header.Authorization"
+    assert authorizer["AuthorizerResultTtlInSeconds"] == 0
+    assert _function_ids(synth)[authorizer_module] in _refs(authorizer["AuthorizerUri"])
+
+    function_ids = _function_ids(synth)
+    for route in routes:
+        method = methods[(route.method, route.path)]
+        assert function_ids[route.module] in _refs(method["Integration"]["Uri"]), route.module
+        assert method["Integration"]["Type"] == "AWS_PROXY"
+        if route.auth == "none":
+            assert method["AuthorizationType"] == "NONE", route.path
+            assert "AuthorizerId" not in method
+        else:
+            assert method["AuthorizationType"] == "CUSTOM", route.path
+            assert method["AuthorizerId"] == {"Ref": authorizer_id}, route.path
+
+
+def test_public_api_has_a_method_per_public_route(synthesized: Synthesized) -> None:
+    _assert_api_serves(synthesized, synthesized.stack.public_api, "public", AUTHORIZERS["api_key"].module)
+    methods = _methods(synthesized, synthesized.stack.public_api)
+    assert methods[("GET", "/api/v1/health")]["AuthorizationType"] == "NONE"
+    assert methods[("POST", "/api/v1/keys")]["AuthorizationType"] == "CUSTOM"  # admin: same authorizer
+
+
+def test_internal_api_has_a_method_per_internal_route(synthesized: Synthesized) -> None:
+    _assert_api_serves(
+        synthesized, synthesized.stack.internal_api, "internal", AUTHORIZERS["callback"].module
+    )
+
+
+def test_api_stages_log_trace_and_throttle(synthesized: Synthesized) -> None:
+    stages = _of_type(synthesized, "AWS::ApiGateway::Stage")
+    assert len(stages) == 2
+    for stage in stages.values():
+        props = stage["Properties"]
+        assert props["TracingEnabled"] is True
+        assert props["AccessLogSetting"]["DestinationArn"]
+        (settings,) = props["MethodSettings"]
+        assert settings["LoggingLevel"] == "ERROR"
+        assert settings["DataTraceEnabled"] is False
+        assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
+    assert len(_of_type(synthesized, "AWS::ApiGateway::Account")) == 1
+
+
+# --- workflow -----------------------------------------------------------------------------------------------
+
+
+def test_state_machine_runs_the_launch_asl(synthesized: Synthesized) -> None:
+    sm_id = synthesized.logical_id(synthesized.stack.workflow.state_machine)
+    props = synthesized.resources[sm_id]["Properties"]
+    definition = json.loads((INFRA_DIR / "statemachines" / "launch_session.asl.json").read_text())
+    # DefinitionBody.from_file ships the ASL as an S3 asset: the very file local mode runs.
+    asset = synthesized.outdir / f"asset.{props['DefinitionS3Location']['Key']}"
+    assert json.loads(asset.read_text()) == definition
+    states = definition["States"]
+    assert {"PlaceSession", "StartSandbox", "MarkLaunchFailed"} <= states.keys()
+    assert states["StartSandbox"]["Resource"].endswith("lambda:invoke.waitForTaskToken")
+
+    function_ids = _function_ids(synthesized)
+    assert props["DefinitionSubstitutions"] == {
+        variable: {"Fn::GetAtt": [function_ids[job.module], "Arn"]} for variable, job in LAUNCH_STEPS.items()
+    }
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
+
+
+def test_state_machine_invokes_exactly_its_steps(synthesized: Synthesized) -> None:
+    sm_id = synthesized.logical_id(synthesized.stack.workflow.state_machine)
+    role_id = synthesized.resources[sm_id]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    invokes = [
+        s
+        for p in _of_type(synthesized, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "lambda:InvokeFunction" in _as_list(s["Action"])
+    ]
+    (statement,) = invokes
+    function_ids = _function_ids(synthesized)
+    assert _refs(statement["Resource"]) == {function_ids[job.module] for job in LAUNCH_STEPS.values()}
+    # Unqualified ARNs only: no `<arn>:*` granting every version and alias too.
+    assert all(r["Fn::GetAtt"][1] == "Arn" for r in statement["Resource"])
+
+
+def test_seed_trigger_invokes_seed_templates_after_the_tables(synthesized: Synthesized) -> None:
+    (trigger,) = _of_type(synthesized, "Custom::Trigger").values()
+    seed_function = _function_ids(synthesized)["seed_templates"]
+    (version_id,) = _refs(trigger["Properties"]["HandlerArn"])
+    version = synthesized.resources[version_id]
+    assert version["Type"] == "AWS::Lambda::Version"
+    assert version["Properties"]["FunctionName"] == {"Ref": seed_function}
+    assert set(_table_ids(synthesized).values()) <= set(trigger["DependsOn"])
+
+
+def test_outputs(synthesized: Synthesized) -> None:
+    outputs = synthesized.template["Outputs"]
+    assert {
+        "PublicApiUrl",
+        "InternalApiUrl",
+        "WorkspaceBucketName",
+        "LaunchStateMachineArn",
+        "ApiKeysTableName",
+    } <= outputs.keys()
+    assert synthesized.logical_id(synthesized.stack.public_api.rest_api) in _refs(outputs["PublicApiUrl"])
+    assert synthesized.logical_id(synthesized.stack.internal_api.rest_api) in _refs(outputs["InternalApiUrl"])
+
+
+# --- least privilege ----------------------------------------------------------------------------------------
+
+
+def test_sessions_get_reads_sessions_only(synthesized: Synthesized) -> None:
+    tables = _table_ids(synthesized)
+    on_sessions = _actions_on(synthesized, "sessions_get", tables["sessions"])
+    assert "dynamodb:GetItem" in on_sessions and "dynamodb:Query" in on_sessions
+    assert not on_sessions & {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    assert _actions_on(synthesized, "sessions_get", tables["api_keys"]) == set()
+
+
+def test_callback_authorizer_cannot_read_api_keys(synthesized: Synthesized) -> None:
+    tables = _table_ids(synthesized)
+    assert _actions_on(synthesized, "authorizer_callback", tables["api_keys"]) == set()
+    assert "dynamodb:GetItem" in _actions_on(synthesized, "authorizer_api_key", tables["api_keys"])
+
+
+def test_table_grants_follow_the_access_lists(synthesized: Synthesized) -> None:
+    tables = _table_ids(synthesized)
+    for module, spec in synthesized.stack.functions.specs.items():
+        for name, table_id in tables.items():
+            actions = _actions_on(synthesized, module, table_id)
+            if f"{name}:rw" in spec.access:
+                assert actions >= DYNAMODB_WRITES, (module, name)
+            elif f"{name}:r" in spec.access:
+                assert "dynamodb:GetItem" in actions and not actions & DYNAMODB_WRITES, (module, name)
+            else:
+                assert actions == set(), (module, name)
+
+
+def test_only_launch_start_functions_can_start_executions(synthesized: Synthesized) -> None:
+    starters = set(synthesized.stack.functions.modules_with("launch:start"))
+    callers = set(synthesized.stack.functions.modules_with("launch:callback"))
+    assert starters and callers
+    for module in all_modules():
+        actions = {a for s in _statements(synthesized, module) for a in _as_list(s["Action"])}
+        assert ("states:StartExecution" in actions) == (module in starters), module
+        assert bool(actions & TASK_RESPONSES) == (module in callers), module
+
+
+def test_wildcard_resources_are_only_xray(synthesized: Synthesized) -> None:
+    """Guards the AwsSolutions-IAM5[Resource::*] acknowledgment on the function roles."""
+    for module in all_modules():
+        for statement in _statements(synthesized, module):
+            if statement["Resource"] == "*":
+                assert set(_as_list(statement["Action"])) <= {
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                }
+
+
+def test_function_roles_use_no_managed_policies(synthesized: Synthesized) -> None:
+    for module in all_modules():
+        role_id = _function(synthesized, module)["Properties"]["Role"]["Fn::GetAtt"][0]
+        assert "ManagedPolicyArns" not in synthesized.resources[role_id]["Properties"], module
+
+
+def test_unknown_access_string_fails() -> None:
+    from types import SimpleNamespace
+
+    from sandboxcp_infra.grants import AccessGrants
+
+    grants = AccessGrants(tables={}, bucket=None, launch_state_machine=None, runtime="ecs")  # type: ignore[arg-type]
+    function = SimpleNamespace(node=SimpleNamespace(path="Stack/Functions/X"))
+    with pytest.raises(ValueError, match="unknown access 'sessions:admin'"):
+        grants.apply(function, ["sessions:admin"])  # type: ignore[arg-type]
+
+
+# --- checks on the whole template ---------------------------------------------------------------------------
+
+
+def test_cdk_nag_reports_nothing_unacknowledged(synthesized: Synthesized) -> None:
+    report_path = synthesized.outdir / "validation-report.json"
+    reports = json.loads(report_path.read_text()).get("pluginReports", []) if report_path.exists() else []
+    violations = [v["ruleName"] for r in reports for v in r.get("violations", [])]
+    assert violations == []
+
+
+def test_cfn_lint_finds_no_errors(synthesized: Synthesized) -> None:
+    from cfnlint.api import ManualArgs, lint
+
+    # W3005: CDK's own redundant DependsOn next to a GetAtt; harmless and not ours to change.
+    matches = lint(
+        synthesized.template_path.read_text(),
+        config=ManualArgs(regions=["us-east-1"], ignore_checks=["W3005"]),
+    )
+    errors = [str(m) for m in matches if m.rule.id.startswith("E")]
+    assert errors == []
+
+
+def test_layer_requirements_match_pyproject() -> None:
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    wanted = {Requirement(r).name.lower(): Requirement(r) for r in pyproject["project"]["dependencies"]}
+    lines = (INFRA_DIR / "sandboxcp_infra" / "dependencies" / "requirements.txt").read_text().splitlines()
+    pinned = {
+        Requirement(line).name.lower(): Requirement(line)
+        for line in lines
+        if line and not line.startswith("#")
+    }
+    assert wanted.keys() <= pinned.keys()
+    for name, requirement in wanted.items():
+        (spec,) = pinned[name].specifier
+        assert spec.operator == "==", f"{name} is not pinned in the layer"
+        assert requirement.specifier.contains(spec.version), (
+            f"layer pins {name}=={spec.version}; pyproject wants {requirement}"
+        )
+        assert requirement.extras <= pinned[name].extras, name
+
+
+def test_bogus_runtime_fails_with_a_clear_message(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CDK_CONTEXT_JSON": json.dumps(cdk_context(runtime="bogus")),
+        "CDK_OUTDIR": str(tmp_path),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    result = subprocess.run(
+        [sys.executable, str(INFRA_DIR / "app.py")],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "context 'runtime' is 'bogus'; allowed: ecs, eks, docker" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="session")
+def synth_template(synthesized: Synthesized) -> Template:
+    return Template.from_json(synthesized.template)
