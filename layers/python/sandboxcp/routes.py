@@ -126,6 +126,7 @@ LAUNCH_STEPS: dict[str, Job] = {
 JOBS: tuple[Job, ...] = (
     Job("seed_templates", access=("templates:rw",), timeout_s=60),
     Job("schedule_reap_executions", access=(SR, ERW, WRW), timeout_s=40, every_s=5),
+    Job("schedule_reap_sessions", access=(SRW, "runtime"), timeout_s=40, every_s=10),
 )
 
 

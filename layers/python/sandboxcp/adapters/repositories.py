@@ -109,7 +109,7 @@ class DynamoSessionRepository:
         r = _get(SessionRecord, session_id)
         return self._to_domain(r) if r else None
 
-    def list(
+    def list_for_tenant(
         self,
         tenant_id: str,
         *,
@@ -127,6 +127,14 @@ class DynamoSessionRepository:
         total = index.count(key, filter_condition=flt)
         rows = index.query(key, filter_condition=flt, scan_index_forward=False)
         return Page(items=[self._to_domain(r) for r in _page_slice(rows, limit, offset)], total=total)
+
+    def list_active(self) -> list[Session]:
+        """Creating and running sessions (a Query per status on the sparse `active` index)."""
+        return [
+            self._to_domain(r)
+            for status in sorted(ACTIVE_SESSION_STATUSES)
+            for r in SessionRecord.active.query(status.value)
+        ]
 
     def transition(
         self,

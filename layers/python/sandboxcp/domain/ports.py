@@ -31,7 +31,7 @@ class Page(BaseModel, Generic[T]):
 class SessionRepository(Protocol):
     def create(self, session: Session) -> None: ...
     def get(self, session_id: str) -> Session | None: ...
-    def list(
+    def list_for_tenant(
         self,
         tenant_id: str,
         *,
@@ -57,6 +57,7 @@ class SessionRepository(Protocol):
         self, session_id: str, fields: Mapping[str, Any], *, only_if: Iterable[SessionStatus]
     ) -> None: ...
     def touch(self, session_id: str, now: datetime) -> None: ...
+    def list_active(self) -> list[Session]: ...
 
 
 class ResultStore(Protocol):

@@ -67,7 +67,7 @@ def list_sessions(
     limit: int,
     offset: int,
 ) -> Page[Session]:
-    return deps.sessions.list(
+    return deps.sessions.list_for_tenant(
         caller.tenant_id, status=status, template_id=template_id, limit=limit, offset=offset
     )
 

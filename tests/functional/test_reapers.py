@@ -1,0 +1,164 @@
+"""The schedules: crash detection and retries, control-plane timeouts, session expiry and dead sandboxes.
+Time is injected, never slept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sandboxcp.adapters.tables import SessionRecord
+from sandboxcp.domain import clock
+from sandboxcp.domain.models import Execution
+from sandboxcp.domain.states import ExecutionStatus, SessionStatus
+from sandboxcp.services.reaper import backoff_seconds, reap_executions
+from sandboxcp.services.session_reaper import reap_sessions
+from tests.functional.conftest import SAMPLE_SESSION, invoke, sample_event, seed_session
+
+
+def _execution(
+    deps, eid: str, *, status=ExecutionStatus.RUNNING, retry_count=0, parent=None, timeout=30, age_s=0
+):
+    now = clock.now() - timedelta(seconds=age_s)
+    deps.executions.create(
+        Execution(
+            execution_id=eid,
+            session_id=SAMPLE_SESSION,
+            tenant_id="tenant-a",
+            status=ExecutionStatus.PENDING,
+            code="def handler(e): return 1",
+            language="python",
+            timeout=timeout,
+            created_at=now,
+            retry_count=retry_count,
+            parent_execution_id=parent,
+        )
+    )
+    if status == ExecutionStatus.RUNNING:
+        deps.executions.transition(eid, ExecutionStatus.RUNNING, now=now, fields={"started_at": now})
+
+
+def test_backoff_doubles_and_caps_at_ten_seconds():
+    assert [backoff_seconds(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_no_heartbeat_for_15_s_crashes_and_retries_linked_to_the_original(deps):
+    seed_session(deps)
+    _execution(deps, "exec_20260101_00000001")
+    slept: list[float] = []
+    fresh = reap_executions(deps, now=clock.now() + timedelta(seconds=10), sleep=slept.append)
+    assert fresh.crashed == [] and fresh.examined == 1
+    report = reap_executions(deps, now=clock.now() + timedelta(seconds=16), sleep=slept.append)
+    assert report.crashed == ["exec_20260101_00000001"] and len(report.retried) == 1
+    assert slept == [1.0]
+    crashed = deps.executions.get("exec_20260101_00000001")
+    assert crashed.status == ExecutionStatus.CRASHED and "heartbeat" in crashed.error_message
+    retry = deps.executions.get(report.retried[0])
+    assert retry.status == ExecutionStatus.PENDING
+    assert (retry.parent_execution_id, retry.retry_count) == ("exec_20260101_00000001", 1)
+    assert retry.code == crashed.code
+    assert [e.execution_id for _, e in deps.executor.submitted] == [retry.execution_id]
+    listed = deps.executions.list_for_session(SAMPLE_SESSION, status=None, limit=10, offset=0)
+    assert {e.execution_id for e in listed.items} == {"exec_20260101_00000001", retry.execution_id}
+
+
+def test_retries_stop_after_three(deps):
+    seed_session(deps)
+    _execution(deps, "exec_20260101_00000003", retry_count=3, parent="exec_20260101_00000000")
+    report = reap_executions(deps, now=clock.now() + timedelta(seconds=20), sleep=lambda s: None)
+    assert report.crashed == ["exec_20260101_00000003"] and report.retried == []
+
+
+def test_heartbeats_keep_an_execution_alive(deps):
+    seed_session(deps)
+    _execution(deps, "exec_20260101_00000001")
+    deps.executions.heartbeat("exec_20260101_00000001", clock.now() + timedelta(seconds=12))
+    report = reap_executions(deps, now=clock.now() + timedelta(seconds=20), sleep=lambda s: None)
+    assert report.crashed == []
+
+
+def test_control_plane_enforces_the_execution_timeout(deps):
+    seed_session(deps)
+    _execution(deps, "exec_20260101_00000001", timeout=5)
+    deps.executions.heartbeat("exec_20260101_00000001", clock.now() + timedelta(seconds=14))
+    report = reap_executions(deps, now=clock.now() + timedelta(seconds=16), sleep=lambda s: None)
+    assert report.timed_out == ["exec_20260101_00000001"]
+    done = deps.executions.get("exec_20260101_00000001")
+    assert done.status == ExecutionStatus.TIMEOUT and done.outcome.exit_code == -1
+    assert "timeout" in done.outcome.stderr
+
+
+def test_reaper_function_runs_on_its_sample_event(deps):
+    assert invoke("schedule_reap_executions", sample_event("schedule_reap_executions"))["examined"] == 0
+    assert invoke("schedule_reap_sessions", sample_event("schedule_reap_sessions"))["examined"] == 0
+
+
+def test_idle_and_over_age_sessions_expire(deps):
+    seed_session(deps, "sess_0000000000000001")
+    report = reap_sessions(deps, now=clock.now() + timedelta(minutes=4))
+    assert report.expired == [] and report.examined == 1
+    report = reap_sessions(deps, now=clock.now() + timedelta(minutes=5, seconds=30))  # lifetime: 300 s
+    assert report.expired == ["sess_0000000000000001"]
+    assert deps.sessions.get("sess_0000000000000001").status == SessionStatus.TIMEOUT
+    assert deps.runtime.destroyed == ["proc-sess_0000000000000001"]
+
+
+def test_idle_session_is_terminated(deps):
+    seed_session(deps)
+    deps.sessions.update_fields(SAMPLE_SESSION, {"timeout": 3600}, only_if=[SessionStatus.RUNNING])
+    report = reap_sessions(deps, now=clock.now() + timedelta(minutes=31))
+    assert report.idle == [SAMPLE_SESSION]
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored.status == SessionStatus.TERMINATED and stored.terminated_at
+
+
+def test_a_session_whose_sandbox_died_fails(deps):
+    seed_session(deps)
+    deps.runtime.destroyed.append(f"proc-{SAMPLE_SESSION}")  # the recording runtime now reports it missing
+    report = reap_sessions(deps)
+    assert report.failed == [SAMPLE_SESSION]
+    assert "exited" in deps.sessions.get(SAMPLE_SESSION).error_message
+
+
+def test_a_session_stuck_creating_fails(deps):
+    seed_session(deps, status=SessionStatus.CREATING)
+    assert reap_sessions(deps, now=clock.now() + timedelta(seconds=100)).failed == []
+    assert reap_sessions(deps, now=clock.now() + timedelta(seconds=200)).failed == [SAMPLE_SESSION]
+
+
+def test_reaper_reads_only_active_sessions(deps):
+    """10,000 ended sessions and 10 live ones: the reaper's reads are the 10 (no Scan, no history)."""
+    now = clock.now()
+    with SessionRecord.batch_write() as batch:
+        for i in range(10_000):
+            sid = f"sess_t{i:015d}"
+            batch.save(
+                SessionRecord(
+                    session_id=sid,
+                    tenant_id="tenant-a",
+                    template_id="python-basic",
+                    status="terminated",
+                    tenant_status="tenant-a#terminated",
+                    runtime_type="process",
+                    workspace_path="s3://b/x/",
+                    resources={"cpu": "1", "memory": "512Mi", "disk": "1Gi", "max_processes": 128},
+                    timeout=300,
+                    created_at=now,
+                    updated_at=now,
+                    last_activity_at=now,
+                )
+            )
+    for i in range(10):
+        seed_session(deps, f"sess_a{i:015d}")
+    calls: list[tuple[str, int]] = []
+    client = SessionRecord._get_connection().connection.client
+
+    def count(http_response, parsed, model, **kwargs):  # botocore after-call hook
+        calls.append((model.name, len(parsed.get("Items", []))))
+
+    client.meta.events.register("after-call.dynamodb", count)
+    try:
+        report = reap_sessions(deps)
+    finally:
+        client.meta.events.unregister("after-call.dynamodb", count)
+    assert report.examined == 10
+    assert all(op != "Scan" for op, _ in calls)
+    assert sum(n for op, n in calls if op == "Query") == 10
