@@ -1,0 +1,216 @@
+"""The execution engine on real executors (process runtime): languages, failures, limits, metrics,
+ordering under load, idempotent results, crash recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import executor_pids, wait_for
+
+pytestmark = pytest.mark.e2e
+TERMINAL = {"completed", "failed", "timeout", "crashed"}
+
+
+@pytest.fixture(scope="module")
+def api(stack):  # type: ignore[no-untyped-def]
+    with stack.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def session(api):  # type: ignore[no-untyped-def]
+    sid = api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600}).json()["session_id"]
+    assert wait_for(lambda: api.get(f"/sessions/{sid}").json()["status"] == "running", timeout=10)
+    yield sid
+    api.delete(f"/sessions/{sid}")
+
+
+def run(api, sid, code, language="python", timeout=30, event=None, wait=40):  # type: ignore[no-untyped-def]
+    body = {"code": code, "language": language, "timeout": timeout, "event": event or {}}
+    resp = api.post(f"/sessions/{sid}/execute", json=body)
+    assert resp.status_code == 200, resp.text
+    eid = resp.json()["execution_id"]
+    assert wait_for(lambda: api.get(f"/executions/{eid}/status").json()["status"] in TERMINAL, timeout=wait)
+    return api.get(f"/executions/{eid}").json()
+
+
+def test_python_handler(api, session):  # type: ignore[no-untyped-def]
+    out = run(
+        api, session, "def handler(event):\n    return {'sum': sum(event['n'])}", event={"n": [1, 2, 3]}
+    )
+    assert out["status"] == "completed" and out["result"]["return_value"] == {"sum": 6}
+
+
+def test_javascript_handler_and_plain_script(api, session):  # type: ignore[no-untyped-def]
+    out = run(
+        api,
+        session,
+        "exports.handler = async (event) => ({ doubled: event.x * 2 });",
+        "javascript",
+        event={"x": 21},
+    )
+    assert out["status"] == "completed", out
+    assert out["result"]["return_value"] == {"doubled": 42}
+    plain = run(api, session, "console.log('plain ' + (1 + 1));", "javascript")
+    assert plain["result"]["stdout"] == "plain 2\n" and plain["result"]["return_value"] is None
+
+
+def test_shell(api, session):  # type: ignore[no-untyped-def]
+    out = run(api, session, 'read line; echo "got $line"; echo oops >&2; exit 3', "shell", event={"k": 1})
+    assert out["status"] == "failed"
+    assert out["result"]["stdout"] == 'got {"k": 1}\n' and out["result"]["stderr"] == "oops\n"
+    assert out["result"]["exit_code"] == 3
+
+
+def test_timeout_keeps_partial_output(api, session):  # type: ignore[no-untyped-def]
+    code = "import time, sys\ndef handler(event):\n    print('before', flush=True)\n    time.sleep(30)\n"
+    out = run(api, session, code, timeout=1)
+    assert out["status"] == "timeout"
+    result = out["result"]
+    assert result["stdout"] == "before\n" and result["exit_code"] == -1
+    assert "timeout" in result["stderr"].lower() and result["error_code"] == "Sandbox.ExecTimeout"
+
+
+def test_syntax_error(api, session):  # type: ignore[no-untyped-def]
+    out = run(api, session, "def handler(event)\n    return 1")
+    assert out["status"] == "failed" and out["result"]["exit_code"] != 0
+    assert "SyntaxError" in out["result"]["stderr"] and out["result"]["error_code"] == "Sandbox.ExecException"
+
+
+def test_uncaught_exception(api, session):  # type: ignore[no-untyped-def]
+    out = run(api, session, "def handler(event):\n    raise ValueError('boom')")
+    assert out["status"] == "failed" and out["result"]["exit_code"] != 0
+    assert "Traceback" in out["result"]["stderr"] and "ValueError: boom" in out["result"]["stderr"]
+
+
+def test_non_json_return_is_a_clear_failure(api, session):  # type: ignore[no-untyped-def]
+    out = run(api, session, "def handler(event):\n    return {1, 2}")
+    assert out["status"] == "failed"
+    assert "not JSON serializable" in out["result"]["stderr"]
+
+
+def test_output_over_1_mb_is_truncated(api, session):  # type: ignore[no-untyped-def]
+    code = "import sys\ndef handler(event):\n    sys.stdout.write('x' * 3_000_000)\n    return 1"
+    out = run(api, session, code)
+    assert out["status"] == "completed"
+    result = out["result"]
+    assert len(result["stdout"]) == 1024 * 1024 and result["stdout_truncated"] is True
+    assert result["stderr_truncated"] is False
+
+
+def test_metrics_are_plausible(api, session):  # type: ignore[no-untyped-def]
+    slept = run(api, session, "import time\ndef handler(event):\n    time.sleep(0.2)")["result"]["metrics"]
+    assert slept["duration_ms"] >= 200
+    big = run(api, session, "def handler(event):\n    b = bytearray(50 * 1024 * 1024)\n    return len(b)")
+    assert big["result"]["metrics"]["peak_memory_mb"] >= 50
+    assert big["result"]["metrics"]["cpu_time_ms"] >= 0
+
+
+def test_execute_sync_returns_the_result(api, session):  # type: ignore[no-untyped-def]
+    resp = api.post(
+        f"/sessions/{session}/execute-sync",
+        json={"code": "def handler(e):\n    return e['x'] + 1", "language": "python", "event": {"x": 1}},
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["return_value"] == 2 and resp.json()["status"] == "success"
+
+
+def test_twenty_concurrent_submissions_all_complete_in_order(api, session):  # type: ignore[no-untyped-def]
+    code = "import time\ndef handler(event):\n    time.sleep(0.05)\n    return event['i']"
+
+    def submit(i: int) -> str:
+        resp = api.post(
+            f"/sessions/{session}/execute", json={"code": code, "language": "python", "event": {"i": i}}
+        )
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["execution_id"])
+
+    with ThreadPoolExecutor(20) as pool:
+        ids = list(pool.map(submit, range(20)))
+    assert len(set(ids)) == 20
+
+    def all_done() -> bool:
+        return all(api.get(f"/executions/{e}/status").json()["status"] == "completed" for e in ids)
+
+    assert wait_for(all_done, timeout=60, interval=0.5)
+    details = [api.get(f"/executions/{e}").json() for e in ids]
+    assert sorted(d["result"]["return_value"] for d in details) == list(range(20))
+    # One at a time, in submission order: sorted by acceptance, runs never overlap and keep that order.
+    by_submission = sorted(details, key=lambda d: d["created_at"])
+    status = [api.get(f"/executions/{d['id']}/status").json() for d in by_submission]
+    for earlier, later in zip(status, status[1:], strict=False):
+        assert earlier["completed_at"] <= later["started_at"], (earlier, later)
+
+
+def _callback_token(sid: str) -> str:
+    pid = executor_pids(sid)[0]
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next(v.split(b"=", 1)[1].decode() for v in env if v.startswith(b"SANDBOXCP_CALLBACK_TOKEN="))
+
+
+def test_same_result_posted_ten_times_concurrently_is_stored_once(stack, api, session):  # type: ignore[no-untyped-def]
+    done = run(api, session, "def handler(e):\n    return 'original'")
+    eid = done["id"]
+    token = _callback_token(session)
+    report = {
+        "status": "success",
+        "stdout": "forged\n",
+        "stderr": "",
+        "exit_code": 0,
+        "execution_time": 0.1,
+        "return_value": "forged",
+        "metrics": {"duration_ms": 1.0},
+        "artifacts": [],
+    }
+    url = f"{stack.url}/internal/executions/{eid}/result"
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": eid}
+    with ThreadPoolExecutor(10) as pool:
+        codes = list(
+            pool.map(
+                lambda _: httpx.post(url, json=report, headers=headers, timeout=30).status_code, range(10)
+            )
+        )
+    assert all(c in (200, 409) for c in codes), codes
+    after = api.get(f"/executions/{eid}").json()
+    assert after["result"]["return_value"] == "original" and after["result"]["stdout"] == ""
+    listed = api.get(f"/sessions/{session}/executions").json()
+    assert [e["id"] for e in listed["executions"]].count(eid) == 1
+
+
+def test_executor_killed_mid_run_is_crashed_then_retried(api):  # type: ignore[no-untyped-def]
+    sid = api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600}).json()["session_id"]
+    assert wait_for(lambda: api.get(f"/sessions/{sid}").json()["status"] == "running", timeout=10)
+    code = (
+        "import os, time\ndef handler(event):\n"
+        "    marker = '/workspace/first-run-done'\n"
+        "    if not os.path.exists(marker):\n"
+        "        open(marker, 'w').close()\n"
+        "        time.sleep(60)\n"
+        "    return 'second run'"
+    )
+    eid = api.post(f"/sessions/{sid}/execute", json={"code": code, "language": "python"}).json()[
+        "execution_id"
+    ]
+    assert wait_for(lambda: api.get(f"/executions/{eid}/status").json()["status"] == "running", timeout=10)
+    # The agent, not its supervisor: the supervisor is the oldest executor process of the session.
+    agent = max(executor_pids(sid), key=lambda pid: Path(f"/proc/{pid}/stat").read_text().split()[21])
+    os.kill(agent, signal.SIGKILL)
+    assert wait_for(
+        lambda: api.get(f"/executions/{eid}/status").json()["status"] == "crashed", timeout=40, interval=1
+    )
+
+    def retry_done() -> dict | None:
+        rows = api.get(f"/sessions/{sid}/executions").json()["executions"]
+        retries = [r for r in rows if r.get("parent_execution_id") == eid and r["status"] == "completed"]
+        return retries[0] if retries else None
+
+    retry = wait_for(retry_done, timeout=40, interval=1)
+    assert retry and retry["retry_count"] == 1
+    assert api.get(f"/executions/{retry['id']}/result").json()["return_value"] == "second run"
+    api.delete(f"/sessions/{sid}")
