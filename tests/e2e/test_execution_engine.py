@@ -3,6 +3,7 @@ ordering under load, idempotent results, crash recovery."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -144,7 +145,7 @@ def test_twenty_concurrent_submissions_all_complete_in_order(api, session):  # t
     # One at a time, in submission order: sorted by acceptance, runs never overlap and keep that order.
     by_submission = sorted(details, key=lambda d: d["created_at"])
     status = [api.get(f"/executions/{d['id']}/status").json() for d in by_submission]
-    for earlier, later in zip(status, status[1:], strict=False):
+    for earlier, later in itertools.pairwise(status):
         assert earlier["completed_at"] <= later["started_at"], (earlier, later)
 
 
