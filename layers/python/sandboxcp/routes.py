@@ -45,28 +45,39 @@ class Job:
 
 SR, SRW = "sessions:r", "sessions:rw"
 ER, ERW = "executions:r", "executions:rw"
-TR = "templates:r"
+TR, TRW = "templates:r", "templates:rw"
 WR, WRW = "workspace:r", "workspace:rw"
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/api/v1/health", "health", auth="none", access=(TR,)),
+    Route("GET", "/api/v1/health", "health", auth="none", access=(TR, WR, "runtime")),
     Route("POST", "/api/v1/sessions", "sessions_create", access=(SRW, TR, "launch:start")),
     Route("GET", "/api/v1/sessions", "sessions_list", access=(SR,)),
     Route("GET", "/api/v1/sessions/{session_id}", "sessions_get", access=(SR,)),
     Route("DELETE", "/api/v1/sessions/{session_id}", "sessions_terminate", access=(SRW, "runtime")),
-    Route("POST", "/api/v1/sessions/{session_id}/execute", "executions_submit", access=(SRW, ERW)),
+    Route("POST", "/api/v1/sessions/{session_id}/execute", "executions_submit", access=(SRW, ERW, WRW)),
     Route(
         "POST",
         "/api/v1/sessions/{session_id}/execute-sync",
         "executions_submit_sync",
-        access=(SRW, ERW, WR),
+        access=(SRW, ERW, WRW),
     ),
     Route("GET", "/api/v1/sessions/{session_id}/executions", "executions_list", access=(SR, ER)),
     Route("GET", "/api/v1/executions/{execution_id}", "executions_get", access=(ER, WR)),
     Route("GET", "/api/v1/executions/{execution_id}/status", "executions_status", access=(ER,)),
     Route("GET", "/api/v1/executions/{execution_id}/result", "executions_result", access=(ER, WR)),
+    Route("POST", "/api/v1/sessions/{session_id}/files/upload", "files_upload", access=(SR, WRW)),
+    Route("POST", "/api/v1/sessions/{session_id}/files/upload-url", "files_presign_upload", access=(SR, WRW)),
+    Route("GET", "/api/v1/sessions/{session_id}/files", "files_list", access=(SR, WR)),
+    Route("GET", "/api/v1/sessions/{session_id}/files/{path+}", "files_download", access=(SR, WR)),
     Route("GET", "/api/v1/templates", "templates_list", access=(TR,)),
+    Route("POST", "/api/v1/templates", "templates_create", auth="admin", access=(TRW,)),
     Route("GET", "/api/v1/templates/{template_id}", "templates_get", access=(TR,)),
+    Route("PUT", "/api/v1/templates/{template_id}", "templates_update", auth="admin", access=(TRW,)),
+    Route("DELETE", "/api/v1/templates/{template_id}", "templates_delete", auth="admin", access=(TRW, SR)),
+    Route("GET", "/api/v1/containers", "containers_list", access=(SR,)),
+    Route("GET", "/api/v1/containers/{container_id}", "containers_get", access=(SR,)),
+    Route("GET", "/api/v1/containers/{container_id}/logs", "containers_logs", access=(SR, "runtime")),
+    Route("GET", "/api/v1/metrics", "metrics_prometheus", access=(SR, ER)),
     Route("POST", "/api/v1/keys", "keys_create", auth="admin", access=("api_keys:rw",)),
     Route(
         "POST",
@@ -83,6 +94,14 @@ ROUTES: tuple[Route, ...] = (
         "internal",
         "callback",
         access=(SRW, "runtime"),
+    ),
+    Route(
+        "POST",
+        "/internal/sessions/{session_id}/workspace-urls",
+        "internal_workspace_urls",
+        "internal",
+        "callback",
+        access=(SR, WRW),
     ),
     Route(
         "POST",
@@ -127,6 +146,9 @@ JOBS: tuple[Job, ...] = (
     Job("seed_templates", access=("templates:rw",), timeout_s=60),
     Job("schedule_reap_executions", access=(SR, ERW, WRW), timeout_s=40, every_s=5),
     Job("schedule_reap_sessions", access=(SRW, "runtime"), timeout_s=40, every_s=10),
+    Job("schedule_probe_nodes", access=("runtime_nodes:rw", "runtime"), timeout_s=30, every_s=10),
+    Job("schedule_reap_orphans", access=(SR, "runtime"), timeout_s=60, every_s=60),
+    Job("schedule_purge_workspaces", access=(SRW, WRW), timeout_s=300, every_s=60),
 )
 
 

@@ -49,6 +49,28 @@ class _ActiveSessionsIndex(GlobalSecondaryIndex["SessionRecord"]):
     last_activity_at = UTCDateTimeAttribute(range_key=True)
 
 
+class _StatusCreatedIndex(GlobalSecondaryIndex["SessionRecord"]):
+    """All tenants' sessions by status: the operators' container listing."""
+
+    class Meta:
+        index_name = "status_created"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class _PurgeDueIndex(GlobalSecondaryIndex["SessionRecord"]):
+    """Sparse: ended sessions whose workspace still awaits deletion, by when it is due."""
+
+    class Meta:
+        index_name = "purge_due"
+        projection = KeysOnlyProjection()
+
+    purge_pending = UnicodeAttribute(hash_key=True)
+    purge_after = UTCDateTimeAttribute(range_key=True)
+
+
 class SessionRecord(Model):
     class Meta:
         table_name = "sessions"
@@ -76,10 +98,14 @@ class SessionRecord(Model):
     started_at = UTCDateTimeAttribute(null=True)
     terminated_at = UTCDateTimeAttribute(null=True)
     last_activity_at = UTCDateTimeAttribute()
+    purge_pending = UnicodeAttribute(null=True)
+    purge_after = UTCDateTimeAttribute(null=True)
 
     by_tenant = _TenantCreatedIndex()
     by_tenant_status = _TenantStatusIndex()
     active = _ActiveSessionsIndex()
+    by_status = _StatusCreatedIndex()
+    purge_due = _PurgeDueIndex()
 
 
 class _SessionExecutionsIndex(GlobalSecondaryIndex["ExecutionRecord"]):

@@ -26,14 +26,14 @@ class Dependencies:
     # Each port is built on first use: a function only pays for the clients it touches.
     @cached_property
     def sessions(self) -> SessionRepository:
-        from sandboxcp.adapters.repositories import DynamoSessionRepository
+        from sandboxcp.adapters.dynamo.sessions import DynamoSessionRepository
 
         self._bind()
         return DynamoSessionRepository()
 
     @cached_property
     def executions(self) -> ExecutionRepository:
-        from sandboxcp.adapters.repositories import DynamoExecutionRepository
+        from sandboxcp.adapters.dynamo.executions import DynamoExecutionRepository
         from sandboxcp.adapters.result_store import S3ResultStore
 
         self._bind()
@@ -41,14 +41,14 @@ class Dependencies:
 
     @cached_property
     def templates(self) -> TemplateRepository:
-        from sandboxcp.adapters.repositories import DynamoTemplateRepository
+        from sandboxcp.adapters.dynamo.templates import DynamoTemplateRepository
 
         self._bind()
         return DynamoTemplateRepository()
 
     @cached_property
     def api_keys(self) -> ApiKeyRepository:
-        from sandboxcp.adapters.repositories import DynamoApiKeyRepository
+        from sandboxcp.adapters.dynamo.api_keys import DynamoApiKeyRepository
 
         self._bind()
         return DynamoApiKeyRepository()

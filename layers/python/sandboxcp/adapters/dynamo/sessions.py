@@ -1,0 +1,149 @@
+"""Sessions table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import UpdateError
+
+from sandboxcp.adapters.dynamo.common import condition_failed, get_item, page_slice, update_actions
+from sandboxcp.adapters.tables import SessionRecord
+from sandboxcp.domain.errors import StateConflict
+from sandboxcp.domain.models import Session
+from sandboxcp.domain.ports import Page
+from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES, SessionStatus, session_sources
+
+
+class DynamoSessionRepository:
+    @staticmethod
+    def _to_domain(r: SessionRecord) -> Session:
+        return Session(
+            session_id=r.session_id,
+            tenant_id=r.tenant_id,
+            template_id=r.template_id,
+            status=SessionStatus(r.status),
+            runtime_type=r.runtime_type,
+            runtime_node=r.runtime_node,
+            container_id=r.container_id,
+            executor_url=r.executor_url,
+            workspace_path=r.workspace_path,
+            resources=r.resources,
+            env_vars=r.env_vars or {},
+            timeout=int(r.timeout),
+            callback_token_hash=r.callback_token_hash,
+            task_token=r.task_token,
+            error_message=r.error_message,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            started_at=r.started_at,
+            terminated_at=r.terminated_at,
+            last_activity_at=r.last_activity_at,
+        )
+
+    @staticmethod
+    def _status_fields(tenant_id: str, status: SessionStatus) -> dict[str, Any]:
+        return {
+            "status": status.value,
+            "tenant_status": f"{tenant_id}#{status.value}",
+            "active_status": status.value if status in ACTIVE_SESSION_STATUSES else None,
+        }
+
+    def create(self, session: Session) -> None:
+        data = session.model_dump(exclude={"status", "resources"})
+        record = SessionRecord(
+            **data,
+            resources=session.resources.model_dump(),
+            **{
+                k: v
+                for k, v in self._status_fields(session.tenant_id, session.status).items()
+                if v is not None
+            },
+        )
+        record.save(condition=SessionRecord.session_id.does_not_exist())
+
+    def get(self, session_id: str) -> Session | None:
+        r = get_item(SessionRecord, session_id)
+        return self._to_domain(r) if r else None
+
+    def list_for_tenant(
+        self,
+        tenant_id: str,
+        *,
+        status: SessionStatus | None,
+        template_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> Page[Session]:
+        index: Any
+        if status is not None:
+            index, key = SessionRecord.by_tenant_status, f"{tenant_id}#{status.value}"
+        else:
+            index, key = SessionRecord.by_tenant, tenant_id
+        flt = SessionRecord.template_id == template_id if template_id else None
+        total = index.count(key, filter_condition=flt)
+        rows = index.query(key, filter_condition=flt, scan_index_forward=False)
+        return Page(items=[self._to_domain(r) for r in page_slice(rows, limit, offset)], total=total)
+
+    def list_active(self) -> list[Session]:
+        """Creating and running sessions (a Query per status on the sparse `active` index)."""
+        return [
+            self._to_domain(r)
+            for status in sorted(ACTIVE_SESSION_STATUSES)
+            for r in SessionRecord.active.query(status.value)
+        ]
+
+    def transition(
+        self,
+        session_id: str,
+        target: SessionStatus,
+        *,
+        now: datetime,
+        fields: Mapping[str, Any] | None = None,
+        only_from: Iterable[SessionStatus] | None = None,
+    ) -> Session:
+        current = get_item(SessionRecord, session_id)
+        if current is None:
+            raise StateConflict(f"Session '{session_id}' does not exist")
+        sources = session_sources(target)
+        if only_from is not None:
+            sources = sources & frozenset(only_from)
+        changes = {**self._status_fields(current.tenant_id, target), "updated_at": now, **(fields or {})}
+        try:
+            current.update(
+                actions=update_actions(SessionRecord, changes),
+                condition=SessionRecord.status.is_in(*[s.value for s in sources]),
+            )
+        except UpdateError as err:
+            if condition_failed(err):
+                raise StateConflict(
+                    f"Session '{session_id}' cannot move to '{target}' from '{current.status}'"
+                ) from err
+            raise
+        return self._to_domain(current)
+
+    def update_fields(
+        self, session_id: str, fields: Mapping[str, Any], *, only_if: Iterable[SessionStatus]
+    ) -> None:
+        record = SessionRecord(session_id=session_id)
+        try:
+            record.update(
+                actions=update_actions(SessionRecord, fields),
+                condition=SessionRecord.session_id.exists()
+                & SessionRecord.status.is_in(*[s.value for s in only_if]),
+            )
+        except UpdateError as err:
+            if condition_failed(err):
+                raise StateConflict(f"Session '{session_id}' is no longer in {sorted(only_if)}") from err
+            raise
+
+    def touch(self, session_id: str, now: datetime) -> None:
+        try:
+            SessionRecord(session_id=session_id).update(
+                actions=[SessionRecord.last_activity_at.set(now)],
+                condition=SessionRecord.status == SessionStatus.RUNNING.value,
+            )
+        except UpdateError as err:
+            if not condition_failed(err):
+                raise
