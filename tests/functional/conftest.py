@@ -62,9 +62,11 @@ class RecordingRuntime:
 class RecordingExecutor:
     def __init__(self) -> None:
         self.submitted: list[Any] = []
+        self.workspaces: list[Any] = []
 
-    def submit(self, executor_url: str, execution: Any) -> None:
+    def submit(self, executor_url: str, execution: Any, workspace: Any = None) -> None:
         self.submitted.append((executor_url, execution))
+        self.workspaces.append(workspace)
 
 
 class RecordingLaunch:

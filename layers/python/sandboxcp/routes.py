@@ -7,6 +7,7 @@ Paths are API Gateway resource paths. Path variables share one name per position
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -170,5 +171,6 @@ def route_for(module: str) -> Route:
 
 
 def resolver_path(path: str) -> str:
-    """API Gateway's `{name}` / `{name+}` path variables in the powertools resolver's `<name>` form."""
-    return path.replace("+}", "}").replace("{", "<").replace("}", ">")
+    """API Gateway's path variables in the powertools resolver's form: `{name}` -> `<name>`; a greedy
+    `{name+}` -> `.+` (powertools' `<name>` stops at '/'; handlers read it from pathParameters)."""
+    return re.sub(r"\{(\w+)\}", r"<\1>", re.sub(r"\{\w+\+\}", ".+", path))

@@ -25,6 +25,9 @@ class Settings(BaseModel):
     callback_base_url: str = Field(default="", alias="CALLBACK_BASE_URL")
     # Process runtime only: where per-session sockets, workspaces and logs live.
     sandbox_state_dir: str = Field(default="/tmp/sandboxcp", alias="SANDBOX_STATE_DIR")
+    # Local mode only: sandboxes have no network, so presigned S3 requests go through this unix socket
+    # (the path inside the sandbox), which forwards them to the S3 endpoint and nowhere else.
+    sandbox_s3_via: str = Field(default="", alias="SANDBOX_S3_VIA")
     session_creating_timeout_s: int = Field(default=60, alias="SESSION_CREATING_TIMEOUT_S")
     # docker runtime: the engine of the default node (more nodes live in the runtime nodes table);
     # remote engines use TCP+TLS with the client certificate from DOCKER_TLS_SECRET_ARN.

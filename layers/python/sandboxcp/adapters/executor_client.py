@@ -3,6 +3,9 @@ for the process runtime (`unix:///path/executor.sock`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import httpx
 
 from sandboxcp.domain.errors import SandboxUnavailable, TooManyRequests
@@ -19,7 +22,9 @@ def _client_for(executor_url: str) -> tuple[httpx.Client, str]:
 
 
 class HttpExecutorClient:
-    def submit(self, executor_url: str, execution: Execution) -> None:
+    def submit(
+        self, executor_url: str, execution: Execution, workspace: Mapping[str, Any] | None = None
+    ) -> None:
         client, base = _client_for(executor_url)
         payload = {
             "execution_id": execution.execution_id,
@@ -27,6 +32,7 @@ class HttpExecutorClient:
             "language": execution.language,
             "timeout": execution.timeout,
             "event": execution.event,
+            "workspace": dict(workspace) if workspace is not None else None,
         }
         try:
             with client:

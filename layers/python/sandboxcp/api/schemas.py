@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_serializer
 from sandboxcp.domain.clock import iso
 from sandboxcp.domain.models import Execution, ExecutionMetrics, Session, Template
 from sandboxcp.domain.resources import ResourceLimit
+from sandboxcp.domain.workspace import WorkspaceFile
 
 
 class _Out(BaseModel):
@@ -166,3 +167,26 @@ class ResultRecorded(BaseModel):
     message: str
     execution_id: str
     status: str
+
+
+class UploadedFile(BaseModel):
+    path: str
+    size: int
+
+
+class UploadUrlRequest(BaseModel):
+    path: str = Field(min_length=1, max_length=4096)
+    size: int = Field(ge=0, description="Exact size in bytes; the upload policy refuses more")
+
+
+class PresignedUpload(BaseModel):
+    path: str
+    url: str
+    fields: dict[str, str]
+    key_prefix: str
+    max_bytes: int
+
+
+class FileList(BaseModel):
+    files: list[WorkspaceFile]
+    total: int

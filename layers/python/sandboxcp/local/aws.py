@@ -107,6 +107,7 @@ def local_settings_env(state_dir: str, runtime: str) -> dict[str, str]:
         "SANDBOX_RUNTIME": runtime,
         "SANDBOX_STATE_DIR": state_dir,
         "CALLBACK_BASE_URL": f"unix://{os.path.join(state_dir, 'internal.sock')}",
+        "SANDBOX_S3_VIA": "unix:///run/controlplane.sock",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "SandboxControlPlane",
         "POWERTOOLS_DEV": "false",

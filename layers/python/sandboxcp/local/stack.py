@@ -22,7 +22,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from sandboxcp.local.aws import MotoAws, aws_environment, free_port, local_settings_env, provision
 from sandboxcp.local.functions import LocalFunctions
-from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint
+from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint, S3Forwarder
 from sandboxcp.routes import JOBS, ROUTES
 
 
@@ -103,7 +103,9 @@ class LocalStack:
         functions = LocalFunctions()
         internal = ApiGatewayEmulator(functions, [r for r in ROUTES if r.api == "internal"])
         self._serve("127.0.0.1", lambda_port, LambdaInvokeEndpoint(functions))
-        self._serve(f"unix://{self.state_dir / 'internal.sock'}", 0, internal)
+        self._serve(
+            f"unix://{self.state_dir / 'internal.sock'}", 0, S3Forwarder(self._aws.endpoint, internal)
+        )
         os.chmod(self.state_dir / "internal.sock", 0o666)
         self._serve(self.host, self.port, ApiGatewayEmulator(functions))
         self._ticker = LocalTicker(functions)

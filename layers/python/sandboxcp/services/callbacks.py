@@ -10,6 +10,7 @@ from sandboxcp.domain.errors import ExecutionNotFound, Forbidden, SessionNotFoun
 from sandboxcp.domain.models import Execution, ExecutionOutcome
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.files import workspace_plan
 from sandboxcp.services.requests import (
     ContainerExitedReport,
     ContainerReadyReport,
@@ -107,3 +108,11 @@ def record_result(
         return current, False
     deps.sessions.touch(execution.session_id, now)
     return stored, True
+
+
+def workspace_urls(deps: Dependencies, caller_session: str, session_id: str) -> dict[str, Any]:
+    _own_session(caller_session, session_id)
+    session = deps.sessions.get(session_id)
+    if session is None:
+        raise SessionNotFound(f"Session '{session_id}' does not exist")
+    return workspace_plan(deps, session)

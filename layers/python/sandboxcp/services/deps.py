@@ -13,6 +13,7 @@ from sandboxcp.domain.ports import (
     Runtime,
     SessionRepository,
     TemplateRepository,
+    WorkspaceStore,
 )
 from sandboxcp.settings import Settings, get_settings
 
@@ -52,6 +53,12 @@ class Dependencies:
 
         self._bind()
         return DynamoApiKeyRepository()
+
+    @cached_property
+    def workspace(self) -> WorkspaceStore:
+        from sandboxcp.adapters.workspace_store import S3WorkspaceStore
+
+        return S3WorkspaceStore(self.settings.workspace_bucket)
 
     @cached_property
     def launch(self) -> LaunchWorkflow:

@@ -11,12 +11,14 @@ from sandboxcp.domain.errors import (
     SandboxError,
     SandboxUnavailable,
     StateConflict,
+    TooManyRequests,
 )
 from sandboxcp.domain.ids import EXECUTION_ID_RE, new_execution_id
-from sandboxcp.domain.models import Execution, Principal
+from sandboxcp.domain.models import Execution, Principal, Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.files import workspace_plan
 from sandboxcp.services.requests import ExecuteRequest
 from sandboxcp.services.sessions import get_session
 
@@ -38,6 +40,13 @@ def submit_execution(
         raise SandboxUnavailable(
             f"Session '{session_id}' has no executor address yet", solution="Retry in a second"
         )
+    queued = deps.executions.count_inflight_for_session(session_id)
+    if queued >= MAX_INFLIGHT_PER_SESSION:
+        raise TooManyRequests(
+            f"Session '{session_id}' already has {queued} executions pending or running "
+            f"(limit {MAX_INFLIGHT_PER_SESSION})",
+            solution="Wait for some to finish, or spread the work over more sessions",
+        )
     now = clock.now()
     execution = Execution(
         execution_id=new_execution_id(now),
@@ -53,7 +62,7 @@ def submit_execution(
     deps.executions.create(execution)  # recorded before hand-off: an accepted execution is never lost
     deps.sessions.touch(session_id, now)
     try:
-        deps.executor.submit(session.executor_url, execution)
+        dispatch(deps, session, execution)
     except SandboxError as err:
         deps.executions.transition(
             execution.execution_id,
@@ -63,6 +72,12 @@ def submit_execution(
         )
         raise
     return execution
+
+
+def dispatch(deps: Dependencies, session: Session, execution: Execution) -> None:
+    """Post an execution to its session's executor with the run's workspace plan (presigned URLs)."""
+    assert session.executor_url
+    deps.executor.submit(session.executor_url, execution, workspace_plan(deps, session))
 
 
 def execute_and_wait(

@@ -41,7 +41,12 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
         image=template.image if template else "",
         resources=session.resources,
         network_enabled=bool(template and template.network_enabled),
-        env={**session.env_vars, "SANDBOXCP_SESSION_ID": session_id, "SANDBOXCP_CALLBACK_TOKEN": token},
+        env={
+            **session.env_vars,
+            "SANDBOXCP_SESSION_ID": session_id,
+            "SANDBOXCP_CALLBACK_TOKEN": token,
+            **({"SANDBOXCP_S3_VIA": deps.settings.sandbox_s3_via} if deps.settings.sandbox_s3_via else {}),
+        },
     )
     handle = deps.runtime.start(spec)
     fields: dict[str, Any] = {"container_id": handle.container_id, "runtime_node": handle.node}

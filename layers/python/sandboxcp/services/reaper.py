@@ -22,6 +22,7 @@ from sandboxcp.domain.models import Execution, ExecutionMetrics, ExecutionOutcom
 from sandboxcp.domain.states import ExecutionStatus, SessionStatus
 from sandboxcp.observability import logger
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.executions import dispatch
 
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 TIMEOUT_GRACE = timedelta(seconds=10)
@@ -116,7 +117,7 @@ def retry_execution(deps: Dependencies, crashed: Execution) -> Execution | None:
     )
     deps.executions.create(retry)
     try:
-        deps.executor.submit(session.executor_url, retry)
+        dispatch(deps, session, retry)
     except SandboxUnavailable as err:
         # Left pending: with no heartbeat it is reaped as crashed and retried again, up to the limit.
         logger.warning(

@@ -14,6 +14,9 @@ from sandboxcp.domain.errors import StateConflict
 from sandboxcp.domain.models import Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES, SessionStatus, session_sources
+from sandboxcp.domain.workspace import WORKSPACE_RETENTION
+
+PURGE_PENDING = "1"
 
 
 class DynamoSessionRepository:
@@ -43,12 +46,16 @@ class DynamoSessionRepository:
         )
 
     @staticmethod
-    def _status_fields(tenant_id: str, status: SessionStatus) -> dict[str, Any]:
-        return {
+    def _status_fields(tenant_id: str, status: SessionStatus, now: datetime | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {
             "status": status.value,
             "tenant_status": f"{tenant_id}#{status.value}",
             "active_status": status.value if status in ACTIVE_SESSION_STATUSES else None,
         }
+        if now is not None and status not in ACTIVE_SESSION_STATUSES:
+            # An ended session's workspace is kept for the retention period, then purged (FR-007).
+            fields.update(purge_pending=PURGE_PENDING, purge_after=now + WORKSPACE_RETENTION)
+        return fields
 
     def create(self, session: Session) -> None:
         data = session.model_dump(exclude={"status", "resources"})
@@ -94,6 +101,16 @@ class DynamoSessionRepository:
             for r in SessionRecord.active.query(status.value)
         ]
 
+    def list_purge_due(self, now: datetime) -> list[str]:
+        rows = SessionRecord.purge_due.query(PURGE_PENDING, SessionRecord.purge_after <= now)
+        return [r.session_id for r in rows]
+
+    def mark_purged(self, session_id: str) -> None:
+        SessionRecord(session_id=session_id).update(
+            actions=[SessionRecord.purge_pending.remove(), SessionRecord.purge_after.remove()],
+            condition=SessionRecord.session_id.exists(),
+        )
+
     def transition(
         self,
         session_id: str,
@@ -109,7 +126,7 @@ class DynamoSessionRepository:
         sources = session_sources(target)
         if only_from is not None:
             sources = sources & frozenset(only_from)
-        changes = {**self._status_fields(current.tenant_id, target), "updated_at": now, **(fields or {})}
+        changes = {**self._status_fields(current.tenant_id, target, now), "updated_at": now, **(fields or {})}
         try:
             current.update(
                 actions=update_actions(SessionRecord, changes),
