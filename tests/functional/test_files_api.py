@@ -1,0 +1,164 @@
+"""Workspace file endpoints on moto S3: upload, presigned upload, download (inline and 307), listing,
+traversal, quota, tenant isolation, the 24 h purge."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+
+import pytest
+
+from sandboxcp.domain import clock
+from sandboxcp.domain.states import SessionStatus
+from sandboxcp.services.files import purge_due_workspaces
+from tests.functional.conftest import SAMPLE_SESSION, body, invoke, sample_event, seed_session, with_path
+
+BOUNDARY = "sandboxcpboundary"
+
+
+def _multipart(fields: dict[str, tuple[str | None, bytes]]) -> bytes:
+    out = b""
+    for name, (filename, content) in fields.items():
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return out + f"--{BOUNDARY}--\r\n".encode()
+
+
+def _upload(path: str | None, content: bytes, *, tenant: str = "tenant-a") -> dict:
+    fields = {"file": ("input.csv", content)}
+    if path is not None:
+        fields["path"] = (None, path.encode())
+    event = sample_event("files_upload")
+    event["headers"]["Content-Type"] = f"multipart/form-data; boundary={BOUNDARY}"
+    event["body"] = base64.b64encode(_multipart(fields)).decode()
+    event["isBase64Encoded"] = True
+    event["requestContext"]["authorizer"]["tenant_id"] = tenant
+    return invoke("files_upload", event)
+
+
+def _download(path: str, *, tenant: str = "tenant-a") -> dict:
+    event = with_path(sample_event("files_download"), path=path)
+    event["requestContext"]["authorizer"]["tenant_id"] = tenant
+    return invoke("files_download", event)
+
+
+def test_upload_list_download_round_trip(deps):
+    seed_session(deps)
+    data = b"a,b\n1,2\n\x00\xff binary too"
+    resp = _upload("data/input.csv", data)
+    assert resp["statusCode"] == 200, resp
+    assert body(resp) == {"path": "data/input.csv", "size": len(data)}
+    listed = body(invoke("files_list", sample_event("files_list")))
+    assert listed["total"] == 1 and listed["files"][0]["path"] == "data/input.csv"
+    got = _download("data/input.csv")
+    assert got["statusCode"] == 200 and got["isBase64Encoded"]
+    assert base64.b64decode(got["body"]) == data
+    assert got["multiValueHeaders"]["Content-Type"] == ["application/octet-stream"]
+
+
+def test_upload_defaults_to_the_file_name(deps):
+    seed_session(deps)
+    assert body(_upload(None, b"x"))["path"] == "input.csv"
+
+
+def test_large_file_downloads_through_a_presigned_redirect(deps):
+    seed_session(deps)
+    big = b"z" * (5 * 1024 * 1024)
+    deps.workspace.put(SAMPLE_SESSION, "out/big.bin", big)
+    resp = _download("out/big.bin")
+    assert resp["statusCode"] == 307
+    location = resp["multiValueHeaders"]["Location"][0]
+    assert f"/workspace/{SAMPLE_SESSION}/out/big.bin" in location and "X-Amz-Expires=3600" in location
+
+
+def test_missing_file_is_404_naming_the_workspace_path(deps):
+    seed_session(deps)
+    resp = _download("nope/missing.txt")
+    assert resp["statusCode"] == 404
+    err = body(resp)
+    assert (
+        err["error_code"] == "Sandbox.FileNotFound" and "/workspace/nope/missing.txt" in err["error_detail"]
+    )
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../b", "%2e%2e%2fx", "..%2F..%2Fetc%2Fpasswd"])
+def test_traversal_is_refused(deps, path):
+    seed_session(deps)
+    assert _upload(path, b"x")["statusCode"] == 400
+    assert _download(path)["statusCode"] == 400
+
+
+def test_presigned_upload_enforces_the_100_mb_limit_and_the_quota(deps):
+    seed_session(deps)
+    event = sample_event("files_presign_upload")
+    ok = invoke("files_presign_upload", event)
+    assert ok["statusCode"] == 200, ok
+    presigned = body(ok)
+    policy = json.loads(base64.b64decode(presigned["fields"]["policy"]))
+    assert ["content-length-range", 0, 20 * 1024 * 1024] in policy["conditions"]
+    too_big = sample_event("files_presign_upload")
+    too_big["body"] = json.dumps({"path": "huge.bin", "size": 100 * 1024 * 1024 + 1})
+    resp = invoke("files_presign_upload", too_big)
+    assert resp["statusCode"] == 400 and "100 MB" in body(resp)["error_detail"]
+
+
+class _NearlyFullWorkspace:
+    """The real S3 store, reporting 50 MB less free space than the 1 GiB quota: filling 1 GiB in moto would
+    only slow the test; the rule under test is the service's arithmetic."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def usage_bytes(self, session_id):
+        return self.real.usage_bytes(session_id) + 1024**3 - 50 * 1024**2
+
+
+def test_quota_counts_the_whole_workspace(deps):
+    seed_session(deps)  # disk 1Gi
+    deps.workspace = _NearlyFullWorkspace(deps.workspace)
+    event = sample_event("files_presign_upload")
+    event["body"] = json.dumps({"path": "more.bin", "size": 60 * 1024 * 1024})
+    resp = invoke("files_presign_upload", event)
+    assert resp["statusCode"] == 400 and body(resp)["error_code"] == "Sandbox.QuotaExceeded"
+    assert "1Gi" in body(resp)["error_detail"]
+    event["body"] = json.dumps({"path": "more.bin", "size": 40 * 1024 * 1024})
+    assert invoke("files_presign_upload", event)["statusCode"] == 200
+
+
+def test_another_tenant_can_neither_list_download_nor_upload(deps):
+    seed_session(deps)
+    deps.workspace.put(SAMPLE_SESSION, "secret.txt", b"s")
+    assert _upload("x.txt", b"x", tenant="tenant-other")["statusCode"] == 404
+    assert _download("secret.txt", tenant="tenant-other")["statusCode"] == 404
+    listing = sample_event("files_list")
+    listing["requestContext"]["authorizer"]["tenant_id"] = "tenant-other"
+    assert invoke("files_list", listing)["statusCode"] == 404
+    assert [f.path for f in deps.workspace.list(SAMPLE_SESSION)] == ["secret.txt"]
+
+
+def test_executor_gets_a_workspace_plan_with_each_execution(deps):
+    seed_session(deps)
+    deps.workspace.put(SAMPLE_SESSION, "data/input.csv", b"1,2")
+    assert invoke("executions_submit", sample_event("executions_submit"))["statusCode"] == 200
+    [plan] = deps.executor.workspaces
+    assert [d["path"] for d in plan["downloads"]] == ["data/input.csv"]
+    assert f"/workspace/{SAMPLE_SESSION}/data/input.csv" in plan["downloads"][0]["url"]
+    assert plan["upload"]["key_prefix"] == f"workspace/{SAMPLE_SESSION}/"
+    assert plan["quota_bytes"] == 1024 * 1024 * 1024
+
+
+def test_workspace_is_purged_24_h_after_the_session_ended(deps):
+    seed_session(deps, "sess_0000000000000001")
+    seed_session(deps, "sess_0000000000000002")
+    deps.workspace.put("sess_0000000000000001", "a.txt", b"a")
+    deps.workspace.put("sess_0000000000000002", "b.txt", b"b")
+    deps.sessions.transition("sess_0000000000000001", SessionStatus.TERMINATED, now=clock.now())
+    assert purge_due_workspaces(deps, now=clock.now() + timedelta(hours=23)) == []
+    assert purge_due_workspaces(deps, now=clock.now() + timedelta(hours=25)) == ["sess_0000000000000001"]
+    assert deps.workspace.list("sess_0000000000000001") == []
+    assert [f.path for f in deps.workspace.list("sess_0000000000000002")] == ["b.txt"]
+    assert purge_due_workspaces(deps, now=clock.now() + timedelta(hours=26)) == []

@@ -1,0 +1,69 @@
+"""Presigned URLs and POST policies are scoped to one session's prefix and carry the size limit. moto does
+not check signatures, so these tests read the URL and the policy we generate."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import parse_qs, urlparse
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from sandboxcp.adapters.workspace_store import S3WorkspaceStore
+
+SID = "sess_0000000000000001"
+
+
+@pytest.fixture
+def store() -> S3WorkspaceStore:
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        config=Config(signature_version="s3v4"),
+    )
+    return S3WorkspaceStore("ws-bucket", client=client)
+
+
+def _policy(post: dict) -> dict:
+    return json.loads(base64.b64decode(post["fields"]["policy"]))
+
+
+def test_presigned_get_names_one_object_of_the_session_for_one_hour(store):
+    url = urlparse(store.presign_get(SID, "output/result.csv"))
+    assert url.path.endswith(f"/workspace/{SID}/output/result.csv")
+    query = parse_qs(url.query)
+    assert query["X-Amz-Expires"] == ["3600"]
+    assert query["response-content-disposition"] == ['attachment; filename="result.csv"']
+    assert "X-Amz-Signature" in query
+
+
+def test_single_file_post_policy_pins_the_key_and_the_size(store):
+    post = store.presign_post(SID, path="data/input.csv", max_bytes=1234)
+    policy = _policy(post)
+    assert {"key": f"workspace/{SID}/data/input.csv"} in policy["conditions"]
+    assert ["content-length-range", 0, 1234] in policy["conditions"]
+    assert {"bucket": "ws-bucket"} in policy["conditions"]
+    assert post["fields"]["key"] == f"workspace/{SID}/data/input.csv"
+
+
+def test_artifact_post_policy_allows_only_the_session_prefix(store):
+    post = store.presign_post(SID, path=None, max_bytes=100 * 1024 * 1024)
+    conditions = _policy(post)["conditions"]
+    assert ["starts-with", "$key", f"workspace/{SID}/"] in conditions
+    assert ["content-length-range", 0, 100 * 1024 * 1024] in conditions
+    # boto3 adds its own starts-with for "${filename}" keys; every one must be the session's prefix.
+    starts = [c for c in conditions if isinstance(c, list) and c[0] == "starts-with"]
+    assert starts and all(c == ["starts-with", "$key", f"workspace/{SID}/"] for c in starts)
+
+
+def test_policy_expires_within_the_hour(store):
+    from datetime import UTC, datetime
+
+    policy = _policy(store.presign_post(SID, path="a.txt", max_bytes=1))
+    expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    remaining = (expires - datetime.now(UTC)).total_seconds()
+    assert 3500 < remaining <= 3600
