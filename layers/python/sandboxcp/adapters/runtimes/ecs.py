@@ -20,11 +20,11 @@ from __future__ import annotations
 import math
 import re
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sandboxcp.domain.errors import SandboxUnavailable
-from sandboxcp.domain.ports import SandboxHandle, SandboxSpec, SandboxState
+from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
 
 if TYPE_CHECKING:
     from sandboxcp.settings import Settings
@@ -146,13 +146,15 @@ class EcsRuntime:
             region=settings.aws_region,
         )
 
-    # -- clients (created on first use) -------------------------------------------------------------------
+    # -- clients (created on first use) -----------------------------------------------------------
     @property
     def ecs(self) -> Any:
         if self._ecs is None:
             with self._lock:
                 if self._ecs is None:
-                    self._ecs = _client("ecs", self.region)
+                    import boto3
+
+                    self._ecs = boto3.client("ecs", region_name=self.region, config=_client_config())
         return self._ecs
 
     @property
@@ -160,10 +162,12 @@ class EcsRuntime:
         if self._logs is None:
             with self._lock:
                 if self._logs is None:
-                    self._logs = _client("logs", self.region)
+                    import boto3
+
+                    self._logs = boto3.client("logs", region_name=self.region, config=_client_config())
         return self._logs
 
-    # -- Runtime interface ----------------------------------------------------------------------------------
+    # -- Runtime interface ------------------------------------------------------------------------
     def start(self, spec: SandboxSpec) -> SandboxHandle:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -199,7 +203,7 @@ class EcsRuntime:
             self.ecs.stop_task(cluster=self.cluster, task=container_id, reason="sandbox terminated")
         except ClientError as exc:
             err = exc.response.get("Error", {})
-            # "The referenced task was not found." – it went away between describe and stop
+            # "The referenced task was not found." - it went away between describe and stop
             if "not found" not in str(err.get("Message", "")).lower():
                 raise
 
@@ -222,6 +226,7 @@ class EcsRuntime:
             "startFromHead": False,
         }
         if since is not None:
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)  # naive means UTC
             request["startTime"] = int(since.timestamp() * 1000)
         try:
             events = self.logs_client.get_log_events(**request).get("events", [])
@@ -231,7 +236,32 @@ class EcsRuntime:
             raise
         return [str(e.get("message", "")).rstrip("\n") for e in events][-tail:]
 
-    # -- helpers -----------------------------------------------------------------------------------------------
+    def list_managed(self) -> list[ManagedSandbox]:
+        """Every sandbox task of the cluster not yet told to stop (tagged `sandboxcp:managed`)."""
+        arns: list[str] = []
+        for page in self.ecs.get_paginator("list_tasks").paginate(
+            cluster=self.cluster, desiredStatus="RUNNING"
+        ):
+            arns.extend(page.get("taskArns", []))
+        found: list[ManagedSandbox] = []
+        for i in range(0, len(arns), 100):  # DescribeTasks takes at most 100
+            response = self.ecs.describe_tasks(
+                cluster=self.cluster, tasks=arns[i : i + 100], include=["TAGS"]
+            )
+            for task in response.get("tasks") or []:
+                tags = {t.get("key"): t.get("value") for t in task.get("tags") or []}
+                if tags.get("sandboxcp:managed") != "true":
+                    continue
+                found.append(
+                    ManagedSandbox(
+                        container_id=task["taskArn"],
+                        session_id=tags.get("sandboxcp:session") or None,
+                        state=_STATES.get(str(task.get("lastStatus") or ""), "creating"),
+                    )
+                )
+        return found
+
+    # -- helpers ----------------------------------------------------------------------------------
     @staticmethod
     def log_stream(container_id: str) -> str:
         """awslogs names streams `<stream prefix>/<container name>/<task id>`."""
@@ -311,12 +341,7 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _client(service: str, region: str) -> Any:
-    import boto3
+def _client_config() -> Any:
     from botocore.config import Config
 
-    return boto3.client(
-        service,
-        region_name=region,
-        config=Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"}),
-    )
+    return Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"})

@@ -1,0 +1,454 @@
+"""The `eks` runtime: one Pod per session in EKS_NAMESPACE, fenced by NetworkPolicies.
+
+The official `kubernetes` client is imported only here, and only when the first API call is made (it costs
+about a second of cold start); the manifests are plain dicts built without it. Authentication is an IAM
+bearer token (see eks_auth), TLS is verified against the cluster CA from EKS_CA_DATA.
+
+Per session:
+- NetworkPolicy `sandbox-<id>`: ingress TCP 8080 (the executor) from private (VPC) addresses only; egress
+  DNS to kube-system, TCP to the callback port on private addresses (or the callback host itself when it
+  is an IP), and - only when the template allows network - everything else except private and link-local
+  ranges (instance metadata 169.254.169.254, the EKS Pod Identity agent). Created before the Pod, so the
+  Pod never runs unfenced.
+- Pod `sandbox-<id>`: container `executor` as uid/gid 1000, non-root, read-only root, no privilege
+  escalation, every capability dropped, RuntimeDefault seccomp; requests = limits; no service account
+  token, no service links, restartPolicy Never; emptyDir /workspace (sized to the disk) and a memory-backed
+  64Mi /tmp.
+- Namespace-wide, once per process: NetworkPolicy `sandbox-default-deny` selecting every managed sandbox
+  with no rules, so a sandbox whose own policy is gone (destroy, or a failed start) can reach nothing.
+
+The executor listens on 0.0.0.0:8080 and reports `http://$POD_IP:8080` itself in container_ready, so
+`start` returns no executor URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+import weakref
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from sandboxcp.adapters.runtimes.eks_auth import EksAuthError, EksTokenSource
+from sandboxcp.domain.errors import SandboxUnavailable
+from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
+
+if TYPE_CHECKING:
+    from sandboxcp.settings import Settings
+
+CONTAINER_NAME = "executor"
+EXECUTOR_PORT = 8080
+SANDBOX_UID = 1000
+TMP_SIZE = "64Mi"
+DELETE_GRACE_S = 5
+DEFAULT_DENY_POLICY = "sandbox-default-deny"
+SESSION_LABEL = "sandboxcp.io/session"
+MANAGED_LABEL = "sandboxcp.io/managed"
+# Where the control plane and the cluster live: RFC 1918 plus the carrier-grade NAT range EKS custom
+# networking often uses for pods.
+PRIVATE_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+# Link-local: instance metadata (169.254.169.254), the EKS Pod Identity agent (169.254.170.23), ECS endpoints.
+LINK_LOCAL_CIDR = "169.254.0.0/16"
+_TIMEOUT = (5, 20)  # connect, read seconds
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+_PHASES: dict[str, SandboxState] = {
+    "Pending": "creating",
+    "Running": "running",
+    "Succeeded": "exited",
+    "Failed": "exited",
+    "Unknown": "running",  # node out of contact: not proof the sandbox is gone
+}
+
+
+def pod_name(session_id: str) -> str:
+    name = "sandbox-" + session_id.replace("_", "-").lower()
+    if len(name) > 63 or not _DNS1123.match(name):
+        raise SandboxUnavailable(f"session id '{session_id}' does not make a valid pod name")
+    return name
+
+
+def _restricted_security_context() -> dict[str, Any]:
+    return {
+        "runAsUser": SANDBOX_UID,
+        "runAsGroup": SANDBOX_UID,
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_manifest(spec: SandboxSpec, *, namespace: str, callback_base_url: str) -> dict[str, Any]:
+    name = pod_name(spec.session_id)
+    env = {
+        **spec.env,
+        "SANDBOXCP_LISTEN": f"tcp:0.0.0.0:{EXECUTOR_PORT}",
+        "SANDBOXCP_CALLBACK_URL": callback_base_url,
+        "SANDBOXCP_CONTAINER_ID": name,
+        "SANDBOXCP_WORKSPACE": "/workspace",
+        "HOME": "/workspace",
+        "TMPDIR": "/tmp",
+    }
+    env.pop("POD_IP", None)
+    resources = {
+        "cpu": spec.resources.cpu,
+        "memory": spec.resources.memory,
+        "ephemeral-storage": spec.resources.disk,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                SESSION_LABEL: spec.session_id,
+                MANAGED_LABEL: "true",
+                "app.kubernetes.io/name": "sandbox",
+                "app.kubernetes.io/managed-by": "sandboxcp",
+            },
+        },
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": DELETE_GRACE_S,
+            "hostNetwork": False,
+            "hostPID": False,
+            "hostIPC": False,
+            "shareProcessNamespace": False,
+            "securityContext": {
+                "runAsUser": SANDBOX_UID,
+                "runAsGroup": SANDBOX_UID,
+                "runAsNonRoot": True,
+                "fsGroup": SANDBOX_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": CONTAINER_NAME,
+                    "image": spec.image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "workingDir": "/workspace",
+                    "ports": [{"name": "executor", "containerPort": EXECUTOR_PORT, "protocol": "TCP"}],
+                    "env": [
+                        *({"name": k, "value": v} for k, v in env.items()),
+                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    ],
+                    "resources": {"requests": dict(resources), "limits": dict(resources)},
+                    "securityContext": _restricted_security_context(),
+                    "volumeMounts": [
+                        {"name": "workspace", "mountPath": "/workspace"},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "workspace", "emptyDir": {"sizeLimit": spec.resources.disk}},
+                {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": TMP_SIZE}},
+            ],
+        },
+    }
+
+
+def _callback_egress(callback_base_url: str) -> dict[str, Any]:
+    """TCP to the callback port on private addresses (or on the callback host itself when it is an IP)."""
+    parts = urlsplit(callback_base_url)
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    try:
+        host_ip = ipaddress.ip_address(parts.hostname or "")
+        cidrs: tuple[str, ...] = (f"{host_ip}/{host_ip.max_prefixlen}",)
+    except ValueError:
+        cidrs = PRIVATE_CIDRS
+    return {
+        "to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs],
+        "ports": [{"protocol": "TCP", "port": port}],
+    }
+
+
+def network_policy_manifest(spec: SandboxSpec, *, namespace: str, callback_base_url: str) -> dict[str, Any]:
+    egress: list[dict[str, Any]] = [
+        {  # DNS, to the cluster's resolver only
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        },
+        _callback_egress(callback_base_url),
+    ]
+    if spec.network_enabled:
+        egress.append(
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [*PRIVATE_CIDRS, LINK_LOCAL_CIDR]}}]}
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": pod_name(spec.session_id),
+            "namespace": namespace,
+            "labels": {SESSION_LABEL: spec.session_id, MANAGED_LABEL: "true"},
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {SESSION_LABEL: spec.session_id, MANAGED_LABEL: "true"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [{"ipBlock": {"cidr": cidr}} for cidr in PRIVATE_CIDRS],
+                    "ports": [{"protocol": "TCP", "port": EXECUTOR_PORT}],
+                }
+            ],
+            "egress": egress,
+        },
+    }
+
+
+def default_deny_manifest(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": DEFAULT_DENY_POLICY, "namespace": namespace, "labels": {MANAGED_LABEL: "true"}},
+        "spec": {
+            "podSelector": {"matchLabels": {MANAGED_LABEL: "true"}},
+            "policyTypes": ["Ingress", "Egress"],
+        },
+    }
+
+
+class EksRuntime:
+    name = "eks"
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        endpoint: str,
+        ca_data: str = "",
+        namespace: str = "sandboxes",
+        region: str = "us-east-1",
+        callback_base_url: str = "",
+        token_source: EksTokenSource | None = None,
+    ) -> None:
+        self.cluster_name = cluster_name
+        self.endpoint = endpoint
+        self.ca_data = ca_data
+        self.namespace = namespace
+        self.callback_base_url = callback_base_url
+        self.tokens = token_source or EksTokenSource(cluster_name, region)
+        self._lock = threading.Lock()
+        self._core: Any = None
+        self._networking: Any = None
+        self._ca_file: str | None = None
+        self._default_deny_ready = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EksRuntime:
+        return cls(
+            cluster_name=settings.eks_cluster_name,
+            endpoint=settings.eks_endpoint,
+            ca_data=settings.eks_ca_data,
+            namespace=settings.eks_namespace,
+            region=settings.aws_region,
+            callback_base_url=settings.callback_base_url,
+        )
+
+    # -- Runtime interface ------------------------------------------------------------------------
+    def start(self, spec: SandboxSpec) -> SandboxHandle:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        pod = pod_manifest(spec, namespace=self.namespace, callback_base_url=self.callback_base_url)
+        policy = network_policy_manifest(
+            spec, namespace=self.namespace, callback_base_url=self.callback_base_url
+        )
+        name = pod["metadata"]["name"]
+        try:
+            self._ensure_default_deny()
+            # The fence first: a Pod must never run before the policy that confines it exists.
+            self._create(self._api()[1].create_namespaced_network_policy, policy)
+            try:
+                self._call(self._api()[0].create_namespaced_pod, self.namespace, pod)
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise SandboxUnavailable(f"a sandbox pod '{name}' already exists") from exc
+                self._delete(self._api()[1].delete_namespaced_network_policy, name)
+                raise
+        except ApiException as exc:
+            raise SandboxUnavailable(f"Kubernetes refused the sandbox: {exc.status} {_reason(exc)}") from exc
+        except (HTTPError, OSError) as exc:
+            raise SandboxUnavailable(f"Kubernetes API unreachable: {exc}") from exc
+        except EksAuthError as exc:
+            raise SandboxUnavailable(str(exc)) from exc
+        return SandboxHandle(container_id=name, node=f"eks:{self.cluster_name}", executor_url=None)
+
+    def destroy(self, container_id: str) -> None:
+        core, networking = self._api()
+        # The pod goes first; once its own policy is deleted the namespace's default deny still fences it
+        # for the rest of its grace period.
+        self._delete(core.delete_namespaced_pod, container_id, grace_period_seconds=DELETE_GRACE_S)
+        self._delete(networking.delete_namespaced_network_policy, container_id)
+
+    def state(self, container_id: str) -> SandboxState:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = self._call(self._api()[0].read_namespaced_pod, container_id, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return "missing"
+            raise
+        return _pod_state(json.loads(response.data or b"{}"))
+
+    def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]:
+        """The executor's last `tail` log lines (optionally only those written since `since`)."""
+        from kubernetes.client.exceptions import ApiException
+
+        if tail <= 0:
+            return []
+        kwargs: dict[str, Any] = {"container": CONTAINER_NAME, "tail_lines": tail}
+        if since is not None:
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)  # naive means UTC
+            kwargs["since_seconds"] = max(1, math.ceil((datetime.now(UTC) - since).total_seconds()))
+        try:
+            response = self._call(
+                self._api()[0].read_namespaced_pod_log, container_id, self.namespace, **kwargs
+            )
+        except ApiException as exc:
+            if exc.status in (400, 404):  # gone, or its container has not started yet
+                return []
+            raise
+        # Raw text: the client's own deserialisation would mangle JSON-looking log lines.
+        return (response.data or b"").decode("utf-8", "replace").splitlines()[-tail:]
+
+    def list_managed(self) -> list[ManagedSandbox]:
+        """Every sandbox pod in the namespace (labelled `sandboxcp.io/managed=true`)."""
+        found: list[ManagedSandbox] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"label_selector": f"{MANAGED_LABEL}=true", "limit": 500}
+            if token:
+                kwargs["_continue"] = token
+            response = self._call(self._api()[0].list_namespaced_pod, self.namespace, **kwargs)
+            page = json.loads(response.data or b"{}")
+            for pod in page.get("items") or []:
+                metadata = pod.get("metadata", {})
+                found.append(
+                    ManagedSandbox(
+                        container_id=metadata.get("name", ""),
+                        session_id=(metadata.get("labels") or {}).get(SESSION_LABEL) or None,
+                        state=_pod_state(pod),
+                    )
+                )
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return found
+
+    # -- client -----------------------------------------------------------------------------------
+    def _api(self) -> tuple[Any, Any]:
+        if self._core is None:
+            with self._lock:
+                if self._core is None:
+                    self._core, self._networking = self._build_clients()
+        return self._core, self._networking
+
+    def _build_clients(self) -> tuple[Any, Any]:
+        if not self.endpoint:
+            raise SandboxUnavailable("the eks runtime needs EKS_ENDPOINT")
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = self.endpoint.rstrip("/")
+        configuration.verify_ssl = True
+        if self.ca_data:
+            configuration.ssl_ca_cert = self._write_ca()
+        configuration.api_key = {"authorization": "Bearer " + self.tokens.token()}
+        # Called before every request: hands out the cached token, or a fresh one once it is 10 minutes old.
+        configuration.refresh_api_key_hook = lambda cfg: cfg.api_key.update(
+            authorization="Bearer " + self.tokens.token()
+        )
+        api_client = client.ApiClient(configuration)
+        return client.CoreV1Api(api_client), client.NetworkingV1Api(api_client)
+
+    def _write_ca(self) -> str:
+        import base64
+
+        try:
+            pem = base64.b64decode(self.ca_data, validate=True)
+        except ValueError as exc:
+            raise SandboxUnavailable("EKS_CA_DATA is not base64") from exc
+        fd, path = tempfile.mkstemp(prefix="eks-ca-", suffix=".pem")
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        self._ca_file = path
+        weakref.finalize(self, _unlink, path)
+        return path
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Raw call (no model deserialisation) with timeouts; a 401 re-signs the token and retries once."""
+        from kubernetes.client.exceptions import ApiException
+
+        kwargs.setdefault("_request_timeout", _TIMEOUT)
+        kwargs["_preload_content"] = False
+        try:
+            return method(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status != 401:
+                raise
+            self.tokens.invalidate()
+            return method(*args, **kwargs)
+
+    def _create(self, method: Any, body: dict[str, Any]) -> None:
+        """Create, where an object of that name already existing is fine (same session, same fence)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._call(method, self.namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def _delete(self, method: Any, name: str, **kwargs: Any) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._call(method, name, self.namespace, **kwargs)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _ensure_default_deny(self) -> None:
+        if not self._default_deny_ready:
+            self._create(
+                self._api()[1].create_namespaced_network_policy, default_deny_manifest(self.namespace)
+            )
+            self._default_deny_ready = True
+
+
+def _pod_state(pod: dict[str, Any]) -> SandboxState:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return "exited"  # being deleted: its processes have been told to stop
+    return _PHASES.get((pod.get("status") or {}).get("phase", "Pending"), "creating")
+
+
+def _reason(exc: Any) -> str:
+    try:
+        return str(json.loads(exc.body).get("message") or exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
