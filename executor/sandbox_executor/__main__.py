@@ -1,5 +1,6 @@
-"""``python3 -m sandbox_executor``: start the agent with the configuration from the environment."""
+"""``python3 -m sandbox_executor``: supervise the agent (``sandbox_executor.app``), configured from the
+environment, restarting it if it dies; see supervisor.py."""
 
-from sandbox_executor.app import main
+from sandbox_executor.supervisor import main
 
 raise SystemExit(main())

@@ -1,4 +1,8 @@
-"""Process lifecycle: configure, bind, serve, announce readiness, and shut down on SIGTERM."""
+"""The agent's process lifecycle: configure, bind, serve, announce readiness, and shut down on SIGTERM.
+
+Run as ``python3 -m sandbox_executor.app``, normally by the supervisor (``python3 -m
+sandbox_executor``, see supervisor.py), which restarts it if it dies.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import signal
 import threading
 from types import FrameType
 
-from sandbox_executor import __version__
+from sandbox_executor import __version__, linux
+from sandbox_executor.advertise import advertised_url
 from sandbox_executor.callbacks import CallbackClient, Outcome
 from sandbox_executor.config import Config, ConfigError, load_config
 from sandbox_executor.logs import log
@@ -18,8 +23,10 @@ from sandbox_executor.server import Service, TCPServer, UnixServer, bound_port, 
 from sandbox_executor.worker import ExecutionQueue
 
 EXIT_OK = 0
-EXIT_NOT_READY = 1  # the control plane refused container_ready, or never answered
-EXIT_CONFIG = 2  # bad environment, or the listener could not be bound
+EXIT_NOT_READY = 1  # the control plane never answered container_ready (the supervisor retries)
+# Bad environment, the listener could not be bound, or the control plane refused container_ready
+# (a final 4xx: wrong token or session, or the session is over). The supervisor does not retry.
+EXIT_CONFIG = 2
 
 # Exit code and container_exited reason reported per signal.
 _SIGNALS = {signal.SIGTERM: (143, "sigterm"), signal.SIGINT: (130, "normal")}
@@ -42,6 +49,9 @@ def main() -> int:
     shutdown = _Shutdown()
     for signum in _SIGNALS:
         signal.signal(signum, shutdown.handle)
+    # The supervisor spawns us with these blocked, so that a stop request arriving before the
+    # handlers above existed is not lost (or fatal): it is delivered now, to them.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_SIGNALS))
     try:
         config = load_config()
         callbacks = CallbackClient(config.callback_url, config.callback_token, shutdown.event)
@@ -51,6 +61,7 @@ def main() -> int:
     log(
         "starting",
         version=__version__,
+        pid=os.getpid(),
         session_id=config.session_id,
         listen=config.listen.kind
         + ":"
@@ -59,6 +70,8 @@ def main() -> int:
     )
     if not config.callback_token:
         log("warning", message="SANDBOXCP_CALLBACK_TOKEN is empty; callbacks are sent without Authorization")
+    if not linux.available():
+        log("warning", message="prctl unavailable (no ctypes?); user code may outlive a killed agent")
     try:
         os.makedirs(config.workspace, exist_ok=True)
     except OSError as exc:
@@ -84,12 +97,15 @@ def main() -> int:
     port = bound_port(server)
     log("listening", port=port, socket=config.listen.path or None)
 
-    delivery = callbacks.container_ready(config.session_id, config.container_id, port)
+    executor_url = advertised_url(config, port, shutdown.event)
+    if executor_url:
+        log("advertising", executor_url=executor_url)
+    delivery = callbacks.container_ready(config.session_id, config.container_id, port, executor_url)
     if not shutdown.event.is_set():
         if delivery.outcome is not Outcome.DELIVERED:
             log("not_ready", outcome=delivery.outcome.value, http_status=delivery.status)
             _close(server, config)
-            return EXIT_NOT_READY
+            return EXIT_CONFIG if delivery.outcome is Outcome.REJECTED else EXIT_NOT_READY
         log("ready", session_id=config.session_id, container_id=config.container_id, port=port)
         shutdown.event.wait()
     return _shut_down(shutdown.signum, server, config, callbacks, registry)
@@ -120,3 +136,7 @@ def _close(server: TCPServer | UnixServer, config: Config) -> None:
     if config.listen.kind == "unix":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(config.listen.path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

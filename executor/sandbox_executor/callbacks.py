@@ -140,8 +140,17 @@ class CallbackClient:
 
     # -- the callbacks of internal-api.yaml -------------------------------------------------------
 
-    def container_ready(self, session_id: str, container_id: str | None, port: int | None) -> Delivery:
-        payload = {"container_id": container_id, "executor_port": port, "ready_at": utc_now_iso()}
+    def container_ready(
+        self, session_id: str, container_id: str | None, port: int | None, executor_url: str | None = None
+    ) -> Delivery:
+        """Any 2xx will do: a restarted agent re-announces a session that is already running."""
+        payload: dict[str, Any] = {
+            "container_id": container_id,
+            "executor_port": port,
+            "ready_at": utc_now_iso(),
+        }
+        if executor_url:
+            payload["executor_url"] = executor_url
         return self.post(
             f"/sessions/{session_id}/container_ready", payload, backoff=READY_BACKOFF, timeout=5.0
         )

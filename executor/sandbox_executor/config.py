@@ -52,6 +52,10 @@ class Config:
     retry_base_s: float
     node_bin: str
     bash_bin: str
+    # Sources of the executor_url announced in container_ready (see advertise.py), in this order.
+    advertise_url: str | None = None
+    pod_ip: str | None = None  # Kubernetes downward API
+    ecs_metadata_uri: str | None = None  # ECS task metadata endpoint v4
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -86,4 +90,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         retry_base_s=_positive_float(env, "SANDBOXCP_RETRY_BASE_S", 1.0),
         node_bin=env.get("SANDBOXCP_NODE", "").strip() or "node",
         bash_bin=env.get("SANDBOXCP_BASH", "").strip() or "bash",
+        advertise_url=env.get("SANDBOXCP_ADVERTISE_URL", "").strip() or None,
+        pod_ip=env.get("POD_IP", "").strip() or None,
+        ecs_metadata_uri=env.get("ECS_CONTAINER_METADATA_URI_V4", "").strip() or None,
     )

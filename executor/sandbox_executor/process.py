@@ -1,9 +1,13 @@
 """Run one child process with a deadline, bounded capture and rusage accounting.
 
 The child gets its own session (``start_new_session=True``), so its pid is also its process
-group id and a timeout can SIGKILL the whole tree. A single thread multiplexes stdin, stdout,
-stderr and the return-value pipe with ``selectors``, so no pipe can fill up and deadlock the
-child; a second thread blocks in ``os.wait4`` to get the exit status and the child's rusage.
+group id and a timeout can SIGKILL the whole tree. It also asks for SIGKILL when the thread that
+spawned it exits (``PR_SET_PDEATHSIG``), so user code never outlives a killed agent: call
+``run_process`` from a long-lived thread (the execution worker), never from a short-lived one.
+
+A single thread multiplexes stdin, stdout, stderr and the return-value pipe with ``selectors``,
+so no pipe can fill up and deadlock the child; a second thread blocks in ``os.wait4`` to get the
+exit status and the child's rusage.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from sandbox_executor import linux
 from sandbox_executor.capture import BoundedBuffer
 
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout and of stderr kept (1 MiB each)
@@ -62,7 +67,8 @@ def _reset_own_peak_rss() -> None:
     """Reset this process's peak-RSS mark (Linux >= 4.0), best effort.
 
     The child's ru_maxrss starts at the RSS high-water mark of the memory image it exec'd from,
-    and with vfork (what subprocess uses) that is the executor's own *historical* peak. Resetting
+    and with vfork (what subprocess uses without a preexec_fn, i.e. when prctl is unavailable) that
+    is the executor's own *historical* peak (a fork starts from the current RSS instead). Resetting
     it before each spawn brings that floor down to the executor's current RSS, so one run with
     big output does not inflate the peak_memory_mb of every later run.
     """
@@ -137,6 +143,7 @@ def run_process(
             env=dict(env),
             start_new_session=True,
             pass_fds=(ret_w,) if return_pipe else (),
+            preexec_fn=linux.die_with_parent_hook(),
         )
     except (OSError, ValueError) as exc:
         if return_pipe:

@@ -1,4 +1,5 @@
-"""One execution: pick the language's command, run it, and turn the outcome into a result report."""
+"""One execution: pick the language's command, run it, and turn the outcome into a result report
+(including the workspace files the run wrote, as ``artifacts``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox_executor.artifacts import list_artifacts, run_clock_ns
 from sandbox_executor.bootstrap_node import NODE_BOOTSTRAP
 from sandbox_executor.bootstrap_python import PYTHON_BOOTSTRAP
 from sandbox_executor.config import Config
@@ -133,6 +135,7 @@ class Runner:
             if len(event_json) <= MAX_EVENT_ENV_BYTES:
                 env["SANDBOX_EVENT"] = event_json
             return_pipe = False
+        started_ns = run_clock_ns()
         result = run_process(
             argv,
             env=env,
@@ -142,7 +145,9 @@ class Runner:
             return_pipe=return_pipe,
             registry=self._registry,
         )
-        return outcome_from(result, req.timeout)
+        outcome = outcome_from(result, req.timeout)
+        outcome.artifacts = list_artifacts(self._config.workspace, started_ns)
+        return outcome
 
 
 def spawn_failure(language: str, reason: str) -> RunOutcome:

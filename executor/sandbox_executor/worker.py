@@ -1,5 +1,6 @@
 """The execution queue: a bounded FIFO drained by one worker thread, so executions run one at a
-time in submission order, each with its status, heartbeats and result callbacks.
+time in submission order, each with its status and result callbacks; every execution held, queued
+or running, is kept alive with heartbeats.
 
 Results are delivered by the worker itself before it takes the next execution: ordering of
 results then follows submission order, and a control plane that is down for long fills the queue,
@@ -11,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 
 from sandbox_executor.callbacks import CallbackClient, Outcome
 from sandbox_executor.clock import utc_now_iso
@@ -23,6 +25,8 @@ QUEUE_BOUND = 64
 # Finished execution ids remembered so a re-sent /execute is not run twice. Bounded, oldest first out.
 DONE_MEMORY = 4096
 STATUS_JOIN_S = 15.0  # the running-status post gives up after ~10 s; never wait forever for it
+HEARTBEAT_SENDERS = 4  # heartbeat posts in flight at most
+HEARTBEAT_IDLE_POLL_S = 0.5
 
 QUEUED, RUNNING, DONE = "queued", "running", "done"
 
@@ -31,27 +35,93 @@ class QueueFull(Exception):
     pass
 
 
-class _Heartbeat:
-    """Posts a heartbeat every ``interval`` s while an execution runs; best effort, own thread."""
+class Heartbeats:
+    """Heartbeats for every execution the executor holds, queued or running (FR-022).
 
-    def __init__(self, callbacks: CallbackClient, execution_id: str, interval: float) -> None:
+    The control plane marks an execution ``crashed`` after 15 s without a heartbeat, including one
+    still waiting behind a long run, so each held execution gets a beat as soon as it is accepted
+    and then every ``interval`` s until its result is delivered (or given up on).
+
+    One scheduler thread hands due beats to ``senders`` sender threads: a hung control plane
+    ties up at most that many connections, each with a short timeout, and never the worker or the
+    HTTP handlers. An execution whose previous beat is still in flight skips a beat rather than
+    piling up requests.
+    """
+
+    def __init__(
+        self,
+        callbacks: CallbackClient,
+        interval: float,
+        stop: threading.Event,
+        senders: int = HEARTBEAT_SENDERS,
+    ) -> None:
         self._callbacks = callbacks
-        self._execution_id = execution_id
         self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{execution_id}", daemon=True)
+        self._stop = stop
+        # A hung control plane must not delay the next beat much: the timeout stays short.
+        self._timeout = min(2.0, max(0.5, interval))
+        self._cond = threading.Condition()
+        self._due: dict[str, float] = {}  # held execution id -> monotonic time of its next beat
+        self._busy: set[str] = set()  # ids waiting in the outbox or being sent
+        self._outbox: deque[str] = deque()
+        self._threads = [threading.Thread(target=self._schedule, name="heartbeat", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._send, name=f"heartbeat-sender-{i}", daemon=True)
+            for i in range(senders)
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
+    def hold(self, execution_id: str) -> None:
+        """Beat for ``execution_id`` now and every interval from now on."""
+        with self._cond:
+            self._due[execution_id] = time.monotonic()
+            self._cond.notify_all()
 
-    def _loop(self) -> None:
-        # A hung control plane must not delay the next beat much: the timeout stays short.
-        timeout = min(2.0, max(0.5, self._interval))
-        while not self._stop.wait(self._interval):
-            self._callbacks.heartbeat(self._execution_id, timeout)
+    def release(self, execution_id: str) -> None:
+        with self._cond:
+            self._due.pop(execution_id, None)
+
+    def held(self) -> list[str]:
+        with self._cond:
+            return list(self._due)
+
+    def _schedule(self) -> None:
+        with self._cond:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                for eid, due in self._due.items():
+                    if due > now:
+                        continue
+                    if eid not in self._busy:
+                        self._busy.add(eid)
+                        self._outbox.append(eid)
+                    # Keep the cadence, but never try to catch up on beats missed in a stall.
+                    following = due + self._interval
+                    self._due[eid] = following if following > now else now + self._interval
+                if self._outbox:
+                    self._cond.notify_all()
+                next_due = min(self._due.values(), default=now + HEARTBEAT_IDLE_POLL_S)
+                # Bounded, so that a stop (set from a signal handler, without notify) is seen.
+                self._cond.wait(min(max(0.0, next_due - now), HEARTBEAT_IDLE_POLL_S))
+
+    def _send(self) -> None:
+        while True:
+            with self._cond:
+                while not self._outbox:
+                    self._cond.wait()
+                eid = self._outbox.popleft()
+                held = eid in self._due
+            try:
+                if held and not self._stop.is_set():
+                    self._callbacks.heartbeat(eid, self._timeout)
+            except Exception as exc:  # a sender thread must survive anything
+                log("heartbeat_error", execution_id=eid, error=type(exc).__name__)
+            finally:
+                with self._cond:
+                    self._busy.discard(eid)
 
 
 class ExecutionQueue:
@@ -67,16 +137,18 @@ class ExecutionQueue:
     ) -> None:
         self._runner = runner
         self._callbacks = callbacks
-        self._heartbeat_s = heartbeat_s
         self._retry_base_s = retry_base_s
         self._stop = stop
         self._queue: queue.Queue[ExecutionRequest | None] = queue.Queue(maxsize=bound)
         self._lock = threading.Lock()
         self._states: OrderedDict[str, str] = OrderedDict()
         self._running: str | None = None
+        self._heartbeats = Heartbeats(callbacks, heartbeat_s, stop)
+        # Long-lived on purpose: user code is spawned from this thread and dies when it exits.
         self._thread = threading.Thread(target=self._loop, name="execution-worker", daemon=True)
 
     def start(self) -> None:
+        self._heartbeats.start()
         self._thread.start()
 
     def close(self) -> None:
@@ -99,6 +171,7 @@ class ExecutionQueue:
             except queue.Full:
                 raise QueueFull(f"Executor has {self._queue.qsize()} queued executions") from None
             self._states[req.execution_id] = QUEUED
+            self._heartbeats.hold(req.execution_id)
         log("execution_accepted", execution_id=req.execution_id, language=req.language, timeout_s=req.timeout)
         return True
 
@@ -112,6 +185,7 @@ class ExecutionQueue:
             self._states[execution_id] = state
             self._running = execution_id if state == RUNNING else None
             if state == DONE:
+                self._heartbeats.release(execution_id)
                 self._states.move_to_end(execution_id)
                 done = [eid for eid, st in self._states.items() if st == DONE]
                 for eid in done[: max(0, len(done) - DONE_MEMORY)]:
@@ -142,12 +216,9 @@ class ExecutionQueue:
             daemon=True,
         )
         status.start()
-        heartbeat = _Heartbeat(self._callbacks, eid, self._heartbeat_s)
-        heartbeat.start()
-        try:
-            outcome = self._run(req)
-        finally:
-            heartbeat.stop()
+        # Heartbeats go on (since acceptance) until the result is delivered: a control plane that
+        # answers 5xx to the result for a while must not take the execution for crashed meanwhile.
+        outcome = self._run(req)
         log(
             "execution_finished",
             execution_id=eid,

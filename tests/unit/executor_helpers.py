@@ -2,6 +2,7 @@
 
 The fake control plane is a stdlib HTTP server (TCP on 127.0.0.1, or a unix socket) that records
 every callback and can be told to answer 503 to the first N result posts of an execution.
+``FakeTaskMetadata`` stands in for the ECS task metadata endpoint.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ class FakeControlPlane:
         else:
             self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
             self.url = f"http://127.0.0.1:{self._server.server_address[1]}/cp"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> FakeControlPlane:
         self._thread.start()
@@ -144,10 +147,53 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
     daemon_threads = True
 
 
-class ExecutorProcess:
-    """``python -m sandbox_executor`` listening on a unix socket, pointed at a fake control plane."""
+class FakeTaskMetadata:
+    """``GET {url}/task`` answers ``task`` as JSON (or ``status`` with no body), like ECS metadata v4."""
 
-    def __init__(self, cp: FakeControlPlane, **env: str) -> None:
+    def __init__(self, task: Any, status: int = 200) -> None:
+        self.task = task
+        self.status = status
+        self.requests: list[str] = []
+        meta = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                meta.requests.append(self.path)
+                ok = self.path == "/v4/task-abc/task" and meta.status == 200
+                body = json.dumps(meta.task).encode() if ok else b""
+                self.send_response(meta.status if self.path == "/v4/task-abc/task" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v4/task-abc"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def __enter__(self) -> FakeTaskMetadata:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# Inherited variables that would change what the executor does (advertised URL sources).
+_HOST_ONLY_ENV = ("POD_IP", "ECS_CONTAINER_METADATA_URI_V4")
+
+
+class ExecutorProcess:
+    """``python -m sandbox_executor`` (the supervisor, or ``module`` instead, e.g. the bare agent
+    ``sandbox_executor.app``) listening on a unix socket, pointed at a fake control plane."""
+
+    def __init__(self, cp: FakeControlPlane, module: str = "sandbox_executor", **env: str) -> None:
         # A short directory: unix socket paths are limited to 107 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="sbx-"))
         self.socket = str(self.dir / "executor.sock")
@@ -155,7 +201,11 @@ class ExecutorProcess:
         self.log_path = self.dir / "executor.log"
         self.cp = cp
         full_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SANDBOXCP_")},
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("SANDBOXCP_") and k not in _HOST_ONLY_ENV
+            },
             "PYTHONPATH": os.pathsep.join(filter(None, [str(EXECUTOR_DIR), os.environ.get("PYTHONPATH")])),
             "SANDBOXCP_SESSION_ID": SESSION_ID,
             "SANDBOXCP_CALLBACK_URL": cp.url,
@@ -169,12 +219,33 @@ class ExecutorProcess:
         }
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox_executor"], env=full_env, stderr=self._log, stdout=self._log
+            [sys.executable, "-m", module], env=full_env, stderr=self._log, stdout=self._log
         )
         self.endpoint = Endpoint.parse(f"unix://{self.socket}")
 
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        self.cp.wait_for(lambda cs: any(c.path.endswith("/container_ready") for c in cs), timeout)
+    def wait_ready(self, timeout: float = 10.0, count: int = 1) -> None:
+        """Wait for the ``count``-th container_ready (a restarted agent sends another one)."""
+        self.cp.wait_for(lambda cs: sum(c.path.endswith("/container_ready") for c in cs) >= count, timeout)
+
+    def agent_pid(self, timeout: float = 10.0, other_than: int | None = None) -> int:
+        """The pid of the agent the supervisor runs (a new one, when ``other_than`` is given)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            agents = [p for p in children(self.proc.pid) if b"sandbox_executor.app" in cmdline(p)]
+            agents = [p for p in agents if p != other_than]
+            if agents:
+                return agents[0]
+            assert time.monotonic() < deadline, "no agent process under the supervisor"
+            time.sleep(0.02)
+
+    def wait_file(self, name: str, timeout: float = 10.0) -> str:
+        """The content of workspace file ``name`` once it is non-empty (user code writes pids there)."""
+        path = self.workspace / name
+        deadline = time.monotonic() + timeout
+        while not path.exists() or not path.read_text().strip():
+            assert time.monotonic() < deadline, f"{name} never written"
+            time.sleep(0.02)
+        return path.read_text().strip()
 
     def log_text(self) -> str:
         if not self._log.closed:
@@ -213,3 +284,45 @@ class ExecutorProcess:
             self.proc.wait()
         self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def children(pid: int) -> list[int]:
+    """Live (non-zombie) child processes of ``pid``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in (b"Z", b"X"):
+            found.append(int(name))
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ")
+    except OSError:
+        return b""
+
+
+def alive(pid: int, timeout: float = 2.0) -> bool:
+    """False as soon as ``pid`` is gone (a zombie counts as gone); True if still there after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
+                    return False
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        time.sleep(0.05)
+    return True

@@ -4,12 +4,14 @@ executions one at a time anyway), so every test uses its own execution ids."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.unit.executor_helpers import TOKEN, ExecutorProcess, FakeControlPlane, new_execution_id
+from tests.unit.executor_helpers import TOKEN, Call, ExecutorProcess, FakeControlPlane, new_execution_id
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is required")
 
@@ -136,6 +138,27 @@ def test_metrics_are_plausible(ex: ExecutorProcess) -> None:
     assert big["metrics"]["cpu_time_ms"] > 0
 
 
+def test_artifacts_are_the_files_the_run_wrote(ex: ExecutorProcess) -> None:
+    for name in ("untouched.txt", "modified.txt"):
+        (ex.workspace / name).write_text("old")
+        os.utime(ex.workspace / name, (time.time() - 60, time.time() - 60))
+    code = (
+        "import os\n"
+        "def handler(event):\n"
+        "    os.makedirs('out/deep', exist_ok=True)\n"
+        "    os.makedirs('.cache', exist_ok=True)\n"
+        "    for name in ('out/deep/result.csv', 'b.txt', '.cache/skipped', '.dotfile'):\n"
+        "        open(name, 'w').write('x')\n"
+        "    open('modified.txt', 'a').write('more')\n"
+        "    os.symlink('b.txt', 'link.txt')\n"
+    )
+    result = ex.run(code)
+    assert result["status"] == "success", result["stderr"]
+    assert result["artifacts"] == [".dotfile", "b.txt", "modified.txt", "out/deep/result.csv"]
+    # The next run wrote nothing: the files of the previous one are not its artifacts.
+    assert ex.run("echo nothing", "shell")["artifacts"] == []
+
+
 # -- javascript --------------------------------------------------------------------------------
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is required")
@@ -226,6 +249,30 @@ def test_status_running_and_heartbeats_while_running(ex: ExecutorProcess, cp: Fa
     assert len(beats) >= 2, [c.path for c in cp.snapshot()]
     assert all(c.json["timestamp"].endswith("Z") for c in beats)
     assert all(c.headers["authorization"] == f"Bearer {TOKEN}" for c in beats)
+
+
+def test_queued_executions_get_heartbeats_too(ex: ExecutorProcess, cp: FakeControlPlane) -> None:
+    # The control plane takes an execution without heartbeats for 15 s as crashed, queued ones too.
+    blocker = ex.submit("sleep 1.2", "shell")
+    cp.wait_for(lambda cs: any(c.path.endswith(f"{blocker}/status") for c in cs))
+    accepted = time.monotonic()
+    queued = ex.submit("echo queued", "shell")
+
+    def beats(calls: list[Call]) -> list[Call]:
+        return [c for c in calls if c.path.endswith(f"/executions/{queued}/heartbeat")]
+
+    calls = cp.wait_for(lambda cs: len(beats(cs)) >= 3)
+    assert not [c for c in calls if c.path.endswith(f"/executions/{blocker}/result")], "blocker finished"
+    assert not [c for c in calls if c.path.endswith(f"/executions/{queued}/status")], "queued one ran"
+    first = beats(calls)[0]
+    assert first.at - accepted < 0.25  # at once on acceptance, not after an interval
+    assert first.json["timestamp"].endswith("Z")
+    assert first.headers["authorization"] == f"Bearer {TOKEN}"
+    assert cp.result(queued)["stdout"] == "queued\n"
+    # Released once its result is in: at most a beat already in flight may follow.
+    result_at = cp.calls_to(f"/executions/{queued}/result")[0].at
+    time.sleep(0.5)  # more than an interval (0.3 s)
+    assert not [c for c in beats(cp.snapshot()) if c.at > result_at + 0.2]
 
 
 def test_result_is_retried_after_503_with_same_key_and_body(

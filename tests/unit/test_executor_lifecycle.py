@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 
 from sandbox_executor.http_client import Endpoint, request_json
-from tests.unit.executor_helpers import SESSION_ID, TOKEN, ExecutorProcess, FakeControlPlane
+from tests.unit.executor_helpers import (
+    SESSION_ID,
+    TOKEN,
+    ExecutorProcess,
+    FakeControlPlane,
+    FakeTaskMetadata,
+)
 
 
 def test_container_ready_is_sent_with_the_bearer_token() -> None:
@@ -22,6 +28,7 @@ def test_container_ready_is_sent_with_the_bearer_token() -> None:
             body = ready.json
             assert body["container_id"] == "ctr-test"
             assert body["executor_port"] is None  # unix socket
+            assert "executor_url" not in body
             assert body["ready_at"].endswith("Z")
             assert os.stat(ex.socket).st_mode & 0o777 == 0o666
         finally:
@@ -45,10 +52,35 @@ def test_tcp_listener_reports_its_port() -> None:
         ex = ExecutorProcess(cp, SANDBOXCP_LISTEN="tcp:127.0.0.1:0")
         try:
             ex.wait_ready()
-            port = cp.calls_to("/container_ready")[0].json["executor_port"]
+            ready = cp.calls_to("/container_ready")[0].json
+            port = ready["executor_port"]
             assert isinstance(port, int) and port > 0
+            assert "executor_url" not in ready  # no advertised address source in the environment
             resp = request_json(Endpoint.parse(f"http://127.0.0.1:{port}"), "GET", "/health")
             assert resp.status == 200 and resp.json()["status"] == "healthy"
+        finally:
+            assert ex.terminate() == 0
+
+
+def test_tcp_listener_advertises_its_url_from_the_task_metadata() -> None:
+    task = {"Containers": [{"Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.2.106"]}]}]}
+    with FakeControlPlane() as cp, FakeTaskMetadata(task) as meta:
+        ex = ExecutorProcess(cp, SANDBOXCP_LISTEN="tcp:127.0.0.1:0", ECS_CONTAINER_METADATA_URI_V4=meta.url)
+        try:
+            ex.wait_ready()
+            ready = cp.calls_to("/container_ready")[0].json
+            assert ready["executor_url"] == f"http://10.0.2.106:{ready['executor_port']}"
+            assert meta.requests == ["/v4/task-abc/task"]
+        finally:
+            assert ex.terminate() == 0
+
+
+def test_unix_listener_never_advertises_a_url() -> None:
+    with FakeControlPlane() as cp:
+        ex = ExecutorProcess(cp, POD_IP="10.9.8.7", SANDBOXCP_ADVERTISE_URL="http://sbx:8080")
+        try:
+            ex.wait_ready()
+            assert "executor_url" not in cp.calls_to("/container_ready")[0].json
         finally:
             assert ex.terminate() == 0
 

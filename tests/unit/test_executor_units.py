@@ -9,17 +9,22 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from sandbox_executor.callbacks import Backoff, CallbackClient, Outcome, result_backoff
+from sandbox_executor import advertise, artifacts
+from sandbox_executor.advertise import advertised_url
+from sandbox_executor.artifacts import list_artifacts, run_clock_ns
+from sandbox_executor.callbacks import Backoff, CallbackClient, Delivery, Outcome, result_backoff
 from sandbox_executor.capture import BoundedBuffer
-from sandbox_executor.config import ConfigError, ListenSpec, load_config
+from sandbox_executor.config import Config, ConfigError, ListenSpec, load_config
 from sandbox_executor.http_client import Endpoint
 from sandbox_executor.process import ChildRegistry, ProcessResult, run_process
 from sandbox_executor.runner import child_env, outcome_from, shrink_report
 from sandbox_executor.validation import ValidationError, parse_execute_request
-from tests.unit.executor_helpers import FakeControlPlane, new_execution_id
+from sandbox_executor.worker import Heartbeats
+from tests.unit.executor_helpers import FakeControlPlane, FakeTaskMetadata, new_execution_id
 
 # -- validation --------------------------------------------------------------------------------
 
@@ -174,6 +179,156 @@ def test_callback_client_gives_up_after_its_budget_and_on_stop() -> None:
     started = time.monotonic()
     assert client.post("/x", {}, backoff=Backoff(5, 5, 60), timeout=1.0).outcome is Outcome.GAVE_UP
     assert time.monotonic() - started < 1
+
+
+# -- heartbeats --------------------------------------------------------------------------------
+
+
+class _SlowBeats:
+    """Stands in for CallbackClient.heartbeat: each beat takes ``delay`` s; records concurrency."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.beats: list[tuple[str, float]] = []
+        self.in_flight: dict[str, int] = {}
+        self.peak = 0
+        self.peak_per_id = 0
+
+    def heartbeat(self, execution_id: str, timeout: float) -> Delivery:
+        with self.lock:
+            self.beats.append((execution_id, time.monotonic()))
+            self.in_flight[execution_id] = self.in_flight.get(execution_id, 0) + 1
+            self.peak = max(self.peak, sum(self.in_flight.values()))
+            self.peak_per_id = max(self.peak_per_id, self.in_flight[execution_id])
+        time.sleep(self.delay)
+        with self.lock:
+            self.in_flight[execution_id] -= 1
+        return Delivery(Outcome.DELIVERED, 200)
+
+    def count(self, execution_id: str) -> int:
+        with self.lock:
+            return sum(1 for eid, _ in self.beats if eid == execution_id)
+
+
+def test_heartbeats_for_every_held_execution_with_bounded_concurrency() -> None:
+    fake = _SlowBeats(delay=0.1)
+    stop = threading.Event()
+    beats = Heartbeats(fake, interval=0.1, stop=stop, senders=3)  # type: ignore[arg-type]
+    beats.start()
+    try:
+        ids = [f"exec_20250106_{i:08d}" for i in range(6)]
+        for eid in ids:
+            beats.hold(eid)
+        time.sleep(0.7)
+        assert all(fake.count(eid) >= 2 for eid in ids), fake.beats
+        assert fake.peak <= 3  # never more than `senders` posts at once
+        assert fake.peak_per_id == 1  # a slow beat is skipped, not piled up
+        beats.release(ids[0])
+        time.sleep(0.16)  # a beat already handed out may still go
+        released = fake.count(ids[0])
+        time.sleep(0.3)
+        assert fake.count(ids[0]) == released
+        assert beats.held() == ids[1:]
+    finally:
+        stop.set()
+
+
+def test_first_heartbeat_is_sent_on_hold_then_every_interval() -> None:
+    fake = _SlowBeats(delay=0.0)
+    stop = threading.Event()
+    beats = Heartbeats(fake, interval=0.2, stop=stop)  # type: ignore[arg-type]
+    beats.start()
+    try:
+        held_at = time.monotonic()
+        beats.hold("exec_20250106_aaaaaaaa")
+        time.sleep(0.5)
+        times = [at - held_at for _, at in fake.beats]
+        assert len(times) == 3, times
+        assert times[0] < 0.1
+        assert times[1] == pytest.approx(0.2, abs=0.08) and times[2] == pytest.approx(0.4, abs=0.08)
+    finally:
+        stop.set()
+
+
+# -- artifacts ---------------------------------------------------------------------------------
+
+
+def test_list_artifacts_filters_sorts_and_bounds(tmp_path: Path) -> None:
+    old = tmp_path / "old.txt"
+    old.write_text("x")
+    os.utime(old, (time.time() - 10, time.time() - 10))
+    since = run_clock_ns()
+    for rel in ("z.txt", "a/b/c.bin", "a/.hidden", ".git/config", "a/.venv/lib/x.py", "n/.d/e"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("y")
+    os.symlink(tmp_path / "z.txt", tmp_path / "link")
+    os.symlink(tmp_path / "a", tmp_path / "dirlink")
+    os.mkfifo(tmp_path / "fifo")
+    assert list_artifacts(str(tmp_path), since) == ["a/.hidden", "a/b/c.bin", "z.txt"]
+    assert list_artifacts(str(tmp_path), since, limit=2) == ["a/.hidden", "a/b/c.bin"]
+    assert list_artifacts(str(tmp_path / "missing"), since) == []
+
+
+def test_list_artifacts_caps_at_a_thousand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert artifacts.MAX_ARTIFACTS == 1000
+    monkeypatch.setattr(artifacts, "MAX_ARTIFACTS", 20)
+    since = run_clock_ns()
+    for i in range(25):
+        (tmp_path / f"f{i:02d}").write_bytes(b"")
+    listed = list_artifacts(str(tmp_path), since)
+    assert listed == [f"f{i:02d}" for i in range(20)]
+
+
+# -- advertised executor URL -------------------------------------------------------------------
+
+
+def _cfg(listen: str = "tcp:0.0.0.0:8080", **env: str) -> Config:
+    return load_config(
+        {
+            "SANDBOXCP_SESSION_ID": "s",
+            "SANDBOXCP_CALLBACK_URL": "http://cp",
+            "SANDBOXCP_LISTEN": listen,
+            **env,
+        }
+    )
+
+
+def _task(*ips: str) -> dict[str, object]:
+    networks = [{"NetworkMode": "awsvpc", "IPv4Addresses": list(ips)}] if ips else []
+    return {"Cluster": "c", "Containers": [{"Name": "sandbox", "Networks": networks}]}
+
+
+def test_advertised_url_sources_in_order() -> None:
+    with FakeTaskMetadata(_task("10.1.2.3", "10.1.2.4")) as meta:
+        ecs = {"ECS_CONTAINER_METADATA_URI_V4": meta.url}
+        assert advertised_url(_cfg(**ecs), 8080) == "http://10.1.2.3:8080"
+        assert meta.requests == ["/v4/task-abc/task"]
+        pod = {"POD_IP": "10.9.8.7", **ecs}
+        assert advertised_url(_cfg(**pod), 8081) == "http://10.9.8.7:8081"
+        assert advertised_url(_cfg(POD_IP="fd00::5"), 8080) == "http://[fd00::5]:8080"
+        explicit = {"SANDBOXCP_ADVERTISE_URL": "https://sbx.example:443", **pod}
+        assert advertised_url(_cfg(**explicit), 8080) == "https://sbx.example:443"
+        # A unix socket is reached through the mount, never a URL; nor is a listener without a port.
+        assert advertised_url(_cfg("unix:/run/x.sock", **explicit), None) is None
+        assert advertised_url(_cfg(), 8080) is None
+        assert len(meta.requests) == 1
+
+
+def test_advertised_url_without_a_usable_ecs_answer_is_omitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(advertise, "ECS_RETRY_S", 0.05)
+    with FakeTaskMetadata(_task()) as meta:  # no address: a well-formed answer, not retried
+        assert advertised_url(_cfg(ECS_CONTAINER_METADATA_URI_V4=meta.url), 8080) is None
+        assert len(meta.requests) == 1
+        meta.status = 500  # retried a few times, then given up on
+        started = time.monotonic()
+        assert advertised_url(_cfg(ECS_CONTAINER_METADATA_URI_V4=meta.url), 8080) is None
+        assert len(meta.requests) == 4
+        assert time.monotonic() - started < 1
+    bad = _cfg(ECS_CONTAINER_METADATA_URI_V4="unix:///nonexistent/metadata.sock")
+    stop = threading.Event()
+    stop.set()  # shutting down: no retry wait
+    assert advertised_url(bad, 8080, stop) is None
 
 
 # -- outcomes ----------------------------------------------------------------------------------

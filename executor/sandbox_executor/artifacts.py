@@ -1,0 +1,64 @@
+"""The files a run left in the workspace: its result's ``artifacts`` list.
+
+A file counts when it is a regular file (symlinks are not followed) modified at or after the run
+started. Paths are relative to the workspace, ``/``-separated and sorted; anything under a
+dot-directory (``.cache``, ``.npm``, ``.git``...) is skipped. The list and the walk are both
+bounded, so a workspace holding a huge tree (say ``node_modules``) cannot stall the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from sandbox_executor.logs import log
+
+MAX_ARTIFACTS = 1000
+MAX_SCANNED = 100_000  # directory entries looked at per run, at most
+_CLOCK_REALTIME_COARSE = 5  # Linux clockid; the clock file timestamps are taken from
+
+
+def run_clock_ns() -> int:
+    """Now, comparable with file mtimes: take it when the run starts.
+
+    File timestamps come from the kernel's coarse clock, which lags ``time.time()`` by up to a
+    tick, so a file written in the first milliseconds of a run could otherwise look older than it.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            return time.clock_gettime_ns(_CLOCK_REALTIME_COARSE)
+        except OSError:
+            pass
+    return time.time_ns()
+
+
+def list_artifacts(workspace: str, since_ns: int, limit: int | None = None) -> list[str]:
+    limit = MAX_ARTIFACTS if limit is None else limit
+    found: list[str] = []
+    scanned = 0
+    stack = [""]  # relative directory paths still to walk
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            with os.scandir(os.path.join(workspace, rel_dir) if rel_dir else workspace) as entries:
+                for entry in entries:
+                    scanned += 1
+                    if scanned > MAX_SCANNED:
+                        log("artifacts_scan_cut", scanned=MAX_SCANNED)
+                        return sorted(found)[:limit]
+                    rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            if not entry.name.startswith("."):
+                                stack.append(rel)
+                        elif (
+                            entry.is_file(follow_symlinks=False)
+                            and entry.stat(follow_symlinks=False).st_mtime_ns >= since_ns
+                        ):
+                            found.append(rel)
+                    except OSError:
+                        continue  # vanished or unreadable meanwhile
+        except OSError:
+            continue  # the workspace itself, or a directory the code made unreadable
+    return sorted(found)[:limit]

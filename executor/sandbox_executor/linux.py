@@ -1,0 +1,97 @@
+"""Linux process plumbing through ``prctl(2)`` (via ctypes), best effort everywhere else.
+
+* ``PR_SET_PDEATHSIG``: a child asks for SIGKILL when its parent *thread* exits, so user code dies
+  with a killed agent (and the agent with a killed supervisor). Set in the child between fork and
+  exec; the parent must spawn from a thread that lives as long as the process.
+* ``PR_SET_CHILD_SUBREAPER``: orphans of our descendants are re-parented to us instead of init,
+  so the supervisor can reap them and kill what a dead agent left behind.
+
+ctypes is optional (Debian's ``python3-minimal`` has none): without it these are no-ops that
+report False, and the caller logs the degraded mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+    except ImportError:
+        return None
+    for name in (None, "libc.so.6", "libc.so"):  # None: the symbols already loaded in this process
+        try:
+            prctl = ctypes.CDLL(name, use_errno=True).prctl
+        except (OSError, AttributeError):
+            continue
+        prctl.restype = ctypes.c_int
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        return prctl
+    return None
+
+
+_prctl = _load_prctl()
+
+
+def available() -> bool:
+    return _prctl is not None
+
+
+def set_child_subreaper() -> bool:
+    return _prctl is not None and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child SIGKILLed when the spawning thread exits; None without prctl.
+
+    It runs in the forked child before exec, so it only calls the function resolved here, in the
+    parent: no import, no allocation-heavy work, no lock. If the parent is already gone by the
+    time the child asks (the death signal would never come), the child kills itself.
+    """
+    prctl = _prctl
+    if prctl is None:
+        return None
+    parent, sigkill = os.getpid(), int(signal.SIGKILL)
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sigkill)
+
+    return hook
+
+
+def descendants(root: int) -> list[int]:
+    """Live (non-zombie) processes below ``root``, from a scan of ``/proc``; [] without procfs."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if fields[0] in (b"Z", b"X"):
+                continue
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            found.append(pid)
+            todo.append(pid)
+    return found
