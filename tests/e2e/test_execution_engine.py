@@ -200,7 +200,7 @@ def test_executor_killed_mid_run_is_crashed_then_retried(api):  # type: ignore[n
     ]
     assert wait_for(lambda: api.get(f"/executions/{eid}/status").json()["status"] == "running", timeout=10)
     # The agent, not its supervisor: the supervisor is the oldest executor process of the session.
-    agent = max(executor_pids(sid), key=lambda pid: Path(f"/proc/{pid}/stat").read_text().split()[21])
+    agent = max(executor_pids(sid), key=lambda pid: int(Path(f"/proc/{pid}/stat").read_text().split()[21]))
     os.kill(agent, signal.SIGKILL)
     assert wait_for(
         lambda: api.get(f"/executions/{eid}/status").json()["status"] == "crashed", timeout=40, interval=1

@@ -24,7 +24,7 @@ def _with_body(module: str, payload: object) -> dict:
 def test_health_answers_without_a_key(deps):
     resp = invoke("health", sample_event("health"))
     assert resp["statusCode"] == 200
-    assert body(resp) == {"status": "healthy"}
+    assert body(resp)["status"] in ("healthy", "degraded")  # checks in detail: test_health_metrics.py
 
 
 def test_create_session_records_creating_and_starts_the_launch_workflow(deps):

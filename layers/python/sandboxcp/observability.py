@@ -1,11 +1,220 @@
-"""Powertools Logger, Tracer and Metrics shared by every function (one instance per process)."""
+"""Powertools Logger, Tracer and Metrics shared by every function (one instance per process), plus:
+
+- `record_metric(name, value, unit="Count", **dimensions)`: one call feeds CloudWatch (EMF through
+  powertools) and the in-process registry that GET /api/v1/metrics renders in Prometheus text format;
+- `audit(action, outcome, **fields)`: one structured INFO line per security-relevant change;
+- `bind_request(tenant_id=..., session_id=..., execution_id=...)`: the request's identifiers on every
+  later log line of the invocation (cleared at the next invocation by `inject_lambda_context(clear_state)`).
+"""
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+import math
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+from sandboxcp.domain import clock
 
 SERVICE = "sandbox-control-plane"
+PROM_PREFIX = "sandboxcp"
 
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace="SandboxControlPlane", service=SERVICE)
+
+
+# -- request context ---------------------------------------------------------------------------------------
+def bind_request(
+    *,
+    tenant_id: str | None = None,
+    session_id: str | None = None,
+    execution_id: str | None = None,
+    **extra: str | None,
+) -> None:
+    """Add the identifiers known so far to every following log line of this invocation (None is skipped)."""
+    keys = {"tenant_id": tenant_id, "session_id": session_id, "execution_id": execution_id, **extra}
+    _refuse_secrets(keys)
+    logger.append_keys(**{k: v for k, v in keys.items() if v is not None})
+
+
+# -- audit -------------------------------------------------------------------------------------------------
+_SECRET_KEY = re.compile(r"token|api_?key|secret|password|passwd|authorization|credential", re.IGNORECASE)
+
+
+def _refuse_secrets(fields: dict[str, Any]) -> None:
+    bad = sorted(k for k in fields if _SECRET_KEY.search(k))
+    if bad:
+        raise ValueError(f"refusing to log fields named like secrets: {', '.join(bad)}")
+
+
+def audit(action: str, outcome: str, *, tenant: str | None = None, **fields: Any) -> None:
+    """Log one audit record: `{"audit": true, "action", "outcome", "tenant", "request_id", "time", ...}`.
+
+    `action` is dotted (session.create, execution.submit, session.terminate, template.create, ...);
+    `outcome` is success, denied, refused, not_found or failed. `tenant` defaults to the tenant bound by
+    `bind_request`. Fields named like secrets (token, api_key, secret, password, authorization, ...) are
+    refused with ValueError and nothing is logged: pass identifiers, never credentials, not even hashes."""
+    _refuse_secrets(fields)
+    if tenant is None:
+        tenant = logger.get_current_keys().get("tenant_id")
+    logger.info(
+        f"audit {action} {outcome}",
+        extra={
+            **fields,
+            "audit": True,
+            "action": action,
+            "outcome": outcome,
+            "tenant": tenant,
+            # The API request id (correlation id); in a schedule or workflow step, the Lambda request id.
+            "request_id": logger.get_correlation_id() or logger.get_current_keys().get("function_request_id"),
+            "time": clock.iso(clock.now()),
+        },
+    )
+
+
+# -- metrics -----------------------------------------------------------------------------------------------
+RESERVOIR = 1024  # most recent observations kept per summary series (quantiles are over these)
+QUANTILES = (0.5, 0.95, 0.99)
+LabelSet = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class _Summary:
+    count: int = 0
+    total: float = 0.0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=RESERVOIR))
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.recent.append(value)
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.recent)
+        if not ordered:
+            return float("nan")
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]  # nearest rank
+
+
+class MetricsRegistry:
+    """Thread-safe in-process counters (unit Count) and summaries (any other unit), by name and labels."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[tuple[str, LabelSet], float] = {}
+        self._summaries: dict[tuple[str, str, LabelSet], _Summary] = {}
+
+    def record(self, name: str, value: float, unit: str, labels: dict[str, str]) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            if unit == "Count":
+                self._counters[(name, key)] = self._counters.get((name, key), 0.0) + value
+            else:
+                self._summaries.setdefault((name, unit, key), _Summary()).observe(value)
+
+    def counter(self, name: str, **labels: str) -> float:
+        with self._lock:
+            return self._counters.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counters.clear()
+            self._summaries.clear()
+
+    def render(self) -> str:
+        """Prometheus text exposition format 0.0.4 (counters `<prefix>_<name>_total`, summaries with
+        p50/p95/p99 over the recent observations, `_sum` and `_count`)."""
+        lines: list[str] = []
+        with self._lock:
+            counters = sorted(self._counters.items())
+            summaries = sorted(
+                (key, (s.count, s.total, [s.quantile(q) for q in QUANTILES]))
+                for key, s in self._summaries.items()
+            )
+        seen: set[str] = set()
+        for (name, labels), value in counters:
+            metric = f"{prom_name(name)}_total"
+            if metric not in seen:
+                seen.add(metric)
+                lines.append(f"# HELP {metric} {name} (count since this process started)")
+                lines.append(f"# TYPE {metric} counter")
+            lines.append(f"{metric}{prom_labels(dict(labels))} {prom_value(value)}")
+        for (name, unit, labels), (count, total, quantiles) in summaries:
+            metric = prom_name(name) + _UNIT_SUFFIX.get(unit, "")
+            if metric not in seen:
+                seen.add(metric)
+                lines += [f"# HELP {metric} {name} in {unit}", f"# TYPE {metric} summary"]
+            base = dict(labels)
+            for q, v in zip(QUANTILES, quantiles, strict=True):
+                lines.append(f"{metric}{prom_labels({**base, 'quantile': str(q)})} {prom_value(v)}")
+            lines.append(f"{metric}_sum{prom_labels(base)} {prom_value(total)}")
+            lines.append(f"{metric}_count{prom_labels(base)} {count}")
+        return "\n".join(lines) + ("\n" if lines else "")
+
+
+_UNIT_SUFFIX = {
+    "Milliseconds": "_milliseconds",
+    "Seconds": "_seconds",
+    "Microseconds": "_microseconds",
+    "Bytes": "_bytes",
+    "Kilobytes": "_kilobytes",
+    "Megabytes": "_megabytes",
+    "Percent": "_percent",
+}
+
+REGISTRY = MetricsRegistry()
+
+
+def prom_name(name: str) -> str:
+    """`SessionsCreated` -> `sandboxcp_sessions_created` (already snake names are kept)."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+    snake = re.sub(r"[^a-z0-9_]+", "_", snake).strip("_")
+    return f"{PROM_PREFIX}_{snake}"
+
+
+def prom_labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    escaped = (f'{re.sub(r"[^a-zA-Z0-9_]", "_", k)}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    return "{" + ",".join(escaped) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prom_value(value: float) -> str:
+    if value != value:  # NaN
+        return "NaN"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def record_metric(name: str, value: float = 1, unit: str = "Count", **dimensions: Any) -> None:
+    """Count or observe `value` under `name` (CamelCase, as CloudWatch shows it).
+
+    CloudWatch: without dimensions it joins the function's metric set (flushed by `@metrics.log_metrics`);
+    with dimensions it is emitted at once as its own EMF record (a single-metric context), so dimensions
+    never leak onto other metrics. The in-process registry gets it too: unit Count adds to a counter,
+    any other unit (Milliseconds, Seconds, Bytes, ...) is an observation of a summary."""
+    labels = {k: str(v) for k, v in dimensions.items() if v is not None}
+    REGISTRY.record(name, float(value), unit, labels)
+    try:
+        if not labels:
+            metrics.add_metric(name=name, unit=unit, value=value)
+        elif not is_metrics_disabled():
+            with single_metric(
+                name=name,
+                unit=unit,  # type: ignore[arg-type]
+                value=value,
+                namespace=metrics.namespace,
+                default_dimensions={"service": SERVICE, **labels},
+            ):
+                pass
+    except Exception:  # metrics must never fail the request that records them
+        logger.warning("metric not recorded", extra={"metric": name}, exc_info=True)

@@ -137,7 +137,7 @@ AUTHORIZERS: dict[Literal["api_key", "callback"], Job] = {
 
 # Launch workflow steps, keyed by the ASL substitution variable that names each function's ARN.
 LAUNCH_STEPS: dict[str, Job] = {
-    "PlaceSessionFunctionArn": Job("launch_place", access=(SRW,)),
+    "PlaceSessionFunctionArn": Job("launch_place", access=(SRW, "runtime_nodes:r")),
     "StartSandboxFunctionArn": Job("launch_start_sandbox", access=(SRW, TR, "runtime"), timeout_s=120),
     "MarkLaunchFailedFunctionArn": Job("launch_mark_failed", access=(SRW, "runtime"), timeout_s=60),
 }

@@ -7,10 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_serializer
 
+from sandboxcp.domain import clock
 from sandboxcp.domain.clock import iso
 from sandboxcp.domain.models import Execution, ExecutionMetrics, Session, Template
 from sandboxcp.domain.resources import ResourceLimit
-from sandboxcp.domain.workspace import WorkspaceFile
+from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES
+from sandboxcp.domain.workspace import Artifact, WorkspaceFile
 
 
 class _Out(BaseModel):
@@ -96,7 +98,7 @@ class ExecutionResultResponse(BaseModel):
     execution_time: float
     return_value: Any = None
     metrics: ExecutionMetrics
-    artifacts: list[str]
+    artifacts: list[Artifact]
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     error_code: str | None = Field(default=None, description="Sandbox.ExecTimeout or Sandbox.ExecException")
@@ -189,4 +191,59 @@ class PresignedUpload(BaseModel):
 
 class FileList(BaseModel):
     files: list[WorkspaceFile]
+    total: int
+
+
+# --- operations: containers (ops-api) --------------------------------------------------------------------
+class ContainerInfo(_Out):
+    """A session's sandbox (contract ContainerInfo). `runtime_type` is our runtime name; `node_name` is the
+    runtime node; `pod_name` is set on eks, where the container id is the pod name."""
+
+    container_id: str
+    pod_name: str | None = None
+    runtime_type: str
+    status: str
+    session_id: str
+    tenant_id: str
+    template_id: str
+    node_name: str | None = None
+    resources: ResourceLimit
+    created_at: datetime
+    started_at: datetime | None = None
+    uptime_seconds: int
+
+    @classmethod
+    def of(cls, s: Session, now: datetime | None = None) -> ContainerInfo:
+        assert s.container_id is not None
+        return cls(
+            container_id=s.container_id,
+            pod_name=s.container_id if s.runtime_type == "eks" else None,
+            runtime_type=s.runtime_type,
+            status=s.status.value,
+            session_id=s.session_id,
+            tenant_id=s.tenant_id,
+            template_id=s.template_id,
+            node_name=s.runtime_node,
+            resources=s.resources,
+            created_at=s.created_at,
+            started_at=s.started_at,
+            uptime_seconds=uptime_seconds(s, now),
+        )
+
+
+def uptime_seconds(s: Session, now: datetime | None = None) -> int:
+    """From the sandbox's start to its end (terminated_at, or the last update of an ended session) or now."""
+    if s.started_at is None:
+        return 0
+    if s.terminated_at is not None:
+        end = s.terminated_at
+    elif s.status in ACTIVE_SESSION_STATUSES:
+        end = now or clock.now()
+    else:
+        end = s.updated_at
+    return max(0, int((end - s.started_at).total_seconds()))
+
+
+class ContainerList(BaseModel):
+    containers: list[ContainerInfo]
     total: int

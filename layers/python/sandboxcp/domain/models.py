@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import ExecutionStatus, SessionStatus
+from sandboxcp.domain.workspace import Artifact
 
 Language = Literal["python", "javascript", "shell"]
 
@@ -79,8 +80,20 @@ class ExecutionOutcome(BaseModel):
     execution_time: float = Field(ge=0)
     return_value: Any = None
     metrics: ExecutionMetrics
-    artifacts: list[str] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
     stdout_truncated: bool = False
+
+    @field_validator("artifacts", mode="before")
+    @classmethod
+    def _paths_are_artifacts(cls, value: Any) -> Any:
+        """The reference contract reports bare paths; we report objects (path, size, mime_type, type)."""
+        if isinstance(value, list):
+            return [
+                {"path": v, "size": 0, "mime_type": "application/octet-stream"} if isinstance(v, str) else v
+                for v in value
+            ]
+        return value
+
     stderr_truncated: bool = False
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -156,3 +156,128 @@ class ExecutorClient(Protocol):
 class LaunchWorkflow(Protocol):
     def start(self, session_id: str) -> None: ...
     def notify_ready(self, task_token: str, output: Mapping[str, Any]) -> None: ...
+
+
+# --- operations ports: template admin, containers, runtime nodes, orphans (ops-api) ---------------------
+
+
+class TemplateStore(TemplateRepository, Protocol):
+    """Template reads plus the admin writes (create, update, delete)."""
+
+    def replace(self, template: Template, *, expected_updated_at: datetime) -> None:
+        """Store `template` only if the stored one is still the version last updated at
+        `expected_updated_at` (StateConflict otherwise: changed or deleted concurrently)."""
+        ...
+
+    def delete(self, template_id: str) -> bool:
+        """False when there was nothing to delete."""
+        ...
+
+
+NodeStatus = Literal["healthy", "unhealthy", "draining"]
+NODE_STATUSES: tuple[NodeStatus, ...] = ("healthy", "unhealthy", "draining")
+
+
+class RuntimeNode(BaseModel):
+    """A host that runs sandboxes (a Docker engine; ECS, EKS and the process runtime are one node each)."""
+
+    node_id: str
+    runtime_type: str
+    endpoint: str
+    status: NodeStatus = "healthy"
+    capacity: int = 50
+    labels: dict[str, str] = Field(default_factory=dict)
+    consecutive_failures: int = 0
+    last_probe_at: datetime | None = None
+
+
+class NodeRepository(Protocol):
+    def register(self, node: RuntimeNode) -> None:
+        """Create or refresh a node (endpoint, capacity, labels); its probe history is kept."""
+        ...
+
+    def get(self, node_id: str) -> RuntimeNode | None: ...
+    def list(self, runtime_type: str, *, statuses: Iterable[NodeStatus] = NODE_STATUSES) -> list[RuntimeNode]:
+        """A Query per status on the `runtime_status` index (never a Scan)."""
+        ...
+
+    def record_probe(
+        self,
+        node_id: str,
+        *,
+        status: NodeStatus,
+        consecutive_failures: int,
+        now: datetime,
+        expected_failures: int,
+    ) -> bool:
+        """Store a probe's outcome unless another prober got there first (then False)."""
+        ...
+
+
+class ProbeResult(BaseModel):
+    ok: bool
+    detail: str = ""
+
+
+class NodeProber(Protocol):
+    def probe(self, node: RuntimeNode) -> ProbeResult: ...
+
+
+class OperationsQueries(Protocol):
+    """Operator views over the sessions and executions indexes (never a Scan)."""
+
+    def count_active_for_template(self, template_id: str) -> int: ...
+    def count_active_on_node(self, node_id: str) -> int: ...
+    def count_active(self) -> dict[str, int]:
+        """Active sessions per status (creating, running)."""
+        ...
+
+    def count_inflight_executions(self) -> int: ...
+    def containers_by_status(
+        self, status: SessionStatus, *, runtime_type: str | None, limit: int, offset: int
+    ) -> Page[Session]:
+        """All tenants' sessions with a container, newest first (`status_created` index)."""
+        ...
+
+    def active_containers(self, *, runtime_type: str | None) -> list[Session]:
+        """All tenants' creating/running sessions with a container (sparse `active` index)."""
+        ...
+
+    def containers_for_tenant(
+        self,
+        tenant_id: str,
+        *,
+        status: SessionStatus | None,
+        runtime_type: str | None,
+        limit: int,
+        offset: int,
+    ) -> Page[Session]: ...
+    def find_by_container(self, container_id: str, *, tenant_id: str | None) -> Session | None:
+        """The session whose sandbox is `container_id`: active sessions first, then (for a tenant) its
+        own history; None when not found."""
+        ...
+
+
+class HealthChecks(Protocol):
+    """Cheap reachability checks of the backing services; each raises on failure."""
+
+    def dynamodb(self) -> None: ...
+    def storage(self) -> None: ...
+    def runtime(self) -> None: ...
+
+
+class ManagedSandbox(NamedTuple):
+    container_id: str
+    session_id: str | None
+    state: SandboxState
+
+
+class RuntimeLogs(Protocol):
+    def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]: ...
+
+
+class RuntimeInventory(Protocol):
+    def list_managed(self) -> list[ManagedSandbox]: ...
+
+
+# --- end of operations ports ----------------------------------------------------------------------------

@@ -88,7 +88,7 @@ class LocalStack:
         os.environ["MOTO_PORT"] = str(lambda_port)  # where moto's Step Functions sends Lambda invokes
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
-        from sandboxcp.services import auth, templates
+        from sandboxcp.services import auth, nodes, templates
         from sandboxcp.services.deps import Dependencies, set_deps
         from sandboxcp.settings import get_settings
 
@@ -98,6 +98,7 @@ class LocalStack:
         deps = Dependencies(get_settings())
         set_deps(deps)
         templates.seed_default_templates(deps)
+        nodes.register_local_node(deps)
         auth.ensure_api_key(deps, self.api_key, "admin", admin=True)
 
         functions = LocalFunctions()

@@ -9,10 +9,14 @@ from sandboxcp.domain.ports import (
     ApiKeyRepository,
     ExecutionRepository,
     ExecutorClient,
+    HealthChecks,
     LaunchWorkflow,
+    NodeProber,
+    NodeRepository,
+    OperationsQueries,
     Runtime,
     SessionRepository,
-    TemplateRepository,
+    TemplateStore,
     WorkspaceStore,
 )
 from sandboxcp.settings import Settings, get_settings
@@ -41,7 +45,7 @@ class Dependencies:
         return DynamoExecutionRepository(S3ResultStore(self.settings.workspace_bucket))
 
     @cached_property
-    def templates(self) -> TemplateRepository:
+    def templates(self) -> TemplateStore:
         from sandboxcp.adapters.dynamo.templates import DynamoTemplateRepository
 
         self._bind()
@@ -77,6 +81,34 @@ class Dependencies:
         from sandboxcp.adapters.runtimes import build_runtime
 
         return build_runtime(self.settings)
+
+    # -- operations ports (runtime nodes, operator views, health checks) --
+    @cached_property
+    def nodes(self) -> NodeRepository:
+        from sandboxcp.adapters.dynamo.nodes import DynamoNodeRepository
+
+        self._bind()
+        return DynamoNodeRepository()
+
+    @cached_property
+    def node_prober(self) -> NodeProber:
+        from sandboxcp.adapters.probes import RuntimeNodeProber
+
+        return RuntimeNodeProber(self.settings, lambda: self.runtime)
+
+    @cached_property
+    def ops(self) -> OperationsQueries:
+        from sandboxcp.adapters.dynamo.operations import DynamoOperationsQueries
+
+        self._bind()
+        return DynamoOperationsQueries()
+
+    @cached_property
+    def health_checks(self) -> HealthChecks:
+        from sandboxcp.adapters.probes import AwsHealthChecks
+
+        self._bind()
+        return AwsHealthChecks(self.settings, lambda: self.runtime)
 
     def _bind(self) -> None:
         from sandboxcp.adapters.tables import bind_tables

@@ -16,9 +16,12 @@ _CREATING = (SessionStatus.CREATING,)
 
 
 def place_session(deps: Dependencies, session_id: str) -> dict[str, str]:
-    """Choose where the session runs. One runtime per deployment; node choice grows with runtime nodes."""
+    """Choose where the session runs: one runtime per deployment; the healthy node of it with the fewest
+    active sessions, unhealthy nodes skipped (services.nodes.choose_node)."""
+    from sandboxcp.services.nodes import choose_node
+
     runtime = deps.settings.runtime
-    node = "local" if runtime == "process" else runtime
+    node = choose_node(deps, runtime)
     deps.sessions.update_fields(
         session_id, {"runtime_type": runtime, "runtime_node": node}, only_if=_CREATING
     )

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from pynamodb.exceptions import PutError
+from datetime import datetime
+
+from pynamodb.exceptions import DeleteError, PutError
 
 from sandboxcp.adapters.dynamo.common import condition_failed, get_item, page_slice
 from sandboxcp.adapters.tables import TemplateRecord
+from sandboxcp.domain.errors import StateConflict
 from sandboxcp.domain.models import Template
 from sandboxcp.domain.ports import Page
+
+
+def _record(template: Template) -> TemplateRecord:
+    return TemplateRecord(
+        template_id=template.id, body=template.model_dump(mode="json"), deprecated=template.deprecated
+    )
 
 
 class DynamoTemplateRepository:
@@ -24,10 +33,34 @@ class DynamoTemplateRepository:
 
     def put_if_absent(self, template: Template) -> bool:
         try:
-            TemplateRecord(
-                template_id=template.id, body=template.model_dump(mode="json"), deprecated=template.deprecated
-            ).save(condition=TemplateRecord.template_id.does_not_exist())
+            _record(template).save(condition=TemplateRecord.template_id.does_not_exist())
         except PutError as err:
+            if condition_failed(err):
+                return False
+            raise
+        return True
+
+    def replace(self, template: Template, *, expected_updated_at: datetime) -> None:
+        """Optimistic concurrency: the write holds only if the stored body is still the version read
+        (compared as stored, so bodies written by older model versions compare equal to themselves)."""
+        conflict = StateConflict(
+            f"Template '{template.id}' was changed or deleted concurrently",
+            solution="Read the template again and retry the update",
+        )
+        current = get_item(TemplateRecord, template.id)
+        if current is None or Template.model_validate(current.body).updated_at != expected_updated_at:
+            raise conflict
+        try:
+            _record(template).save(condition=TemplateRecord.body == current.body)
+        except PutError as err:
+            if condition_failed(err):
+                raise conflict from err
+            raise
+
+    def delete(self, template_id: str) -> bool:
+        try:
+            TemplateRecord(template_id=template_id).delete(condition=TemplateRecord.template_id.exists())
+        except DeleteError as err:
             if condition_failed(err):
                 return False
             raise

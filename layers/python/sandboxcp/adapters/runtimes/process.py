@@ -1,14 +1,23 @@
 """The `process` runtime: one executor process per session, isolated with bubblewrap.
 
 The sandbox gets: user namespace mapped to uid/gid 1000, every capability dropped, new pid/net/ipc/uts/
-cgroup namespaces (no network unless the template allows it), a read-only view of /usr and the Python
-prefix, a tmpfs /tmp, a private /workspace, and one directory (/run/sandbox) holding its own executor
-socket. The control plane is reached through a unix socket bound into the sandbox, so no network is
-needed for callbacks; the only credential inside is the session's own callback token.
+cgroup namespaces (no network unless the template allows it), a read-only root with a read-only view of
+/usr and the Python prefix, a tmpfs /tmp (and /dev/shm), a private /workspace, and one directory
+(/run/sandbox) holding its own executor socket. The control plane is reached through a unix socket bound
+into the sandbox, so no network is needed for callbacks; the only credential inside is the session's own
+callback token.
+
+Limits (pids, memory without swap, CPU) come from a per-sandbox cgroup created under the launcher's own
+(cgroup v1, or v2 when the launcher sits at the root). rlimits cannot do this job: RLIMIT_NPROC is never
+enforced for processes whose real uid is root outside the user namespace - and the sandbox's uid 1000
+*is* the launching root outside - and RLIMIT_AS breaks runtimes that reserve address space (V8). Where
+no cgroup can be made, the sandbox runs without these limits and a warning is logged.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -17,11 +26,15 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
 from sandboxcp.domain.errors import SandboxUnavailable
-from sandboxcp.domain.ports import SandboxHandle, SandboxSpec, SandboxState
+from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
+from sandboxcp.domain.resources import ResourceLimit
+
+log = logging.getLogger(__name__)
 
 SANDBOX_UID = 1000
 _CP_SOCKET_IN_SANDBOX = "/run/controlplane.sock"
@@ -55,6 +68,7 @@ class ProcessRuntime:
         # bwrap --die-with-parent ties the sandbox to the *thread* that spawned it (PR_SET_PDEATHSIG), so
         # every sandbox is spawned from this one long-lived thread rather than from a request thread.
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawner")
+        self._cgroups = SandboxCgroups()
 
     @classmethod
     def shared(cls, state_dir: str, callback_base_url: str) -> ProcessRuntime:
@@ -85,6 +99,10 @@ class ProcessRuntime:
         (sdir / "etc" / "passwd").write_text("sandbox:x:1000:1000:sandbox:/workspace:/bin/sh\n")
         (sdir / "etc" / "group").write_text("sandbox:x:1000:\n")
         argv = self._bwrap_argv(spec, sdir)
+        procs = self._cgroups.create(spec.session_id, spec.resources)
+        if procs:
+            # Joins the cgroups, then becomes bwrap (same pid: --die-with-parent still holds). Fails closed.
+            argv = ["/bin/sh", "-c", _JOIN_CGROUPS, "sandboxcp-cgroup", *procs, "--", *argv]
         env = self._sandbox_env(spec, container_id)
         log = open(sdir / "executor.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
@@ -111,6 +129,7 @@ class ProcessRuntime:
         if pid is not None:
             _kill_group(pid, proc)
         shutil.rmtree(self._session_dir(_session_of(container_id)) / "run", ignore_errors=True)
+        self._cgroups.remove(_session_of(container_id))
 
     def state(self, container_id: str) -> SandboxState:
         proc = self._procs.get(container_id)
@@ -124,6 +143,54 @@ class ProcessRuntime:
     def destroy_all(self) -> None:
         for container_id in list(self._procs):
             self.destroy(container_id)
+
+    # -- operations: container logs and the orphan reaper's inventory (ops-api) ------------------------
+    _LOG_BLOCK = 64 * 1024
+
+    def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]:
+        """The last `tail` lines of the session's executor.log (the executor's own log lines and anything
+        the sandbox wrote to stdout/stderr), read backwards from the end so a long log costs only its tail.
+        With `since`, only lines stamped at or after it; an unstamped line (a traceback) goes with the
+        stamped line before it."""
+        if tail <= 0:
+            return []
+        try:
+            f = open(self.log_path(container_id), "rb")  # noqa: SIM115 - closed below
+        except OSError:
+            return []
+        with f:
+            end = f.seek(0, os.SEEK_END)
+            data, pos = b"", end
+            # Stop once `tail` full lines are in; with `since` read further, up to 8 MB from the end.
+            budget = end if since is None else min(end, 8 * 1024 * 1024)
+            while pos > 0 and data.count(b"\n") <= tail and end - pos < budget:
+                step = min(self._LOG_BLOCK, pos)
+                pos -= step
+                f.seek(pos)
+                data = f.read(step) + data
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        if pos > 0 and lines:
+            lines = lines[1:]  # the first line read may be cut
+        if since is not None:
+            lines = _lines_since(lines, since)
+        return lines[-tail:]
+
+    def list_managed(self) -> list[ManagedSandbox]:
+        """Sandboxes this runtime started that are still alive (its own children, and live executors found
+        through the pid files of the state directory, e.g. after a restart of the control plane)."""
+        out: dict[str, ManagedSandbox] = {}
+        for container_id, proc in list(self._procs.items()):
+            state: SandboxState = "running" if proc.poll() is None else "exited"
+            out[container_id] = ManagedSandbox(container_id, _session_of(container_id), state)
+        sessions_dir = self.state_dir / "sessions"
+        for pid_file in sessions_dir.glob("*/pid") if sessions_dir.is_dir() else ():
+            container_id = f"proc-{pid_file.parent.name}"
+            if container_id in out:
+                continue
+            pid = self._pid_from_file(container_id)
+            if pid is not None and _alive(pid) and _runs_sandbox(pid, pid_file.parent):
+                out[container_id] = ManagedSandbox(container_id, pid_file.parent.name, "running")
+        return list(out.values())
 
     # -- helpers -------------------------------------------------------------------------------------
     def _pid_from_file(self, container_id: str) -> int | None:
@@ -185,6 +252,10 @@ class ProcessRuntime:
             "--size",
             str(64 * 1024 * 1024),
             "--tmpfs",
+            "/dev/shm",
+            "--size",
+            str(64 * 1024 * 1024),
+            "--tmpfs",
             "/tmp",
             "--ro-bind",
             str(_executor_source_dir()),
@@ -200,6 +271,9 @@ class ProcessRuntime:
             argv += ["--ro-bind", prefix, prefix]
         if self.callback_base_url.startswith("unix://"):
             argv += ["--bind", self.callback_base_url.removeprefix("unix://"), _CP_SOCKET_IN_SANDBOX]
+        # Nothing outside /workspace, /tmp, /dev/shm and the socket dir is writable: the root tmpfs bwrap
+        # builds, and the /dev it populates, would otherwise belong to the sandbox user.
+        argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
         argv += ["--chdir", "/workspace", "--", python, "-m", "sandbox_executor"]
         return argv
 
@@ -220,6 +294,40 @@ class ProcessRuntime:
             "SANDBOXCP_CONTAINER_ID": container_id,
             "SANDBOXCP_WORKSPACE": "/workspace",
         }
+
+
+def _line_time(line: str) -> datetime | None:
+    """The leading ISO-8601 timestamp of an executor log line, if any."""
+    stamp = line.split(" ", 1)[0]
+    if len(stamp) < 20 or stamp[4:5] != "-" or "T" not in stamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _runs_sandbox(pid: int, session_dir: Path) -> bool:
+    """Whether `pid` is still this session's sandbox (its bwrap binds the session directory), not a
+    process that reused the pid of one long gone: only then may the orphan reaper kill its group."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f"{session_dir}/".encode() in f.read()
+    except OSError:
+        return False
+
+
+def _lines_since(lines: list[str], since: datetime) -> list[str]:
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    out, keep = [], False
+    for line in lines:
+        stamp = _line_time(line)
+        if stamp is not None:
+            keep = stamp >= since
+        if keep:
+            out.append(line)
+    return out
 
 
 def _session_of(container_id: str) -> str:
@@ -249,3 +357,115 @@ def _kill_group(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
             elif not _alive(pid):
                 return
             time.sleep(0.02)
+
+
+_JOIN_CGROUPS = (
+    'while [ "$1" != -- ]; do echo $$ > "$1" || { echo "cannot join cgroup $1" >&2; exit 125; }; shift; done;'
+    ' shift; exec "$@"'
+)
+_CGROUP_PARENT = "sandboxcp"
+
+
+class SandboxCgroups:
+    """One cgroup per sandbox for its pids, memory (no swap) and CPU limits, nested under the launcher's
+    own cgroup. cgroup v1 (pids, memory, cpu hierarchies) or v2 (only when the launcher is in the root
+    cgroup: v2 forbids enabling controllers for children of a cgroup that holds processes)."""
+
+    def __init__(self, mountinfo: str = "/proc/self/mountinfo", own: str = "/proc/self/cgroup") -> None:
+        self._v1: dict[str, Path] = {}  # controller -> the launcher's cgroup dir in that hierarchy
+        self._v2: Path | None = None
+        self._warned = False
+        try:
+            mounts = Path(mountinfo).read_text().splitlines()
+            paths = Path(own).read_text().splitlines()
+        except OSError:
+            return
+        own_v1: dict[str, str] = {}
+        own_v2 = ""
+        for line in paths:
+            _, controllers, path = line.split(":", 2)
+            if controllers:
+                for c in controllers.split(","):
+                    own_v1[c] = path
+            else:
+                own_v2 = path
+        for line in mounts:
+            fields = line.split()
+            sep = fields.index("-")
+            root, mount_point, fstype, superopts = fields[3], fields[4], fields[sep + 1], fields[sep + 3]
+            if fstype == "cgroup":
+                for c in ("pids", "memory", "cpu"):
+                    if c in superopts.split(",") and c in own_v1:
+                        rel = own_v1[c][len(root) :] if own_v1[c].startswith(root) else own_v1[c]
+                        self._v1[c] = Path(mount_point + "/" + rel.strip("/")).resolve()
+            elif fstype == "cgroup2" and own_v2 == "/" and root == "/":
+                self._v2 = Path(mount_point)
+        if self._v1:
+            self._v2 = None  # a hybrid setup: the v1 hierarchies hold the controllers
+
+    def create(self, session_id: str, res: ResourceLimit) -> list[str]:
+        """Make the sandbox's cgroups with their limits; returns the cgroup.procs files to join."""
+        try:
+            if self._v1:
+                return self._create_v1(session_id, res)
+            if self._v2 is not None:
+                return self._create_v2(session_id, res)
+        except OSError as exc:
+            self.remove(session_id)
+            self._warn(f"cannot create the sandbox's cgroup ({exc})")
+            return []
+        self._warn("no writable cgroup hierarchy")
+        return []
+
+    def _create_v1(self, session_id: str, res: ResourceLimit) -> list[str]:
+        procs = []
+        memory = res.memory_mb * 1024 * 1024
+        for controller, base in self._v1.items():
+            d = base / _CGROUP_PARENT / session_id
+            d.mkdir(parents=True, exist_ok=True)
+            if controller == "pids":
+                (d / "pids.max").write_text(str(res.max_processes))
+            elif controller == "memory":
+                (d / "memory.limit_in_bytes").write_text(str(memory))
+                with contextlib.suppress(FileNotFoundError):  # swap accounting off: no swap limit to set
+                    (d / "memory.memsw.limit_in_bytes").write_text(str(memory))
+            elif controller == "cpu":
+                with contextlib.suppress(FileNotFoundError):
+                    (d / "cpu.cfs_period_us").write_text("100000")
+                    (d / "cpu.cfs_quota_us").write_text(str(int(res.cpu_cores * 100000)))
+            procs.append(str(d / "cgroup.procs"))
+        return procs
+
+    def _create_v2(self, session_id: str, res: ResourceLimit) -> list[str]:
+        assert self._v2 is not None
+        parent = self._v2 / _CGROUP_PARENT
+        parent.mkdir(exist_ok=True)
+        (self._v2 / "cgroup.subtree_control").write_text("+pids +memory +cpu")
+        (parent / "cgroup.subtree_control").write_text("+pids +memory +cpu")
+        d = parent / session_id
+        d.mkdir(exist_ok=True)
+        (d / "pids.max").write_text(str(res.max_processes))
+        (d / "memory.max").write_text(str(res.memory_mb * 1024 * 1024))
+        with contextlib.suppress(FileNotFoundError):
+            (d / "memory.swap.max").write_text("0")
+        (d / "cpu.max").write_text(f"{int(res.cpu_cores * 100000)} 100000")
+        return [str(d / "cgroup.procs")]
+
+    def remove(self, session_id: str) -> None:
+        """Remove the sandbox's cgroups once its processes are gone (an exiting task may linger briefly)."""
+        bases = list(self._v1.values()) + ([self._v2] if self._v2 is not None else [])
+        for base in bases:
+            d = base / _CGROUP_PARENT / session_id
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+    def _warn(self, reason: str) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("process sandboxes run without pids/memory/cpu limits: %s", reason)

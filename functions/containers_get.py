@@ -1,0 +1,21 @@
+"""GET /api/v1/containers/{container_id}: one sandbox (by container id or session id)."""
+
+from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas import ContainerInfo
+from sandboxcp.observability import bind_request
+from sandboxcp.routes import resolver_path, route_for
+from sandboxcp.services.containers import get_container
+from sandboxcp.services.deps import get_deps
+
+app = make_resolver()
+ROUTE = route_for("containers_get")
+
+
+@app.get(resolver_path(ROUTE.path))
+def get(container_id: str) -> ContainerInfo:
+    who = caller(app)
+    bind_request(tenant_id=who.tenant_id, container_id=container_id)
+    return ContainerInfo.of(get_container(get_deps(), who, container_id))
+
+
+handler = lambda_entry(app)

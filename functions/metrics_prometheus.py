@@ -1,0 +1,22 @@
+"""GET /api/v1/metrics: Prometheus text format 0.0.4 (process counters and live gauges from DynamoDB)."""
+
+from aws_lambda_powertools.event_handler import Response
+
+from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.observability import bind_request
+from sandboxcp.routes import resolver_path, route_for
+from sandboxcp.services.deps import get_deps
+from sandboxcp.services.health import metrics_text
+
+app = make_resolver()
+ROUTE = route_for("metrics_prometheus")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@app.get(resolver_path(ROUTE.path))
+def metrics() -> Response[str]:
+    bind_request(tenant_id=caller(app).tenant_id)
+    return Response(200, CONTENT_TYPE, metrics_text(get_deps()))
+
+
+handler = lambda_entry(app)

@@ -1,0 +1,16 @@
+"""Every 10 s: probe the runtime nodes; 3 consecutive failures -> unhealthy, one success -> healthy."""
+
+from typing import Any
+
+from sandboxcp.observability import logger, metrics
+from sandboxcp.services.deps import get_deps
+from sandboxcp.services.nodes import probe_nodes
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    report = probe_nodes(get_deps())
+    if report.became_unhealthy or report.became_healthy:
+        logger.info("node health changed", extra=report.__dict__)
+    return report.__dict__

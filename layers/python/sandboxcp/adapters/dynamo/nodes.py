@@ -1,0 +1,96 @@
+"""Runtime nodes table: the hosts that run sandboxes and their probe history.
+
+Nodes are read per runtime and status through the `runtime_status` index (`<runtime>#<status>`), never
+by a Scan. Probe outcomes are conditional writes on the failure count read before the probe, so two
+overlapping probe runs never both count the same failure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pynamodb.exceptions import UpdateError
+
+from sandboxcp.adapters.dynamo.common import condition_failed, get_item
+from sandboxcp.adapters.tables import RuntimeNodeRecord
+from sandboxcp.domain.ports import NODE_STATUSES, NodeStatus, RuntimeNode
+
+
+def _to_domain(r: RuntimeNodeRecord) -> RuntimeNode:
+    return RuntimeNode(
+        node_id=r.node_id,
+        runtime_type=r.runtime_type,
+        endpoint=r.endpoint,
+        status=r.status,  # type: ignore[arg-type]
+        capacity=int(r.capacity if r.capacity is not None else 50),
+        labels=r.labels or {},
+        consecutive_failures=int(r.consecutive_failures or 0),
+        last_probe_at=r.last_probe_at,
+    )
+
+
+class DynamoNodeRepository:
+    def register(self, node: RuntimeNode) -> None:
+        existing = get_item(RuntimeNodeRecord, node.node_id)
+        if existing is not None:
+            # Refresh what the operator controls; keep the probe history and the current health.
+            existing.update(
+                actions=[
+                    RuntimeNodeRecord.runtime_type.set(node.runtime_type),
+                    RuntimeNodeRecord.endpoint.set(node.endpoint),
+                    RuntimeNodeRecord.capacity.set(node.capacity),
+                    RuntimeNodeRecord.labels.set(node.labels),
+                    RuntimeNodeRecord.runtime_status.set(f"{node.runtime_type}#{existing.status}"),
+                ]
+            )
+            return
+        RuntimeNodeRecord(
+            node_id=node.node_id,
+            runtime_type=node.runtime_type,
+            endpoint=node.endpoint,
+            status=node.status,
+            runtime_status=f"{node.runtime_type}#{node.status}",
+            capacity=node.capacity,
+            labels=node.labels,
+            consecutive_failures=node.consecutive_failures,
+            last_probe_at=node.last_probe_at,
+        ).save()
+
+    def get(self, node_id: str) -> RuntimeNode | None:
+        r = get_item(RuntimeNodeRecord, node_id)
+        return _to_domain(r) if r else None
+
+    def list(self, runtime_type: str, *, statuses: Iterable[NodeStatus] = NODE_STATUSES) -> list[RuntimeNode]:
+        return [
+            _to_domain(r)
+            for status in statuses
+            for r in RuntimeNodeRecord.by_status.query(f"{runtime_type}#{status}")
+        ]
+
+    def record_probe(
+        self,
+        node_id: str,
+        *,
+        status: NodeStatus,
+        consecutive_failures: int,
+        now: datetime,
+        expected_failures: int,
+    ) -> bool:
+        record = get_item(RuntimeNodeRecord, node_id)
+        if record is None:
+            return False
+        try:
+            record.update(
+                actions=[
+                    RuntimeNodeRecord.status.set(status),
+                    RuntimeNodeRecord.runtime_status.set(f"{record.runtime_type}#{status}"),
+                    RuntimeNodeRecord.consecutive_failures.set(consecutive_failures),
+                    RuntimeNodeRecord.last_probe_at.set(now),
+                ],
+                condition=RuntimeNodeRecord.consecutive_failures == expected_failures,
+            )
+        except UpdateError as err:
+            if condition_failed(err):
+                return False
+            raise
+        return True

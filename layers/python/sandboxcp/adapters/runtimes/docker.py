@@ -1,0 +1,596 @@
+"""The `docker` runtime: one container per session on a Docker engine, through the Engine API over httpx
+(no docker SDK, no CLI). See docs/runtimes-docker.md.
+
+Every sandbox container runs the template's image as uid/gid 1000 with a read-only root filesystem, every
+capability dropped, no-new-privileges, an init process (tini) as PID 1, pids/memory/CPU limits (memory
+without swap), a 64 MiB tmpfs /tmp, a private IPC namespace and no network unless the template allows it.
+Labels `sandboxcp.managed=true` and `sandboxcp.session=<id>` mark what we own.
+
+Two ways to wire a sandbox, chosen per node:
+- **socket mode** (local engine, `unix://` DOCKER_HOST, and a `unix://` CALLBACK_BASE_URL, i.e. local
+  mode): the control plane's socket is bind-mounted at /run/controlplane.sock, a per-session host dir
+  (`<state>/sessions/<id>/run`, owned by uid 1000) at /run/sandbox where the executor listens
+  (`unix:/run/sandbox/executor.sock`), and `<state>/sessions/<id>/workspace` (uid 1000) at /workspace.
+  The container needs no network at all for this.
+- **TCP mode** (remote engines, or an HTTP callback URL): the executor listens on 0.0.0.0:8080, published
+  on the node's publish address (127.0.0.1 for a local engine) at a port the engine picks; the container
+  is on the node's sandbox network (it must reach CALLBACK_BASE_URL). /workspace is then an anonymous
+  volume (initialized from the image, so it belongs to uid 1000) removed with the container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from sandboxcp.adapters.runtimes import docker_tls
+from sandboxcp.domain.errors import SandboxUnavailable
+from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
+
+if TYPE_CHECKING:
+    from sandboxcp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SANDBOX_UID = 1000
+EXECUTOR_PORT = 8080
+CP_SOCKET_IN_SANDBOX = "/run/controlplane.sock"
+RUN_DIR_IN_SANDBOX = "/run/sandbox"
+WORKSPACE = "/workspace"
+TMP_TMPFS = "rw,nosuid,nodev,size=64m,mode=1777"
+MANAGED_LABEL = "sandboxcp.managed"
+SESSION_LABEL = "sandboxcp.session"
+OWNER_LABEL = "sandboxcp.owner"
+# The Engine API version we speak; lower when the engine is older (20.10 speaks 1.41), never higher.
+MAX_API_VERSION = (1, 45)
+MIN_API_VERSION = (1, 41)
+_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+_STATES: dict[str, SandboxState] = {
+    "created": "creating",
+    "running": "running",
+    "paused": "running",
+    "restarting": "running",
+    "removing": "exited",
+    "exited": "exited",
+    "dead": "exited",
+}
+
+
+class DockerApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+# -- nodes -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DockerNode:
+    """One Docker engine. `publish_host` is where published executor ports are bound and reached."""
+
+    node_id: str
+    endpoint: str  # unix:///var/run/docker.sock | tcp://host:2376
+    publish_host: str = "127.0.0.1"
+    network: str = "bridge"  # TCP mode: the network sandboxes join (must reach the callback URL)
+
+    @property
+    def is_local(self) -> bool:
+        return self.endpoint.startswith("unix://")
+
+    @classmethod
+    def from_record(cls, record: Any) -> DockerNode:
+        """From a RuntimeNodeRecord (or anything with node_id, endpoint and optional labels)."""
+        labels = dict(getattr(record, "labels", None) or {})
+        endpoint = str(record.endpoint)
+        host = None if endpoint.startswith("unix://") else urlsplit(endpoint).hostname
+        return cls(
+            node_id=str(record.node_id),
+            endpoint=endpoint,
+            publish_host=str(labels.get("publish_host") or host or "127.0.0.1"),
+            network=str(labels.get("sandbox_network") or "bridge"),
+        )
+
+
+@dataclass(frozen=True)
+class NodeLoad:
+    node_id: str
+    status: str
+    capacity: int
+    sessions: int
+
+
+def choose_node(candidates: Iterable[NodeLoad]) -> str | None:
+    """The healthy node with the fewest sessions that still has room (ties: lowest id); None if full.
+
+    The hook for several engines: feed it the `docker#healthy` RuntimeNodeRecords with their session
+    counts. With one node (the default, DOCKER_HOST) there is nothing to choose."""
+    usable = [c for c in candidates if c.status == "healthy" and c.sessions < c.capacity]
+    if not usable:
+        return None
+    return min(usable, key=lambda c: (c.sessions, c.node_id)).node_id
+
+
+# -- the Engine API client ---------------------------------------------------------------------------
+class EngineClient:
+    """A thin Engine API client for one node: unix socket, or TCP with client TLS."""
+
+    def __init__(self, node: DockerNode, tls: docker_tls.TlsMaterial | None = None) -> None:
+        self.node = node
+        self._lock = threading.Lock()
+        self._prefix: str | None = None
+        if node.endpoint.startswith("unix://"):
+            transport = httpx.HTTPTransport(uds=node.endpoint.removeprefix("unix://"))
+            self._http = httpx.Client(transport=transport, base_url="http://docker", timeout=_TIMEOUT)
+        elif node.endpoint.startswith("tcp://"):
+            if tls is None:
+                raise SandboxUnavailable(
+                    f"Docker node '{node.node_id}' ({node.endpoint}) needs client TLS",
+                    solution="Set DOCKER_TLS_SECRET_ARN (or DOCKER_CERT_PATH) for remote Docker engines",
+                )
+            self._http = httpx.Client(
+                base_url="https://" + node.endpoint.removeprefix("tcp://"),
+                verify=tls.ssl_context(),
+                timeout=_TIMEOUT,
+            )
+        else:
+            raise SandboxUnavailable(f"Unsupported DOCKER_HOST '{node.endpoint}' (unix:// or tcp://)")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _api_prefix(self) -> str:
+        if self._prefix is None:
+            with self._lock:
+                if self._prefix is None:
+                    info = self._send("GET", "/version").json()
+                    server = _version_tuple(str(info.get("ApiVersion", "1.41")))
+                    if server < MIN_API_VERSION:
+                        raise SandboxUnavailable(
+                            f"Docker engine on '{self.node.node_id}' speaks API {info.get('ApiVersion')};"
+                            f" {MIN_API_VERSION[0]}.{MIN_API_VERSION[1]} or newer is needed"
+                        )
+                    use = min(server, MAX_API_VERSION)
+                    self._prefix = f"/v{use[0]}.{use[1]}"
+        return self._prefix
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        try:
+            return self._http.request(
+                method,
+                path,
+                params=params,
+                json=body,
+                timeout=_TIMEOUT if timeout is None else timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise SandboxUnavailable(
+                f"Docker engine '{self.node.node_id}' at {self.node.endpoint} is unreachable:"
+                f" {type(exc).__name__}: {exc}",
+                solution="Start the engine (scripts/start_dockerd.sh locally) and retry",
+            ) from None
+
+    def get_ping(self, timeout: float = 2.0) -> bool:
+        return self._send("GET", "/_ping", timeout=timeout).status_code == 200
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        ok: tuple[int, ...] = (200, 201, 204),
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        resp = self._send(method, self._api_prefix() + path, params=params, body=body, timeout=timeout)
+        if resp.status_code not in ok:
+            raise DockerApiError(resp.status_code, _engine_message(resp))
+        return resp
+
+
+def _version_tuple(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return MIN_API_VERSION
+
+
+def _engine_message(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("message") or resp.text).strip()
+    except ValueError:
+        return resp.text.strip()
+
+
+def demux_logs(data: bytes) -> bytes:
+    """The logs endpoint of a container without a TTY multiplexes stdout and stderr in frames:
+    1 byte stream (1 stdout, 2 stderr), 3 zero bytes, a 4-byte big-endian length, then the payload.
+    Anything that does not parse as frames (a TTY container's raw stream) is returned as is."""
+    out = bytearray()
+    i = 0
+    while i + 8 <= len(data):
+        stream, size = data[i], int.from_bytes(data[i + 4 : i + 8], "big")
+        if stream not in (0, 1, 2) or data[i + 1 : i + 4] != b"\0\0\0" or i + 8 + size > len(data):
+            return data if i == 0 else bytes(out) + data[i:]
+        out += data[i + 8 : i + 8 + size]
+        i += 8 + size
+    return bytes(out) + data[i:]
+
+
+# -- the runtime -------------------------------------------------------------------------------------
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(
+        self,
+        nodes: list[DockerNode],
+        *,
+        state_dir: str,
+        callback_base_url: str,
+        tls: docker_tls.TlsMaterial | None = None,
+        tls_secret_arn: str = "",
+        region: str = "",
+        owner: str = "",
+    ) -> None:
+        if not nodes:
+            raise SandboxUnavailable("The docker runtime has no node")
+        self.nodes = {n.node_id: n for n in nodes}
+        self.default_node = nodes[0].node_id
+        self.state_dir = Path(state_dir)
+        self.callback_base_url = callback_base_url
+        self.owner = owner or str(self.state_dir)
+        self._tls = tls
+        self._tls_secret = (tls_secret_arn, region)
+        self._clients: dict[str, EngineClient] = {}
+        self._lock = threading.Lock()
+        # Containers this instance started: container id -> (node id, session id). destroy_all() stops
+        # exactly these (several local stacks may share one engine); other lookups ask the engine.
+        self._started: dict[str, tuple[str, str]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DockerRuntime:
+        """One node from DOCKER_HOST ("local-docker" for a unix socket). Remote (tcp://) engines get
+        client TLS from DOCKER_TLS_SECRET_ARN, or from DOCKER_CERT_PATH (Docker's own variable).
+        Nothing is contacted or read here: the first API call does that."""
+        return cls(
+            [node_from_host(settings.docker_host or "unix:///var/run/docker.sock")],
+            state_dir=settings.sandbox_state_dir,
+            callback_base_url=settings.callback_base_url,
+            tls_secret_arn=settings.docker_tls_secret_arn,
+            region=settings.aws_region,
+        )
+
+    # -- plumbing ------------------------------------------------------------------------------------
+    def client(self, node_id: str | None = None) -> EngineClient:
+        node = self.nodes[node_id or self.default_node]
+        with self._lock:
+            existing = self._clients.get(node.node_id)
+            if existing is not None:
+                return existing
+            tls = None if node.is_local else self._load_tls()
+            made = self._clients[node.node_id] = EngineClient(node, tls)
+            return made
+
+    def _load_tls(self) -> docker_tls.TlsMaterial | None:
+        if self._tls is None:
+            arn, region = self._tls_secret
+            if arn:
+                self._tls = docker_tls.from_secret(arn, region)
+            elif os.environ.get("DOCKER_CERT_PATH"):
+                self._tls = docker_tls.from_directory(os.environ["DOCKER_CERT_PATH"])
+        return self._tls
+
+    def _node_of(self, container_id: str) -> str:
+        started = self._started.get(container_id)
+        return started[0] if started else self.default_node
+
+    def _session_dir(self, session_id: str) -> Path:
+        return self.state_dir / "sessions" / session_id
+
+    def socket_mode(self, node: DockerNode) -> bool:
+        """Sandboxes reach the control plane through its bind-mounted unix socket (local mode)."""
+        if not self.callback_base_url.startswith("unix://"):
+            return False
+        if not node.is_local:
+            raise SandboxUnavailable(
+                f"CALLBACK_BASE_URL is a unix socket but Docker node '{node.node_id}' is remote",
+                solution="Give remote engines an HTTPS CALLBACK_BASE_URL they can reach",
+            )
+        return True
+
+    def place(self, spec: SandboxSpec) -> DockerNode:
+        """Where a session runs. One node today; choose_node() is the hook for the node registry."""
+        return self.nodes[self.default_node]
+
+    # -- Runtime interface ---------------------------------------------------------------------------
+    def start(self, spec: SandboxSpec) -> SandboxHandle:
+        node = self.place(spec)
+        engine = self.client(node.node_id)
+        socket_mode = self.socket_mode(node)
+        sdir = self._session_dir(spec.session_id)
+        if node.is_local:
+            try:
+                _prepare_dirs(sdir, with_run=socket_mode)
+            except OSError as exc:
+                raise SandboxUnavailable(
+                    f"Cannot prepare the sandbox's directories in {sdir}: {exc}"
+                ) from None
+        name = container_name(spec.session_id)
+        config = self.container_config(spec, node, sdir, socket_mode=socket_mode)
+        try:
+            container_id = self._create(engine, name, config, spec.image)
+            try:
+                engine.call("POST", f"/containers/{container_id}/start", ok=(204, 304))
+            except DockerApiError as exc:
+                self._remove(engine, container_id)
+                raise SandboxUnavailable(
+                    f"Docker could not start the sandbox of session {spec.session_id}: {exc.message}"
+                ) from None
+        except SandboxUnavailable:
+            shutil.rmtree(sdir, ignore_errors=True)
+            raise
+        self._started[container_id] = (node.node_id, spec.session_id)
+        if socket_mode:
+            executor_url = f"unix://{sdir / 'run' / 'executor.sock'}"
+        else:
+            executor_url = self._published_url(engine, node, container_id)
+        return SandboxHandle(container_id=container_id, node=node.node_id, executor_url=executor_url)
+
+    def destroy(self, container_id: str) -> None:
+        node_id = self._node_of(container_id)
+        engine = self.client(node_id)
+        session_id = self._started.get(container_id, ("", ""))[1]
+        if not session_id:
+            with contextlib.suppress(DockerApiError):
+                labels = engine.call("GET", f"/containers/{container_id}/json").json()["Config"]["Labels"]
+                session_id = (labels or {}).get(SESSION_LABEL, "")
+        self._remove(engine, container_id)
+        self._started.pop(container_id, None)
+        if session_id and self.nodes[node_id].is_local and self._no_container_of(engine, session_id):
+            # Only when no container of the session is left: destroying a stale container of a session
+            # that was relaunched (the orphan reaper does) must not pull the dirs from under the new one.
+            shutil.rmtree(self._session_dir(session_id), ignore_errors=True)
+
+    def state(self, container_id: str) -> SandboxState:
+        try:
+            info = self.client(self._node_of(container_id)).call("GET", f"/containers/{container_id}/json")
+        except DockerApiError as exc:
+            if exc.status == 404:
+                return "missing"
+            raise SandboxUnavailable(f"Docker inspect failed: {exc.message}") from None
+        return _STATES.get(str(info.json().get("State", {}).get("Status", "")), "exited")
+
+    # -- beyond the interface ------------------------------------------------------------------------
+    def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]:
+        """The executor's output (stdout and stderr interleaved as the engine stored them), last `tail`
+        lines, optionally only those after `since`. A container that is gone has no logs."""
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "tail": str(max(0, tail))}
+        if since is not None:
+            params["since"] = f"{since.timestamp():.6f}"
+        try:
+            resp = self.client(self._node_of(container_id)).call(
+                "GET", f"/containers/{container_id}/logs", params=params
+            )
+        except DockerApiError as exc:
+            if exc.status == 404:
+                return []
+            raise SandboxUnavailable(f"Docker logs failed: {exc.message}") from None
+        return demux_logs(resp.content).decode("utf-8", "replace").splitlines()
+
+    def list_managed(self, node_id: str | None = None) -> list[ManagedSandbox]:
+        """(container id, session id, state) of the sandbox containers this deployment owns on the node,
+        for orphan reaping. Label sandboxcp.owner: local stacks sharing an engine never see each other's."""
+        labels = [f"{MANAGED_LABEL}=true", f"{OWNER_LABEL}={self.owner}"]
+        resp = self.client(node_id).call(
+            "GET", "/containers/json", params={"all": "1", "filters": json.dumps({"label": labels})}
+        )
+        return [
+            ManagedSandbox(
+                str(c["Id"]),
+                (c.get("Labels") or {}).get(SESSION_LABEL) or None,
+                _STATES.get(str(c.get("State", "")), "exited"),
+            )
+            for c in resp.json()
+        ]
+
+    def ping(self) -> bool:
+        """The default engine answers `GET /_ping` (the health check)."""
+        return self._ping(self.client())
+
+    def ping_node(self, endpoint: str) -> bool:
+        """A node's engine answers `GET /_ping`, with this runtime's client TLS (the node prober)."""
+        node = next((n for n in self.nodes.values() if n.endpoint == endpoint), None)
+        if node is not None:
+            return self._ping(self.client(node.node_id))
+        probe = EngineClient(
+            node_from_host(endpoint), None if endpoint.startswith("unix://") else self._load_tls()
+        )
+        try:
+            return self._ping(probe)
+        finally:
+            probe.close()
+
+    @staticmethod
+    def _ping(engine: EngineClient) -> bool:
+        try:
+            return engine.get_ping()
+        except SandboxUnavailable:
+            return False
+
+    def destroy_all(self) -> None:
+        """Remove every container this runtime started (the local stack calls this when it stops)."""
+        for container_id in list(self._started):
+            try:
+                self.destroy(container_id)
+            except SandboxUnavailable as exc:
+                log.warning("could not remove sandbox container %s: %s", container_id, exc.detail)
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def container_config(
+        self, spec: SandboxSpec, node: DockerNode, sdir: Path, *, socket_mode: bool
+    ) -> dict[str, Any]:
+        res = spec.resources
+        memory = res.memory_mb * 1024 * 1024
+        env = {
+            **spec.env,
+            "HOME": WORKSPACE,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "SANDBOXCP_CONTAINER_ID": container_name(spec.session_id),
+            "SANDBOXCP_WORKSPACE": WORKSPACE,
+        }
+        host: dict[str, Any] = {
+            "ReadonlyRootfs": True,
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "Init": True,
+            "PidsLimit": res.max_processes,
+            "Memory": memory,
+            "MemorySwap": memory,  # equal to Memory: no swap
+            "NanoCpus": int(res.cpu_cores * 1e9),
+            "Tmpfs": {"/tmp": TMP_TMPFS},
+            "IpcMode": "private",
+            "RestartPolicy": {"Name": "no"},
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "1"}},
+            "Binds": [],
+        }
+        config: dict[str, Any] = {
+            "Image": spec.image,
+            "User": f"{SANDBOX_UID}:{SANDBOX_UID}",
+            "WorkingDir": WORKSPACE,
+            "Hostname": "sandbox",
+            "Labels": {MANAGED_LABEL: "true", SESSION_LABEL: spec.session_id, OWNER_LABEL: self.owner},
+            "StopTimeout": 5,
+            "HostConfig": host,
+        }
+        if node.is_local:
+            host["Binds"].append(f"{sdir / 'workspace'}:{WORKSPACE}:rw")
+        else:
+            # An anonymous volume: initialized from the image (so uid 1000's), removed with the container.
+            config["Volumes"] = {WORKSPACE: {}}
+        if socket_mode:
+            cp_socket = self.callback_base_url.removeprefix("unix://")
+            host["Binds"] += [
+                f"{sdir / 'run'}:{RUN_DIR_IN_SANDBOX}:rw",
+                f"{cp_socket}:{CP_SOCKET_IN_SANDBOX}:rw",
+            ]
+            host["NetworkMode"] = "bridge" if spec.network_enabled else "none"
+            env["SANDBOXCP_LISTEN"] = f"unix:{RUN_DIR_IN_SANDBOX}/executor.sock"
+            env["SANDBOXCP_CALLBACK_URL"] = f"unix://{CP_SOCKET_IN_SANDBOX}"
+        else:
+            host["NetworkMode"] = node.network
+            host["PortBindings"] = {f"{EXECUTOR_PORT}/tcp": [{"HostIp": node.publish_host, "HostPort": ""}]}
+            config["ExposedPorts"] = {f"{EXECUTOR_PORT}/tcp": {}}
+            env["SANDBOXCP_LISTEN"] = f"tcp:0.0.0.0:{EXECUTOR_PORT}"
+            env["SANDBOXCP_CALLBACK_URL"] = self.callback_base_url
+        config["Env"] = [f"{k}={v}" for k, v in env.items()]
+        return config
+
+    def _create(self, engine: EngineClient, name: str, config: dict[str, Any], image: str) -> str:
+        for attempt in (1, 2):
+            try:
+                resp = engine.call(
+                    "POST", "/containers/create", params={"name": name}, body=config, ok=(201,)
+                )
+                for warning in resp.json().get("Warnings") or []:
+                    log.warning("docker: %s", warning)
+                return str(resp.json()["Id"])
+            except DockerApiError as exc:
+                if exc.status == 404 and "image" in exc.message.lower():
+                    raise SandboxUnavailable(
+                        f"Image '{image}' is not on Docker node '{engine.node.node_id}'",
+                        solution="Build the template images with scripts/build_images.sh"
+                        " (or push them to the node's registry)",
+                    ) from None
+                if exc.status == 409 and attempt == 1:
+                    # A container of an earlier launch attempt of this session holds the name.
+                    self._remove(engine, name)
+                    continue
+                raise SandboxUnavailable(f"Docker could not create the sandbox: {exc.message}") from None
+        raise SandboxUnavailable(f"Docker could not create container '{name}'")  # pragma: no cover
+
+    @staticmethod
+    def _remove(engine: EngineClient, container_id: str) -> None:
+        try:
+            engine.call(
+                "DELETE",
+                f"/containers/{container_id}",
+                params={"force": "true", "v": "true"},
+                ok=(204, 404),
+            )
+        except DockerApiError as exc:
+            if exc.status == 409 and "in progress" in exc.message:
+                return  # someone else is removing it
+            raise SandboxUnavailable(
+                f"Docker could not remove container {container_id}: {exc.message}"
+            ) from None
+
+    @staticmethod
+    def _no_container_of(engine: EngineClient, session_id: str) -> bool:
+        try:
+            engine.call("GET", f"/containers/{container_name(session_id)}/json")
+        except DockerApiError as exc:
+            return exc.status == 404
+        return False
+
+    @staticmethod
+    def _published_url(engine: EngineClient, node: DockerNode, container_id: str) -> str:
+        info = engine.call("GET", f"/containers/{container_id}/json").json()
+        ports = ((info.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{EXECUTOR_PORT}/tcp") or []
+        if not ports:
+            raise SandboxUnavailable(f"Docker published no port for the executor of {container_id}")
+        host = node.publish_host
+        return (
+            f"http://[{host}]:{ports[0]['HostPort']}"
+            if ":" in host
+            else f"http://{host}:{ports[0]['HostPort']}"
+        )
+
+
+def node_from_host(host: str) -> DockerNode:
+    """The default node from DOCKER_HOST: "local-docker" for a unix socket, else named by its host."""
+    if host.startswith("unix://"):
+        return DockerNode("local-docker", host)
+    hostname = urlsplit(host).hostname or "docker"
+    return DockerNode(hostname, host, publish_host=hostname)
+
+
+def container_name(session_id: str) -> str:
+    return f"sandbox-{session_id}"
+
+
+def _prepare_dirs(sdir: Path, *, with_run: bool) -> None:
+    """The session's host dirs, owned by the sandbox user (uid 1000 inside is uid 1000 here: no user
+    namespace remapping). A launcher that is not root cannot chown: the dirs are then world-writable."""
+    sdir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chmod(sdir, 0o700)  # host users (a host uid 1000 included) cannot reach into a sandbox's dirs
+    subdirs = [sdir / "workspace"] + ([sdir / "run"] if with_run else [])
+    for d in subdirs:
+        d.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(d, SANDBOX_UID, SANDBOX_UID)
+            os.chmod(d, 0o700 if d.name == "run" else 0o755)
+        else:
+            os.chmod(d, 0o777)

@@ -1,0 +1,64 @@
+"""Orphan reaper (every 60 s): sandboxes the runtime still runs that no live session owns are destroyed.
+
+The runtime lists what it manages (`list_managed()` -> (container_id, session_id, state)); a sandbox is
+an orphan when its session does not exist, is no longer creating/running, or owns another container
+(a sandbox left behind by a relaunch). A session still creating whose container id is not written yet
+owns any sandbox labelled with it. One GetItem per managed sandbox: the cost follows live sandboxes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sandboxcp.domain.ports import ManagedSandbox, RuntimeInventory
+from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES
+from sandboxcp.observability import logger, record_metric
+from sandboxcp.services.deps import Dependencies
+
+
+@dataclass
+class OrphanReport:
+    examined: int = 0
+    destroyed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _orphan_reason(deps: Dependencies, sandbox: ManagedSandbox) -> str | None:
+    if not sandbox.session_id:
+        return "no session label"
+    session = deps.sessions.get(sandbox.session_id)
+    if session is None:
+        return "session does not exist"
+    if session.status not in ACTIVE_SESSION_STATUSES:
+        return f"session is {session.status}"
+    if session.container_id and session.container_id != sandbox.container_id:
+        return "session owns another container"
+    return None
+
+
+def reap_orphans(deps: Dependencies) -> OrphanReport:
+    report = OrphanReport()
+    runtime = deps.runtime
+    list_managed = getattr(runtime, "list_managed", None)
+    if not callable(list_managed):
+        return report
+    inventory: RuntimeInventory = runtime  # type: ignore[assignment]
+    for sandbox in inventory.list_managed():
+        managed = ManagedSandbox(*sandbox)
+        report.examined += 1
+        reason = _orphan_reason(deps, managed)
+        if reason is None:
+            continue
+        try:
+            runtime.destroy(managed.container_id)
+        except Exception:
+            logger.exception("orphan not destroyed", extra={"container_id": managed.container_id})
+            report.errors.append(managed.container_id)
+            continue
+        report.destroyed.append(managed.container_id)
+        logger.warning(
+            "orphan sandbox destroyed",
+            extra={"container_id": managed.container_id, "session_id": managed.session_id, "reason": reason},
+        )
+    if report.destroyed:
+        record_metric("OrphansDestroyed", len(report.destroyed))
+    return report
