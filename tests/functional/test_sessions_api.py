@@ -124,3 +124,18 @@ def test_terminate_marks_terminated_and_destroys_the_sandbox(deps):
     assert deps.runtime.destroyed == [f"proc-{SAMPLE_SESSION}"]
     again = invoke("sessions_terminate", copy.deepcopy(sample_event("sessions_terminate")))
     assert again["statusCode"] == 200
+
+
+def test_session_creation_is_audited_and_counted(deps, caplog):
+    from sandboxcp.observability import prom_name
+
+    caplog.set_level("INFO")
+    resp = invoke("sessions_create", sample_event("sessions_create"))
+    sid = body(resp)["session_id"]
+    [entry] = [r for r in caplog.records if getattr(r, "audit", False) and r.action == "session.create"]
+    assert entry.outcome == "success" and entry.tenant == "tenant-a" and entry.session_id == sid
+    assert entry.request_id == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef" and entry.time
+    everything = " ".join(str(r.__dict__) for r in caplog.records)
+    assert "sk_sample" not in everything and "Bearer" not in everything
+    metrics = invoke("metrics_prometheus", sample_event("metrics_prometheus"))["body"]
+    assert f"{prom_name('SessionsCreated')}_total" in metrics

@@ -13,7 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from sandboxcp.domain.errors import InvalidParameter, SandboxError
 from sandboxcp.domain.models import Principal
-from sandboxcp.observability import logger, metrics, tracer
+from sandboxcp.observability import bind_request, logger, metrics, tracer
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -72,12 +72,23 @@ def make_resolver() -> APIGatewayRestResolver:
 def caller(app: APIGatewayRestResolver) -> Principal:
     """The tenant the authorizer resolved (API Gateway passes authorizer context values as strings)."""
     ctx = app.current_event.request_context.authorizer.raw_event
-    return Principal(tenant_id=str(ctx["tenant_id"]), is_admin=str(ctx.get("is_admin", "false")) == "true")
+    principal = Principal(
+        tenant_id=str(ctx["tenant_id"]), is_admin=str(ctx.get("is_admin", "false")) == "true"
+    )
+    bind_request(tenant_id=principal.tenant_id, **_path_ids(app))
+    return principal
+
+
+def _path_ids(app: APIGatewayRestResolver) -> dict[str, str]:
+    params = app.current_event.path_parameters or {}
+    return {k: v for k, v in params.items() if k in ("session_id", "execution_id")}
 
 
 def callback_session(app: APIGatewayRestResolver) -> str:
     """The session whose callback token the internal authorizer accepted."""
-    return str(app.current_event.request_context.authorizer.raw_event["session_id"])
+    session_id = str(app.current_event.request_context.authorizer.raw_event["session_id"])
+    bind_request(**{"session_id": session_id, **_path_ids(app)})
+    return session_id
 
 
 def lambda_entry(app: APIGatewayRestResolver) -> LambdaHandler:

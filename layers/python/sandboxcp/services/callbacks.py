@@ -9,6 +9,7 @@ from sandboxcp.domain import clock
 from sandboxcp.domain.errors import ExecutionNotFound, Forbidden, SessionNotFound, StateConflict
 from sandboxcp.domain.models import Execution, ExecutionOutcome
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
+from sandboxcp.observability import record_metric
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.files import workspace_plan
 from sandboxcp.services.requests import (
@@ -48,6 +49,8 @@ def container_ready(
         if current is not None and current.status == SessionStatus.RUNNING:
             return "already running"  # a repeated report changes nothing
         raise
+    launch_ms = (now - session.created_at).total_seconds() * 1000
+    record_metric("LaunchLatency", launch_ms, unit="Milliseconds", runtime=session.runtime_type)
     if session.task_token:
         deps.launch.notify_ready(session.task_token, {"session_id": session_id, "status": "running"})
     return "ready"
@@ -107,6 +110,10 @@ def record_result(
             raise
         return current, False
     deps.sessions.touch(execution.session_id, now)
+    record_metric("ExecutionsCompleted", outcome=outcome.status)
+    record_metric(
+        "ExecutionDuration", outcome.metrics.duration_ms, unit="Milliseconds", language=execution.language
+    )
     return stored, True
 
 

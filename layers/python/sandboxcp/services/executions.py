@@ -17,6 +17,7 @@ from sandboxcp.domain.ids import EXECUTION_ID_RE, new_execution_id
 from sandboxcp.domain.models import Execution, Principal, Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
+from sandboxcp.observability import audit, record_metric
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.files import workspace_plan
 from sandboxcp.services.requests import ExecuteRequest
@@ -70,7 +71,16 @@ def submit_execution(
             now=clock.now(),
             fields={"error_message": err.detail, "completed_at": clock.now()},
         )
+        audit("execution.submit", "failed", session_id=session_id, execution_id=execution.execution_id)
         raise
+    record_metric("ExecutionsSubmitted", language=execution.language)
+    audit(
+        "execution.submit",
+        "success",
+        session_id=session_id,
+        execution_id=execution.execution_id,
+        language=execution.language,
+    )
     return execution
 
 

@@ -8,6 +8,7 @@ from sandboxcp.domain.ids import SESSION_ID_RE, new_session_id
 from sandboxcp.domain.models import Principal, Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import SessionStatus
+from sandboxcp.observability import audit, record_metric
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.requests import CreateSessionRequest
 
@@ -46,7 +47,10 @@ def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequ
             now=clock.now(),
             fields={"error_message": "launch workflow could not start"},
         )
+        audit("session.create", "failed", session_id=session_id, template_id=template.id)
         raise SandboxUnavailable("The launch workflow could not be started") from err
+    record_metric("SessionsCreated", template=template.id)
+    audit("session.create", "success", session_id=session_id, template_id=template.id)
     return session
 
 
@@ -82,6 +86,8 @@ def terminate_session(deps: Dependencies, caller: Principal, session_id: str) ->
         except StateConflict:
             session = get_session(deps, caller, session_id)
     destroy_sandbox(deps, session)
+    record_metric("SessionsTerminated")
+    audit("session.terminate", "success", session_id=session_id, status=session.status.value)
     return session
 
 
