@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App
+from aws_cdk import App, Environment
 
 from sandboxcp_infra import ConfigError, DeploymentConfig, SandboxControlPlaneStack
 from sandboxcp_infra.nag import add_checks
@@ -26,7 +26,21 @@ def default_context() -> dict[str, Any]:
     return context
 
 
-def build_app(app: App | None = None) -> tuple[App, SandboxControlPlaneStack]:
+def lookup_environment(config: DeploymentConfig) -> Environment | None:
+    """Environment-agnostic (one template for any account and region) unless something must be looked up:
+    an imported VPC (`vpc_id`) is read at synth from the account and region the CDK CLI resolves."""
+    if config.vpc_id is None:
+        return None
+    account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
+    if not account or not region:
+        raise ConfigError(
+            "context 'vpc_id' is looked up in the target account and region: run `npx cdk synth` with AWS "
+            "credentials (or set CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION)"
+        )
+    return Environment(account=account, region=region)
+
+
+def build_app(app: App | None = None, env: Environment | None = None) -> tuple[App, SandboxControlPlaneStack]:
     """The app with its one stack and cdk-nag attached; raises ConfigError for bad context."""
     app = app or App(context=default_context(), outdir=os.environ.get("CDK_OUTDIR", "cdk.out"))
     config = DeploymentConfig.from_context(app.node)
@@ -37,7 +51,7 @@ def build_app(app: App | None = None) -> tuple[App, SandboxControlPlaneStack]:
         app,
         STACK_NAME,
         config=config,
-        # Environment-agnostic: nothing looks up the account, so one template serves any account/region.
+        env=env or lookup_environment(config),
         description="Sandbox Control Plane: sessions, untrusted code execution, workspaces",
     )
     add_checks(app)

@@ -1,14 +1,16 @@
 """REST APIs built from the route table: the resource tree from the paths, one Lambda integration per route,
-the route's auth mapped to a REQUEST Lambda authorizer. PublicApi serves the routes with api == "public";
-internal_api.InternalApi serves the executor callbacks."""
+the route's auth mapped to a REQUEST Lambda authorizer, and gateway responses in the contract's error body.
+PublicApi serves the routes with api == "public"; internal_api.InternalApi serves the executor callbacks."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -35,6 +37,84 @@ _ACCESS_LOG_FORMAT = apigw.AccessLogFormat.custom(
             "error": apigw.AccessLogField.context_error_message(),
         }
     )
+)
+
+
+AUTH_SOLUTION = "Send 'Authorization: Bearer <token>' with a valid token"
+ROUTE_SOLUTION = "Check the method and path against the API contract"
+
+
+@dataclass(frozen=True)
+class GatewayError:
+    """A refusal API Gateway answers itself (no handler runs), in the contract's error body. Codes,
+    descriptions and solutions match the local emulator (sandboxcp/local/gateway.py)."""
+
+    response_type: apigw.ResponseType
+    status: str | None  # None keeps API Gateway's own status (the DEFAULT_* families)
+    error_code: str
+    description: str
+    solution: str
+
+    @property
+    def template(self) -> str:
+        # $context.error.messageString is already a quoted JSON string; $context.requestId is a bare value.
+        return (
+            "{"
+            f'"error_code":{json.dumps(self.error_code)},'
+            f'"description":{json.dumps(self.description)},'
+            '"error_detail":$context.error.messageString,'
+            f'"solution":{json.dumps(self.solution)},'
+            '"request_id":"$context.requestId"'
+            "}"
+        )
+
+
+GATEWAY_ERRORS: tuple[GatewayError, ...] = (
+    GatewayError(
+        apigw.ResponseType.UNAUTHORIZED, "401", "Sandbox.Unauthorized", "Authentication failed", AUTH_SOLUTION
+    ),
+    GatewayError(
+        apigw.ResponseType.ACCESS_DENIED, "403", "Sandbox.Forbidden", "Access denied", AUTH_SOLUTION
+    ),
+    # API Gateway's answer for a path or method it does not serve.
+    GatewayError(
+        apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+        "404",
+        "Sandbox.NotFound",
+        "Not found",
+        ROUTE_SOLUTION,
+    ),
+    GatewayError(
+        apigw.ResponseType.REQUEST_TOO_LARGE,
+        "413",
+        "Sandbox.InvalidParameter",
+        "Payload too large",
+        ROUTE_SOLUTION,
+    ),
+    GatewayError(
+        apigw.ResponseType.THROTTLED,
+        "429",
+        "Sandbox.TooManyRequestsExection",  # sic: the contract's spelling
+        "Too many requests",
+        "Retry later with exponential backoff",
+    ),
+    GatewayError(
+        apigw.ResponseType.AUTHORIZER_FAILURE,
+        "500",
+        "Sandbox.InternalError",
+        "Authorizer error",
+        "Retry later; if it persists, report the request_id",
+    ),
+    GatewayError(
+        apigw.ResponseType.DEFAULT_4_XX, None, "Sandbox.InvalidParameter", "Invalid request", ROUTE_SOLUTION
+    ),
+    GatewayError(
+        apigw.ResponseType.DEFAULT_5_XX,
+        None,
+        "Sandbox.InternalError",
+        "Internal error",
+        "Retry later; if it persists, report the request_id",
+    ),
 )
 
 
@@ -67,7 +147,8 @@ class ApiGatewayLoggingRole(Construct):
 
 
 class RoutedRestApi(Construct):
-    """A regional REST API serving `routes`, each integrated with its module's function.
+    """A REST API serving `routes`, each integrated with its module's function: regional, or private behind
+    `private_endpoint` (an execute-api interface endpoint, the only way in, enforced by the API's policy).
 
     `authorizers` maps each route auth kind to the authorizer function guarding it, or None for open routes.
     Every route's auth must be in the map, so a route can never end up open by omission."""
@@ -85,8 +166,10 @@ class RoutedRestApi(Construct):
         logging_role: ApiGatewayLoggingRole | None,
         rate_limit: int,
         burst_limit: int,
+        private_endpoint: ec2.IInterfaceVpcEndpoint | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.private_endpoint = private_endpoint
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
@@ -95,7 +178,12 @@ class RoutedRestApi(Construct):
             "Api",
             rest_api_name=f"{Stack.of(self).stack_name}-{construct_id}",
             description=description,
-            endpoint_types=[apigw.EndpointType.REGIONAL],
+            endpoint_configuration=apigw.EndpointConfiguration(
+                types=[apigw.EndpointType.PRIVATE if private_endpoint else apigw.EndpointType.REGIONAL],
+                # Associating the endpoint gives the API the `<api id>-<vpce id>` hostname (base_url).
+                vpc_endpoints=[private_endpoint] if private_endpoint else None,
+            ),
+            policy=_private_api_policy(private_endpoint) if private_endpoint else None,
             cloud_watch_role=False,  # ApiGatewayLoggingRole sets the account's role once for both APIs
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
@@ -112,6 +200,15 @@ class RoutedRestApi(Construct):
         )
         if logging_role is not None:
             self.rest_api.deployment_stage.node.add_dependency(logging_role.account)
+        self.gateway_responses = {
+            error.response_type.response_type: self.rest_api.add_gateway_response(
+                error.response_type.response_type.title().replace("_", ""),
+                type=error.response_type,
+                status_code=error.status,
+                templates={"application/json": error.template},
+            )
+            for error in GATEWAY_ERRORS
+        }
 
         # One authorizer per function; "api_key" and "admin" share the API-key authorizer, which reports the
         # key's admin flag in its context for the handler to check.
@@ -168,14 +265,32 @@ class RoutedRestApi(Construct):
 
     @property
     def base_url(self) -> str:
-        """`https://<id>.execute-api.<region>.<suffix>/<stage>` built from the API id alone.
+        """`https://<id>.execute-api.<region>.<suffix>/<stage>` built from the API id alone; for a private API
+        the endpoint-specific `<id>-<vpce id>` host, which resolves to the endpoint without private DNS.
 
         Unlike `rest_api.url` this does not reference the deployment stage, so a function the API integrates
         can still receive it (e.g. the callback URL) without a dependency cycle."""
         stack = Stack.of(self)
-        return (
-            f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}/{STAGE_NAME}"
-        )
+        host = self.rest_api.rest_api_id
+        if self.private_endpoint is not None:
+            host = f"{host}-{self.private_endpoint.vpc_endpoint_id}"
+        return f"https://{host}.execute-api.{stack.region}.{stack.url_suffix}/{STAGE_NAME}"
+
+
+def _private_api_policy(endpoint: ec2.IInterfaceVpcEndpoint) -> iam.PolicyDocument:
+    """A private API's resource policy: invocable only through `endpoint` (the authorizer still decides)."""
+    invoke = {"actions": ["execute-api:Invoke"], "resources": ["execute-api:/*"]}
+    return iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(principals=[iam.AnyPrincipal()], **invoke),  # type: ignore[arg-type]
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                conditions={"StringNotEquals": {"aws:SourceVpce": endpoint.vpc_endpoint_id}},
+                **invoke,  # type: ignore[arg-type]
+            ),
+        ]
+    )
 
 
 def _acknowledge_open_route(method: IConstruct, route: Route) -> None:

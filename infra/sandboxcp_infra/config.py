@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Node
 
+from sandboxcp.settings import Settings
+
 # Runtimes a cloud deployment can drive; `process` exists only for local mode (`sandboxcp local`).
 DEPLOYABLE_RUNTIMES = ("ecs", "eks", "docker")
 DEFAULT_RUNTIME = "ecs"
+# The code's own defaults (sandboxcp/settings.py), so infra and functions agree when no context is given.
+DEFAULT_TASK_DEFINITION_PREFIX = str(Settings.model_fields["ecs_task_definition_prefix"].default)
+DEFAULT_EKS_NAMESPACE = str(Settings.model_fields["eks_namespace"].default)
+
+EKS_REQUIRED = ("eks_cluster_name", "eks_endpoint", "eks_ca_data", "vpc_id")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_SG_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class ConfigError(ValueError):
     """A context value that cannot be deployed; raised at synth, before anything reaches CloudFormation."""
+
+
+@dataclass(frozen=True)
+class EksConfig:
+    """The platform team's cluster the sandboxes run on (imported, never created by this stack)."""
+
+    cluster_name: str
+    endpoint: str
+    ca_data: str  # base64 PEM, as in kubeconfig's certificate-authority-data
+    namespace: str = DEFAULT_EKS_NAMESPACE
+    cluster_security_group_id: str | None = None  # the cluster security group (pods without SGs use it)
 
 
 @dataclass(frozen=True)
@@ -28,6 +51,15 @@ class DeploymentConfig:
     api_gateway_cloudwatch_role: bool = True
     # False skips building the dependencies layer (a pip install): quick synths and diffs, never deploys.
     bundling: bool = True
+    # An existing VPC to use (looked up at synth: needs the account and region) instead of creating one.
+    vpc_id: str | None = None
+    # ecs: task definition families are `<prefix><template id>`.
+    ecs_task_definition_prefix: str = DEFAULT_TASK_DEFINITION_PREFIX
+    eks: EksConfig | None = None
+    # docker: the default node's engine, `tcp://<host>:<port>` (TLS); more nodes live in runtime_nodes.
+    docker_host: str | None = None
+    # Where alarm notifications go (an email subscription to the alarm topic), if anywhere.
+    alarm_email: str | None = None
 
     @property
     def data_removal_policy(self) -> RemovalPolicy:
@@ -41,13 +73,80 @@ class DeploymentConfig:
                 f"context 'runtime' is {runtime!r}; allowed: {', '.join(DEPLOYABLE_RUNTIMES)} "
                 f"(default {DEFAULT_RUNTIME}), e.g. `cdk synth -c runtime=ecs`"
             )
+        vpc_id = _text(node, "vpc_id")
+        if vpc_id is not None and not _VPC_ID.match(vpc_id):
+            raise ConfigError(f"context 'vpc_id' must look like vpc-0123456789abcdef0; got {vpc_id!r}")
+        prefix = _text(node, "ecs_task_definition_prefix") or DEFAULT_TASK_DEFINITION_PREFIX
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,200}", prefix):
+            raise ConfigError(
+                "context 'ecs_task_definition_prefix' may hold letters, digits, '-' and '_' only; "
+                f"got {prefix!r}"
+            )
         return cls(
             runtime=runtime,
             retain_data=_bool(node, "retain_data", default=True),
             log_retention=_retention(node),
             api_gateway_cloudwatch_role=_bool(node, "api_gateway_cloudwatch_role", default=True),
             bundling=_bool(node, "bundling", default=True),
+            vpc_id=vpc_id,
+            ecs_task_definition_prefix=prefix,
+            eks=_eks(node) if runtime == "eks" else None,
+            docker_host=_docker_host(node) if runtime == "docker" else None,
+            alarm_email=_text(node, "alarm_email"),
         )
+
+
+def _text(node: Node, key: str) -> str | None:
+    value: Any = node.try_get_context(key)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _eks(node: Node) -> EksConfig:
+    missing = [key for key in EKS_REQUIRED if _text(node, key) is None]
+    if missing:
+        raise ConfigError(
+            f"runtime=eks runs sandboxes on an existing cluster and needs context {', '.join(missing)}: "
+            "the cluster's name, API endpoint, certificate authority data (base64, as in kubeconfig) and "
+            "the VPC its pods run in, e.g. `cdk synth -c runtime=eks -c eks_cluster_name=platform "
+            "-c eks_endpoint=https://ABC.gr7.<region>.eks.amazonaws.com -c eks_ca_data=LS0t... "
+            "-c vpc_id=vpc-0123456789abcdef0` (`aws eks describe-cluster --name platform` prints them); "
+            "see docs/deploy.md"
+        )
+    endpoint = str(_text(node, "eks_endpoint"))
+    if urlsplit(endpoint).scheme != "https":
+        raise ConfigError(f"context 'eks_endpoint' must be the cluster's https:// endpoint; got {endpoint!r}")
+    namespace = _text(node, "eks_namespace") or DEFAULT_EKS_NAMESPACE
+    if not _NAMESPACE.match(namespace):
+        raise ConfigError(f"context 'eks_namespace' must be a Kubernetes namespace name; got {namespace!r}")
+    cluster_sg = _text(node, "eks_cluster_sg")
+    if cluster_sg is not None and not _SG_ID.match(cluster_sg):
+        raise ConfigError(f"context 'eks_cluster_sg' must look like sg-0123456789abcdef0; got {cluster_sg!r}")
+    return EksConfig(
+        cluster_name=str(_text(node, "eks_cluster_name")),
+        endpoint=endpoint,
+        ca_data=str(_text(node, "eks_ca_data")),
+        namespace=namespace,
+        cluster_security_group_id=cluster_sg,
+    )
+
+
+def _docker_host(node: Node) -> str:
+    host = _text(node, "docker_host")
+    if host is None:
+        raise ConfigError(
+            "runtime=docker needs context 'docker_host', the default Docker engine reached over TCP+TLS, "
+            "e.g. `cdk synth -c runtime=docker -c docker_host=tcp://10.0.1.10:2376`; see docs/deploy.md"
+        )
+    parts = urlsplit(host)
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        raise ConfigError(
+            f"context 'docker_host' must be tcp://<host>:<port> (functions reach engines over TLS, never a "
+            f"unix socket); got {host!r}"
+        )
+    return host
 
 
 def _bool(node: Node, key: str, *, default: bool) -> bool:

@@ -3,7 +3,9 @@ sandboxcp.routes adds its function here with no infra change."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -16,10 +18,24 @@ from sandboxcp_infra.layers import ARCHITECTURE, ASSET_EXCLUDES, REPO_ROOT, RUNT
 from sandboxcp_infra.nag import acknowledge
 from sandboxcp_infra.naming import pascal
 
+if TYPE_CHECKING:
+    from sandboxcp_infra.network import Network
+
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 # CPU scales with memory; 512 MB keeps cold starts (pydantic, powertools, boto3 imports) well under a second.
 MEMORY_MB = 512
 SERVICE_NAME = "sandboxcp"
+METRICS_NAMESPACE = "SandboxControlPlane"  # sandboxcp.observability's Metrics namespace
+# What Lambda needs to attach a function to a VPC (AWSLambdaVPCAccessExecutionRole's actions, inline): EC2's
+# network-interface calls on ENIs that do not exist yet, so no resource-level scoping is possible.
+VPC_ACCESS_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +65,8 @@ def function_specs() -> dict[str, FunctionSpec]:
 
 class Functions(Construct):
     """One function per module, each with its own role (so grants stay per endpoint), its own log group with
-    retention, X-Ray tracing and the shared layers. `by_module` maps module name -> function."""
+    retention, X-Ray tracing and the shared layers. `by_module` maps module name -> function. The modules in
+    `vpc_modules` run in `network`'s subnets behind its functions security group."""
 
     def __init__(
         self,
@@ -59,6 +76,8 @@ class Functions(Construct):
         layers: list[lambda_.ILayerVersion],
         environment: dict[str, str],
         log_retention: logs.RetentionDays,
+        network: Network | None = None,
+        vpc_modules: Collection[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         # One asset for all functions: the functions/ directory, each function picking its module by handler.
@@ -80,6 +99,9 @@ class Functions(Construct):
                 group, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
             )
             log_group.grant_write(role)
+            placement = network if module in vpc_modules else None
+            if placement is not None:
+                role.add_to_policy(iam.PolicyStatement(actions=list(VPC_ACCESS_ACTIONS), resources=["*"]))
             function = lambda_.Function(
                 group,
                 "Function",
@@ -94,18 +116,24 @@ class Functions(Construct):
                 memory_size=MEMORY_MB,
                 timeout=Duration.seconds(spec.timeout_s),
                 tracing=lambda_.Tracing.ACTIVE,
+                vpc=placement.vpc if placement else None,
+                vpc_subnets=placement.subnets if placement else None,
+                security_groups=[placement.functions_sg] if placement else None,
                 environment={
                     **environment,
                     "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                    "POWERTOOLS_METRICS_NAMESPACE": SERVICE_NAME,
+                    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                     "POWERTOOLS_LOG_LEVEL": "INFO",
                 },
             )
             acknowledge(
                 role,
                 "AwsSolutions-IAM5[Resource::*]",
-                "Active tracing needs xray:PutTraceSegments/PutTelemetryRecords, which have no resource-level"
-                " permissions; tests/infra asserts these are the only actions granted on '*'.",
+                "Actions without resource-level permissions: X-Ray's PutTraceSegments/PutTelemetryRecords "
+                "(active tracing), Lambda's ENI calls for a VPC function (ec2:*NetworkInterface*, "
+                "DescribeSubnets) and, for `runtime` functions on ECS, ecs:DescribeTaskDefinition and "
+                "ecs:ListTasks (bound by the ecs:cluster condition); tests/infra asserts these are the only "
+                "actions granted on '*'.",
             )
             acknowledge(
                 function,

@@ -1,11 +1,11 @@
 """Least privilege from the route table: each access string on a route or job becomes the narrowest grant.
 
-    <table>:r    grant_read_data        (sessions, executions, templates, api_keys, idempotency)
+    <table>:r    grant_read_data   (sessions, executions, templates, api_keys, runtime_nodes, idempotency)
     <table>:rw   grant_read_write_data
     workspace:r  bucket.grant_read      workspace:rw  bucket.grant_read_write
     launch:start     states:StartExecution on the launch state machine (+ LAUNCH_STATE_MACHINE_ARN)
     launch:callback  states:SendTaskSuccess/SendTaskFailure/SendTaskHeartbeat on it
-    runtime          the sandbox runtime's own permissions (none yet; see grant_runtime)
+    runtime          the deployment's sandbox runtime: its permissions and environment (runtime.py)
 
 A function gets nothing its access list does not name, and an unknown access string fails the synth."""
 
@@ -23,6 +23,7 @@ from constructs import IConstruct
 
 from sandboxcp_infra.nag import acknowledge
 from sandboxcp_infra.naming import env_var
+from sandboxcp_infra.runtime import SandboxRuntime
 
 
 class AccessGrants:
@@ -32,7 +33,7 @@ class AccessGrants:
         tables: dict[str, dynamodb.Table],
         bucket: s3.IBucket,
         launch_state_machine: sfn.IStateMachine,
-        runtime: str,
+        runtime: SandboxRuntime,
     ) -> None:
         self._tables = tables
         self._bucket = bucket
@@ -57,7 +58,9 @@ class AccessGrants:
         elif item == "launch:callback":
             self._state_machine.grant_task_response(function)
         elif item == "runtime":
-            self.grant_runtime(function)
+            self._runtime.grant(function)
+            for implied in self._runtime.implied_access:
+                self._grant(function, implied)
         else:
             tables = [f"{t}:r|rw" for t in self._tables]
             known = [*tables, "workspace:r|rw", "launch:start", "launch:callback", "runtime"]
@@ -94,12 +97,6 @@ class AccessGrants:
         acknowledge(scope, f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]", reason)
         for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
             acknowledge(scope, f"AwsSolutions-IAM5[Action::{action}]", reason)
-
-    def grant_runtime(self, function: lambda_.Function) -> None:
-        """Hook for the sandbox runtime's permissions (ECS RunTask/StopTask/DescribeTasks and iam:PassRole for
-        `ecs`, the cluster API for `eks`, nothing for `docker`, whose hosts are reached over TLS). The runtime
-        resources arrive with issue 3; until then `runtime` grants nothing, whichever `self._runtime` is."""
-        del function
 
 
 def _logical_id(construct: IConstruct) -> str:

@@ -1,10 +1,12 @@
 """The internal API the in-sandbox executors call back (`/internal/...`): every route behind the callback
-authorizer, which accepts a session's own callback token only."""
+authorizer, which accepts a session's own callback token only. PRIVATE: reachable only through the VPC's
+execute-api endpoint (network.py), since sandboxes have no route to the internet."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -25,6 +27,7 @@ class InternalApi(RoutedRestApi):
         functions: Mapping[str, lambda_.IFunction],
         log_retention: logs.RetentionDays,
         logging_role: ApiGatewayLoggingRole | None,
+        endpoint: ec2.IInterfaceVpcEndpoint,
     ) -> None:
         super().__init__(
             scope,
@@ -38,4 +41,5 @@ class InternalApi(RoutedRestApi):
             logging_role=logging_role,
             rate_limit=INTERNAL_RATE_LIMIT,
             burst_limit=INTERNAL_BURST_LIMIT,
+            private_endpoint=endpoint,
         )

@@ -5,17 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from sandboxcp.routes import LAUNCH_STEPS
 from sandboxcp_infra.api import ApiGatewayLoggingRole, PublicApi
 from sandboxcp_infra.config import DeploymentConfig
 from sandboxcp_infra.data import DataTables
-from sandboxcp_infra.functions import Functions
+from sandboxcp_infra.functions import Functions, function_specs
 from sandboxcp_infra.grants import AccessGrants
 from sandboxcp_infra.internal_api import InternalApi
 from sandboxcp_infra.layers import SharedLayers
+from sandboxcp_infra.monitoring import Monitoring
 from sandboxcp_infra.naming import env_var
+from sandboxcp_infra.network import Network, vpc_modules
+from sandboxcp_infra.runtime import build_runtime
+from sandboxcp_infra.schedules import Schedules
 from sandboxcp_infra.seed import SeedTemplates
 from sandboxcp_infra.storage import WorkspaceStorage
 from sandboxcp_infra.workflow import LaunchWorkflow
@@ -30,8 +35,20 @@ class SandboxControlPlaneStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
+        self.config = config
         self.data = data = DataTables(self, "Data", removal_policy=config.data_removal_policy)
         self.storage = storage = WorkspaceStorage(self, "Storage", removal_policy=config.data_removal_policy)
+        self.network = network = Network(
+            self, "Network", vpc_id=config.vpc_id, log_retention=config.log_retention
+        )
+        self.runtime = runtime = build_runtime(self, config, network)
+        # The functions that reach executors or drive the runtime run in the VPC; the rest stay outside it.
+        specs = function_specs()
+        self.network_modules = vpc_modules(specs)
+        # Besides DynamoDB and S3 (gateway endpoints) and the runtime's own services, a VPC function may
+        # need Step Functions: only if the route table gives one of them launch access.
+        if any(a.startswith("launch:") for m in self.network_modules for a in specs[m].access):
+            network.add_interface_endpoints(states=ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS)
         layers = SharedLayers(self, "Layers")
         self.functions = functions = Functions(
             self,
@@ -40,6 +57,8 @@ class SandboxControlPlaneStack(Stack):
             # Every function knows every table and the bucket; IAM, not configuration, limits what it touches.
             environment={**data.environment, **storage.environment, env_var("runtime"): config.runtime},
             log_retention=config.log_retention,
+            network=network,
+            vpc_modules=self.network_modules,
         )
         by_module = functions.by_module
 
@@ -51,7 +70,7 @@ class SandboxControlPlaneStack(Stack):
             tables=data.tables,
             bucket=storage.bucket,
             launch_state_machine=workflow.state_machine,
-            runtime=config.runtime,
+            runtime=runtime,
         )
         for module, spec in functions.specs.items():
             grants.apply(by_module[module], spec.access)
@@ -72,6 +91,7 @@ class SandboxControlPlaneStack(Stack):
             functions=by_module,
             log_retention=config.log_retention,
             logging_role=logging_role,
+            endpoint=network.execute_api_endpoint,
         )
         # The sandbox's executor calls back through the internal API. Added once both exist, and built from
         # the API id (not its stage): the internal API's own functions depend on the state machine, which
@@ -79,6 +99,20 @@ class SandboxControlPlaneStack(Stack):
         by_module[START_SANDBOX_MODULE].add_environment(env_var("callback_base_url"), internal_api.base_url)
 
         SeedTemplates(self, "SeedTemplates", handler=by_module[SEED_MODULE], after=[data])
+
+        self.schedules = schedules = Schedules(
+            self, "Schedules", functions=by_module, log_retention=config.log_retention
+        )
+        self.monitoring = monitoring = Monitoring(
+            self,
+            "Monitoring",
+            apis={"Public API": public_api.rest_api, "Internal API": internal_api.rest_api},
+            public_api=public_api.rest_api,
+            functions=by_module,
+            launch=workflow.state_machine,
+            schedules=schedules,
+            alarm_email=config.alarm_email,
+        )
 
         CfnOutput(self, "PublicApiUrl", value=public_api.base_url, description="SANDBOXCP_URL for clients")
         CfnOutput(
@@ -88,3 +122,13 @@ class SandboxControlPlaneStack(Stack):
         CfnOutput(self, "LaunchStateMachineArn", value=workflow.state_machine.state_machine_arn)
         # Where the first admin key goes (docs/deploy.md); later keys are issued through the API.
         CfnOutput(self, "ApiKeysTableName", value=data.tables["api_keys"].table_name)
+        CfnOutput(self, "VpcId", value=network.vpc.vpc_id)
+        CfnOutput(
+            self,
+            "FunctionsSecurityGroupId",
+            value=network.functions_sg.security_group_id,
+            description="Security group of the functions that reach sandboxes (allow it in to executors)",
+        )
+        CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn, description="Subscribe to alarms")
+        for name, (value, description) in runtime.outputs.items():
+            CfnOutput(self, name, value=value, description=description)

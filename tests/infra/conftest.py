@@ -1,4 +1,8 @@
-"""Synthesize the CDK app once per test session; the infra tests read the one template it produces."""
+"""Synthesize the CDK app once per runtime variant and test session; the infra tests read those templates.
+
+Variants: `ecs` (cdk.json's context: the default runtime in a VPC the stack creates), `eks` (the platform
+team's cluster, in an imported VPC whose lookup result is given as context, as `cdk.context.json` would after
+`cdk synth`), `docker` (remote Docker hosts, in a created VPC)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,57 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 if str(INFRA_DIR) not in sys.path:
     sys.path.insert(0, str(INFRA_DIR))
 
+ACCOUNT, REGION = "123456789012", "us-east-1"
+IMPORTED_VPC_ID = "vpc-0123456789abcdef0"
+IMPORTED_VPC_CIDR = "10.20.0.0/16"
+IMPORTED_PRIVATE_SUBNETS = ("subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2")
+EKS_CLUSTER_SG = "sg-0123456789abcdef0"
+EKS_CONTEXT = {
+    "runtime": "eks",
+    "eks_cluster_name": "platform",
+    "eks_endpoint": "https://0123456789ABCDEF.gr7.us-east-1.eks.amazonaws.com",
+    "eks_ca_data": "TFMwdExTMUNSVWRKVGlCRFJWSlVTVVpKUTBGVVJTMHRMUzB0Q2c9PQ==",
+    "eks_cluster_sg": EKS_CLUSTER_SG,
+    "vpc_id": IMPORTED_VPC_ID,
+}
+DOCKER_CONTEXT = {"runtime": "docker", "docker_host": "tcp://10.0.1.10:2376"}
+
+
+def imported_vpc_lookup() -> dict[str, Any]:
+    """What `cdk synth` stores in cdk.context.json after looking up IMPORTED_VPC_ID (Vpc.from_lookup)."""
+    key = (
+        f"vpc-provider:account={ACCOUNT}:filter.vpc-id={IMPORTED_VPC_ID}:region={REGION}"
+        ":returnAsymmetricSubnets=true"
+    )
+
+    def subnet(subnet_id: str, cidr: str, az: str) -> dict[str, str]:
+        return {"subnetId": subnet_id, "cidr": cidr, "availabilityZone": az, "routeTableId": f"rtb-{az}"}
+
+    private = [
+        subnet(IMPORTED_PRIVATE_SUBNETS[0], "10.20.0.0/19", "us-east-1a"),
+        subnet(IMPORTED_PRIVATE_SUBNETS[1], "10.20.32.0/19", "us-east-1b"),
+    ]
+    public = [subnet("subnet-0ccccccccccccccc3", "10.20.64.0/20", "us-east-1a")]
+    return {
+        key: {
+            "vpcId": IMPORTED_VPC_ID,
+            "vpcCidrBlock": IMPORTED_VPC_CIDR,
+            "ownerAccountId": ACCOUNT,
+            "availabilityZones": [],
+            "subnetGroups": [
+                {"name": "Private", "type": "Private", "subnets": private},
+                {"name": "Public", "type": "Public", "subnets": public},
+            ],
+        }
+    }
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ecs": {},
+    "eks": {**EKS_CONTEXT, **imported_vpc_lookup()},
+    "docker": DOCKER_CONTEXT,
+}
+
 
 def cdk_context(**overrides: Any) -> dict[str, Any]:
     """cdk.json's context (what `cdk synth` uses), with bundling skipped: no pip install in tests."""
@@ -38,6 +93,7 @@ def load_cdk_app_module() -> Any:
 
 @dataclass
 class Synthesized:
+    variant: str
     stack: Any  # sandboxcp_infra.SandboxControlPlaneStack
     template: dict[str, Any]  # the CloudFormation template as JSON
     template_path: Path
@@ -53,13 +109,43 @@ class Synthesized:
         return str(self.stack.resolve(cfn.logical_id))
 
 
-@pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    from aws_cdk import App
+def synthesize(variant: str, outdir: Path) -> Synthesized:
+    from aws_cdk import App, Environment
 
-    outdir = tmp_path_factory.mktemp("cdk.out")
     app_module = load_cdk_app_module()
-    app, stack = app_module.build_app(App(context=cdk_context(), outdir=str(outdir)))
+    # An imported VPC is looked up, so that stack is bound to an account and region.
+    env = Environment(account=ACCOUNT, region=REGION) if "vpc_id" in VARIANTS[variant] else None
+    app, stack = app_module.build_app(App(context=cdk_context(**VARIANTS[variant]), outdir=str(outdir)), env)
     app.synth()  # also runs cdk-nag: an unacknowledged finding raises here
     template_path = outdir / f"{stack.stack_name}.template.json"
-    return Synthesized(stack, json.loads(template_path.read_text()), template_path, outdir)
+    return Synthesized(variant, stack, json.loads(template_path.read_text()), template_path, outdir)
+
+
+class Variants:
+    """Each variant synthesized on first use, then kept for the session."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._done: dict[str, Synthesized] = {}
+
+    def __getitem__(self, variant: str) -> Synthesized:
+        if variant not in self._done:
+            self._done[variant] = synthesize(variant, self._tmp.mktemp(f"cdk.out.{variant}"))
+        return self._done[variant]
+
+
+@pytest.fixture(scope="session")
+def synthesized_variants(tmp_path_factory: pytest.TempPathFactory) -> Variants:
+    return Variants(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def synthesized(synthesized_variants: Variants) -> Synthesized:
+    """The default deployment (cdk.json's context: runtime=ecs, created VPC)."""
+    return synthesized_variants["ecs"]
+
+
+@pytest.fixture(scope="session", params=list(VARIANTS))
+def variant(request: pytest.FixtureRequest, synthesized_variants: Variants) -> Synthesized:
+    """Each runtime variant in turn."""
+    return synthesized_variants[request.param]

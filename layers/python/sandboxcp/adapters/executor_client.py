@@ -3,6 +3,8 @@ for the process runtime (`unix:///path/executor.sock`)."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +18,16 @@ _TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 
 def _client_for(executor_url: str) -> tuple[httpx.Client, str]:
     if executor_url.startswith("unix://"):
-        transport = httpx.HTTPTransport(uds=executor_url.removeprefix("unix://"))
+        path = executor_url.removeprefix("unix://")
+        # The socket lives in a directory the sandbox can write: never follow what user code put there
+        # (a symlink to another host socket) - connect only to a real socket.
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError as err:
+            raise SandboxUnavailable("The session's executor socket is gone") from err
+        if not stat.S_ISSOCK(mode):
+            raise SandboxUnavailable("The session's executor socket was replaced; refusing to follow it")
+        transport = httpx.HTTPTransport(uds=path)
         return httpx.Client(transport=transport, timeout=_TIMEOUT), "http://sandbox"
     return httpx.Client(timeout=_TIMEOUT), executor_url.rstrip("/")
 

@@ -26,7 +26,7 @@ FAILURE_THRESHOLD = 3
 
 def default_node_id(runtime: str) -> str:
     """The node id a single-node deployment uses (what placement wrote before nodes were registered)."""
-    return "local" if runtime == "process" else runtime
+    return {"process": "local", "docker": "local-docker"}.get(runtime, runtime)  # as the runtimes name it
 
 
 def register_local_node(deps: Dependencies) -> RuntimeNode:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sandboxcp.domain import clock
-from sandboxcp.domain.errors import StateConflict
+from sandboxcp.domain.errors import SandboxUnavailable, StateConflict
 from sandboxcp.domain.models import Session
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.services.deps import Dependencies
@@ -50,7 +50,11 @@ def reap_sessions(deps: Dependencies, *, now: datetime | None = None) -> Session
     report = SessionReapReport()
     for s in deps.sessions.list_active():
         report.examined += 1
-        verdict = _verdict(deps, s, now)
+        try:
+            verdict = _verdict(deps, s, now)
+        except SandboxUnavailable:
+            continue  # the runtime did not answer for this one: judge it again next tick
+
         if verdict is None:
             continue
         target, reason = verdict

@@ -1,0 +1,245 @@
+"""Session launch on the docker runtime, beside a bare `docker run` of the same image, in the same run.
+
+- session: `POST /api/v1/sessions` on a local stack started with `--runtime docker`, then
+  `GET /sessions/{id}` every 5 ms until `running` (the whole path: API, DynamoDB, the launch state
+  machine, the runtime's create + start, the executor's container_ready callback);
+- bare: `docker run -d` of the same image with the same hardening flags (uid 1000, read-only root, no
+  capabilities, no-new-privileges, init, pids/memory/CPU limits, no network, 64 MiB /tmp), the executor
+  listening on a unix socket in a bound host dir (and /workspace bound as the runtime does), until its
+  first HTTP answer from `/health`.
+
+Each figure is the median of N launches after one warm-up launch of each kind. Target: ratio <= 1.5.
+
+    python3 bench/session_launch_docker.py [--runs 10] [--template python-basic]
+
+Starts the engine and builds the images first (scripts/start_dockerd.sh, scripts/build_images.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "layers" / "python"))
+
+from sandboxcp.local.aws import free_port  # noqa: E402
+
+POLL_S = 0.005
+API_KEY = "sk_bench_admin_key_not_secret"
+
+
+def _script(name: str) -> None:
+    subprocess.run(["bash", str(ROOT / "scripts" / name)], check=True, stdout=subprocess.DEVNULL)
+
+
+class LocalStack:
+    def __init__(self, state_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sandboxcp.cli",
+                "local",
+                "--port",
+                str(self.port),
+                "--runtime",
+                "docker",
+                "--state-dir",
+                str(state_dir),
+            ],
+            env={**os.environ, "SANDBOXCP_API_KEY": API_KEY},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("the local stack exited early")
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            self.stop()
+            raise SystemExit("the local stack did not answer /api/v1/health within 60 s")
+        self.api = httpx.Client(
+            base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
+        )
+
+    def launch_seconds(self, template: str) -> tuple[float, dict[str, float]]:
+        """Create -> running, and where the time went (from the session's and the engine's timestamps)."""
+        started = time.perf_counter()
+        created = self.api.post("/sessions", json={"template_id": template})
+        created.raise_for_status()
+        sid = created.json()["session_id"]
+        while True:
+            session = self.api.get(f"/sessions/{sid}").json()
+            status = session["status"]
+            if status == "running":
+                elapsed = time.perf_counter() - started
+                break
+            if status != "creating":
+                raise SystemExit(f"session {sid} ended {status} instead of running")
+            if time.perf_counter() - started > 60:
+                raise SystemExit(f"session {sid} not running after 60 s")
+            time.sleep(POLL_S)
+        phases = _phases(session, elapsed)
+        self.api.delete(f"/sessions/{sid}")
+        return elapsed, phases
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _ts(text: str) -> float:
+    """An RFC 3339 timestamp (the engine's have nanoseconds) as epoch seconds."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp() + float(f"0.{frac or 0}")
+
+
+def _phases(session: dict[str, Any], elapsed: float) -> dict[str, float]:
+    out = subprocess.run(["docker", "inspect", session["container_id"]], capture_output=True, text=True)
+    info = json.loads(out.stdout)[0]
+    created, ready = _ts(session["created_at"]), _ts(session["updated_at"])
+    engine_created, engine_started = _ts(info["Created"]), _ts(info["State"]["StartedAt"])
+    return {
+        "control plane until create": engine_created - created,
+        "engine create + start": engine_started - engine_created,
+        "executor boot + ready callback": ready - engine_started,
+        "until the client sees it": elapsed - (ready - created),
+    }
+
+
+def bare_run_seconds(image: str, work: Path, n: int) -> float:
+    """`docker run` with the runtime's hardening until the executor answers /health on its socket."""
+    run_dir, workspace = work / f"bare-{n}" / "run", work / f"bare-{n}" / "workspace"
+    for d in (run_dir, workspace):
+        d.mkdir(parents=True)
+        os.chown(d, 1000, 1000)
+    name = f"sandboxcp-bench-{os.getpid()}-{n}"
+    argv = [
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        "sandboxcp.bench=true",
+        "--user",
+        "1000:1000",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,nosuid,nodev,size=64m,mode=1777",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--init",
+        "--pids-limit",
+        "128",
+        "--memory",
+        "512m",
+        "--memory-swap",
+        "512m",
+        "--cpus",
+        "1",
+        "--network",
+        "none",
+        "--ipc",
+        "private",
+        "-v",
+        f"{run_dir}:/run/sandbox",
+        "-v",
+        f"{workspace}:/workspace",
+        "-e",
+        f"SANDBOXCP_SESSION_ID=sess_bench{n:012d}",
+        "-e",
+        "SANDBOXCP_CALLBACK_URL=unix:///run/controlplane.sock",  # absent: readiness is not measured here
+        "-e",
+        "SANDBOXCP_LISTEN=unix:/run/sandbox/executor.sock",
+        image,
+    ]
+    sock = run_dir / "executor.sock"
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=2) as client:
+            while True:
+                if sock.exists():
+                    try:
+                        if client.get("http://executor/health").status_code == 200:
+                            return time.perf_counter() - started
+                    except httpx.HTTPError:
+                        pass
+                if time.perf_counter() - started > 60:
+                    raise SystemExit(f"{name}: no answer from /health within 60 s")
+                time.sleep(POLL_S)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--template", default="python-basic")
+    args = parser.parse_args()
+    image = f"sandboxcp/{args.template}:latest"
+    _script("start_dockerd.sh")
+    _script("build_images.sh")
+    work = Path(tempfile.mkdtemp(prefix="sandboxcp-bench-"))
+    stack = LocalStack(work / "state")
+    try:
+        stack.launch_seconds(args.template)  # warm-up: first launch pays for lazy imports and clients
+        bare_run_seconds(image, work, 0)
+        sessions: list[float] = []
+        bare: list[float] = []
+        phases: dict[str, list[float]] = {}
+        for i in range(1, args.runs + 1):  # interleaved, so drift on a noisy machine hits both alike
+            elapsed, parts = stack.launch_seconds(args.template)
+            sessions.append(elapsed)
+            for name, seconds in parts.items():
+                phases.setdefault(name, []).append(seconds)
+            bare.append(bare_run_seconds(image, work, i))
+    finally:
+        stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    s_med, b_med = statistics.median(sessions), statistics.median(bare)
+    ratio = s_med / b_med
+    print(f"image {image}, {args.runs} runs each (after one warm-up)")
+    print(f"{'':34}{'median':>9}{'min':>9}{'max':>9}")
+    for label, xs in (("session create -> running", sessions), ("bare docker run -> /health", bare)):
+        print(
+            f"{label:34}{statistics.median(xs) * 1000:8.0f}ms{min(xs) * 1000:8.0f}ms{max(xs) * 1000:8.0f}ms"
+        )
+    print(f"ratio session / bare: {ratio:.2f} (target <= 1.5: {'met' if ratio <= 1.5 else 'missed'})")
+    print("session launch, median of each phase:")
+    for name, xs in phases.items():
+        print(f"  {name:32}{statistics.median(xs) * 1000:8.0f}ms")
+
+
+if __name__ == "__main__":
+    main()

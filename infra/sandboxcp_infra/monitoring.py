@@ -1,0 +1,235 @@
+"""One CloudWatch dashboard and the alarms worth waking someone for, all notifying one encrypted SNS topic.
+
+Custom metrics are the functions' powertools Metrics (sandboxcp/observability.py): namespace
+`SandboxControlPlane`, every metric carrying the `service` dimension powertools adds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from sandboxcp_infra.functions import METRICS_NAMESPACE
+from sandboxcp_infra.naming import pascal
+from sandboxcp_infra.schedules import Schedules
+
+METRICS_SERVICE = "sandbox-control-plane"  # sandboxcp.observability.SERVICE: the `service` dimension
+PERIOD = Duration.minutes(5)
+PUBLIC_5XX_RATE = 0.05  # API Gateway's 5XXError averaged over requests is the share of 5xx answers
+WIDGET_WIDTH = 12
+
+
+def custom_metric(name: str, statistic: str = "Sum", **dimensions: str) -> cw.Metric:
+    return cw.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": METRICS_SERVICE, **dimensions},
+        statistic=statistic,
+        period=PERIOD,
+    )
+
+
+class Monitoring(Construct):
+    """`dashboard`, `topic` (alarm notifications) and `alarms` by name."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        apis: Mapping[str, apigw.RestApi],
+        public_api: apigw.RestApi,
+        functions: Mapping[str, lambda_.Function],
+        launch: sfn.StateMachine,
+        schedules: Schedules,
+        alarm_email: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        # CloudWatch publishes to an encrypted topic only with a customer managed key that lets it.
+        key = kms.Key(
+            self,
+            "TopicKey",
+            description="sandboxcp alarm topic",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" is this key
+            )
+        )
+        self.topic = sns.Topic(
+            self, "Alarms", display_name="sandboxcp alarms", master_key=key, enforce_ssl=True
+        )
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        self.alarms: dict[str, cw.Alarm] = {}
+
+        self._alarm(
+            "PublicApi5xxRate",
+            public_api.metric_server_error(statistic="Average", period=PERIOD),
+            threshold=PUBLIC_5XX_RATE,
+            description=f"More than {PUBLIC_5XX_RATE:.0%} of public API requests answered 5xx over 5 min",
+        )
+        self._alarm(
+            "LaunchFailures",
+            cw.MathExpression(
+                expression="failed + timedOut + aborted",
+                using_metrics={
+                    "failed": launch.metric_failed(period=PERIOD),
+                    "timedOut": launch.metric_timed_out(period=PERIOD),
+                    "aborted": launch.metric_aborted(period=PERIOD),
+                },
+                period=PERIOD,
+            ),
+            description="Launch state machine executions failed, timed out or were aborted",
+        )
+        self._alarm(
+            "ExecutionsCrashed",
+            custom_metric("ExecutionsCrashed"),
+            description="Executions lost their heartbeat (reaped as crashed) in the last 5 min",
+        )
+        self._alarm(
+            "DeadLetters",
+            schedules.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                statistic="Maximum", period=PERIOD
+            ),
+            description="A schedule could not start its job or sweeper (events in the dead-letter queue)",
+        )
+        for module, function in schedules.job_functions.items():
+            self._alarm(
+                f"{pascal(module)}Errors",
+                function.metric_errors(period=PERIOD),
+                description=f"The periodic job {module} failed",
+            )
+        for module, sweeper in schedules.sweepers.items():
+            self._alarm(
+                f"{pascal(module)}SweeperFailures",
+                cw.MathExpression(
+                    expression="failed + timedOut",
+                    using_metrics={
+                        "failed": sweeper.metric_failed(period=PERIOD),
+                        "timedOut": sweeper.metric_timed_out(period=PERIOD),
+                    },
+                    period=PERIOD,
+                ),
+                description=f"The sweeper running {module} failed or timed out",
+            )
+
+        self.dashboard = cw.Dashboard(
+            self, "Dashboard", dashboard_name=Stack.of(self).stack_name, default_interval=Duration.hours(3)
+        )
+        self.dashboard.add_widgets(cw.TextWidget(markdown="# Sandbox Control Plane", width=24, height=1))
+        for name, api in apis.items():
+            self.dashboard.add_widgets(
+                cw.GraphWidget(
+                    title=f"{name}: 4xx / 5xx",
+                    left=[
+                        api.metric_client_error(period=PERIOD, label="4xx"),
+                        api.metric_server_error(period=PERIOD, label="5xx"),
+                    ],
+                    width=WIDGET_WIDTH,
+                ),
+                cw.GraphWidget(
+                    title=f"{name}: latency",
+                    left=[
+                        api.metric_latency(statistic=stat, period=PERIOD, label=f"latency {stat}")
+                        for stat in ("p50", "p90", "p99")
+                    ],
+                    width=WIDGET_WIDTH,
+                ),
+            )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Lambda errors per function",
+                left=[fn.metric_errors(period=PERIOD, label=module) for module, fn in functions.items()],
+                width=WIDGET_WIDTH,
+                height=8,
+                legend_position=cw.LegendPosition.RIGHT,
+            ),
+            cw.GraphWidget(
+                title="Lambda duration p90 per function",
+                left=[
+                    fn.metric_duration(statistic="p90", period=PERIOD, label=module)
+                    for module, fn in functions.items()
+                ],
+                width=WIDGET_WIDTH,
+                height=8,
+                legend_position=cw.LegendPosition.RIGHT,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="State machines: failures",
+                left=[
+                    launch.metric_failed(period=PERIOD, label="launch failed"),
+                    launch.metric_timed_out(period=PERIOD, label="launch timed out"),
+                    *(
+                        sweeper.metric_failed(period=PERIOD, label=f"{module} sweeper failed")
+                        for module, sweeper in schedules.sweepers.items()
+                    ),
+                ],
+                width=WIDGET_WIDTH,
+            ),
+            cw.GraphWidget(
+                title="Sessions",
+                left=[custom_metric("SessionsCreated"), custom_metric("SessionsTerminated")],
+                right=[custom_metric("LaunchLatencyMs", "p90")],
+                width=WIDGET_WIDTH,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Executions completed by outcome",
+                left=[
+                    cw.MathExpression(
+                        expression=(
+                            f"SEARCH('{{{METRICS_NAMESPACE},outcome,service}} "
+                            "MetricName=\"ExecutionsCompleted\"', 'Sum', 300)"
+                        ),
+                        using_metrics={},
+                        label="",
+                        period=PERIOD,
+                    )
+                ],
+                width=WIDGET_WIDTH,
+            ),
+            cw.GraphWidget(
+                title="Execution duration and crashes",
+                left=[
+                    custom_metric("ExecutionDurationMs", "p50"),
+                    custom_metric("ExecutionDurationMs", "p90"),
+                ],
+                right=[custom_metric("ExecutionsCrashed")],
+                width=WIDGET_WIDTH,
+            ),
+        )
+
+    def _alarm(
+        self, name: str, metric: cw.Metric | cw.MathExpression, *, description: str, threshold: float = 0
+    ) -> None:
+        alarm = metric.create_alarm(
+            self,
+            name,
+            alarm_description=description,
+            threshold=threshold,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        self.alarms[name] = alarm

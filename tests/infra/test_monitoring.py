@@ -1,0 +1,147 @@
+"""The dashboard, the alarms and the encrypted topic they notify."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sandboxcp import observability
+from sandboxcp.routes import JOBS, all_modules
+from sandboxcp_infra.functions import METRICS_NAMESPACE
+from sandboxcp_infra.monitoring import METRICS_SERVICE
+from sandboxcp_infra.naming import pascal
+from tests.infra import helpers as h
+from tests.infra.conftest import Synthesized
+
+CUSTOM_METRICS = (
+    "SessionsCreated",
+    "SessionsTerminated",
+    "ExecutionsCompleted",
+    "LaunchLatencyMs",
+    "ExecutionDurationMs",
+    "ExecutionsCrashed",
+)
+
+
+def _alarm(synth: Synthesized, name: str) -> dict[str, Any]:
+    alarm = synth.stack.monitoring.alarms[name]
+    props: dict[str, Any] = synth.resources[synth.logical_id(alarm)]["Properties"]
+    return props
+
+
+def _metric_names(alarm: dict[str, Any]) -> set[str]:
+    if "MetricName" in alarm:
+        return {alarm["MetricName"]}
+    return {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
+
+
+def test_metric_names_match_the_code() -> None:
+    assert observability.metrics.namespace == METRICS_NAMESPACE
+    assert observability.SERVICE == METRICS_SERVICE
+
+
+def test_alarm_topic_is_encrypted_and_tls_only(synthesized: Synthesized) -> None:
+    topic_id = synthesized.logical_id(synthesized.stack.monitoring.topic)
+    topic = synthesized.resources[topic_id]["Properties"]
+    (key_id,) = h.refs(topic["KmsMasterKeyId"])
+    key = synthesized.resources[key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    cloudwatch = [
+        s for s in key["KeyPolicy"]["Statement"] if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert cloudwatch and set(h.as_list(cloudwatch[0]["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in h.of_type(synthesized, "AWS::SNS::TopicPolicy").values()
+        if {"Ref": topic_id} in p["Properties"]["Topics"]
+    ]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in policy
+    )
+
+
+def test_every_alarm_notifies_the_topic(synthesized: Synthesized) -> None:
+    topic_id = synthesized.logical_id(synthesized.stack.monitoring.topic)
+    alarms = h.of_type(synthesized, "AWS::CloudWatch::Alarm")
+    assert len(alarms) == len(synthesized.stack.monitoring.alarms)
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+
+
+def test_public_api_5xx_rate_alarm(synthesized: Synthesized) -> None:
+    alarm = _alarm(synthesized, "PublicApi5xxRate")
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+        "AWS/ApiGateway",
+        "5XXError",
+        "Average",
+    )
+    assert alarm["Dimensions"] == [{"Name": "ApiName", "Value": "SandboxControlPlane-PublicApi"}]
+    assert alarm["Threshold"] == 0.05 and alarm["Period"] == 300
+
+
+def test_launch_failure_alarm(synthesized: Synthesized) -> None:
+    alarm = _alarm(synthesized, "LaunchFailures")
+    assert _metric_names(alarm) == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
+    launch_id = synthesized.logical_id(synthesized.stack.workflow.state_machine)
+    for metric in alarm["Metrics"]:
+        if "MetricStat" in metric:
+            (dimension,) = metric["MetricStat"]["Metric"]["Dimensions"]
+            assert dimension == {"Name": "StateMachineArn", "Value": {"Ref": launch_id}}
+    assert alarm["Threshold"] == 0
+
+
+def test_crashed_executions_alarm(synthesized: Synthesized) -> None:
+    alarm = _alarm(synthesized, "ExecutionsCrashed")
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+        METRICS_NAMESPACE,
+        "ExecutionsCrashed",
+        "Sum",
+    )
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": METRICS_SERVICE}]
+    assert (alarm["Period"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        300,
+        0,
+        "GreaterThanThreshold",
+    )
+
+
+def test_periodic_jobs_sweepers_and_dead_letters_alarm(synthesized: Synthesized) -> None:
+    function_ids = h.function_ids(synthesized)
+    for job in (j for j in JOBS if j.every_s is not None):
+        alarm = _alarm(synthesized, f"{pascal(job.module)}Errors")
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_ids[job.module]}}]
+    for module, sweeper in synthesized.stack.schedules.sweepers.items():
+        alarm = _alarm(synthesized, f"{pascal(module)}SweeperFailures")
+        assert _metric_names(alarm) == {"ExecutionsFailed", "ExecutionsTimedOut"}
+        assert synthesized.logical_id(sweeper) in h.refs(alarm["Metrics"])
+    alarm = _alarm(synthesized, "DeadLetters")
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    queue_id = synthesized.logical_id(synthesized.stack.schedules.dead_letter_queue)
+    assert h.refs(alarm["Dimensions"]) == {queue_id}
+
+
+def test_dashboard_covers_apis_functions_state_machines_and_custom_metrics(synthesized: Synthesized) -> None:
+    (dashboard,) = h.of_type(synthesized, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]
+    referenced = h.refs(body)
+    text = json.dumps(body)
+    # One widget per metric family, built by loops: every function, the launch and every sweeper machine.
+    assert set(h.function_ids(synthesized).values()) <= referenced
+    assert synthesized.logical_id(synthesized.stack.workflow.state_machine) in referenced
+    assert {synthesized.logical_id(s) for s in synthesized.stack.schedules.sweepers.values()} <= referenced
+    for api in (synthesized.stack.public_api, synthesized.stack.internal_api):
+        assert api.rest_api.rest_api_name in text
+    for metric in (
+        "4XXError",
+        "5XXError",
+        "Latency",
+        "Errors",
+        "Duration",
+        "ExecutionsFailed",
+        *CUSTOM_METRICS,
+    ):
+        assert metric in text, metric
+    assert "outcome" in text  # ExecutionsCompleted by its outcome dimension (a SEARCH expression)
+    assert len(all_modules()) == len(h.function_ids(synthesized))
