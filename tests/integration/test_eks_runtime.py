@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
-from tests.integration.fake_kube import FakeKube, FakeKubeServer
 
 from sandboxcp.adapters.runtimes.eks import (
     DEFAULT_DENY_POLICY,
@@ -32,6 +31,7 @@ from sandboxcp.adapters.runtimes.eks_auth import EksTokenSource, url_from_token
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import SandboxSpec
 from sandboxcp.domain.resources import ResourceLimit
+from tests.integration.fake_kube import FakeKube, FakeKubeServer
 
 CLUSTER = "sandbox-cluster"
 REGION = "eu-west-1"
