@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Install what is missing, then start the local stack: the API on http://127.0.0.1:8000 with real
-# bubblewrap sandboxes. Arguments go to `sandboxcp local` (e.g. --port 8001). Ctrl-C stops everything.
+# sandboxes (bubblewrap by default). Arguments go to `sandboxcp local` (e.g. --port 8001,
+# --runtime docker). With --runtime docker, the Docker engine is started and the template images are
+# built first. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+if [[ " $* " == *" --runtime docker "* || " $* " == *" --runtime=docker "* ]]; then
+  ./scripts/start_dockerd.sh
+  ./scripts/build_images.sh
+fi
 exec "${PYTHON:-python3}" -m sandboxcp.cli local "$@"
