@@ -4,6 +4,8 @@ A file counts when it is a regular file (symlinks are not followed) modified at 
 started. Paths are relative to the workspace, ``/``-separated and sorted; anything under a
 dot-directory (``.cache``, ``.npm``, ``.git``...) is skipped. The list and the walk are both
 bounded, so a workspace holding a huge tree (say ``node_modules``) cannot stall the worker.
+
+``workspace_usage`` walks the same way (dot-directories included) for the quota check.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 from sandbox_executor.logs import log
 
@@ -34,8 +37,30 @@ def run_clock_ns() -> int:
 
 
 def list_artifacts(workspace: str, since_ns: int, limit: int | None = None) -> list[str]:
+    return [path for path, _ in list_artifact_files(workspace, since_ns, limit)]
+
+
+def list_artifact_files(workspace: str, since_ns: int, limit: int | None = None) -> list[tuple[str, int]]:
+    """``(path, size)`` of the files modified at or after ``since_ns``, sorted by path."""
     limit = MAX_ARTIFACTS if limit is None else limit
-    found: list[str] = []
+    found = [
+        (rel, st.st_size)
+        for rel, st in _regular_files(workspace, skip_dot_dirs=True)
+        if st.st_mtime_ns >= since_ns
+    ]
+    return sorted(found)[:limit]
+
+
+def workspace_usage(workspace: str) -> int:
+    """Bytes in the workspace's regular files, dot-directories included (symlinks not followed).
+
+    Within the same walk bound: past it, the total is of the part looked at.
+    """
+    return sum(st.st_size for _, st in _regular_files(workspace, skip_dot_dirs=False))
+
+
+def _regular_files(workspace: str, *, skip_dot_dirs: bool) -> Iterator[tuple[str, os.stat_result]]:
+    """``(relative path, lstat)`` of each regular file, at most MAX_SCANNED entries looked at."""
     scanned = 0
     stack = [""]  # relative directory paths still to walk
     while stack:
@@ -45,20 +70,20 @@ def list_artifacts(workspace: str, since_ns: int, limit: int | None = None) -> l
                 for entry in entries:
                     scanned += 1
                     if scanned > MAX_SCANNED:
-                        log("artifacts_scan_cut", scanned=MAX_SCANNED)
-                        return sorted(found)[:limit]
+                        log(
+                            "workspace_scan_cut",
+                            purpose="artifacts" if skip_dot_dirs else "usage",
+                            scanned=MAX_SCANNED,
+                        )
+                        return
                     rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                     try:
                         if entry.is_dir(follow_symlinks=False):
-                            if not entry.name.startswith("."):
+                            if not (skip_dot_dirs and entry.name.startswith(".")):
                                 stack.append(rel)
-                        elif (
-                            entry.is_file(follow_symlinks=False)
-                            and entry.stat(follow_symlinks=False).st_mtime_ns >= since_ns
-                        ):
-                            found.append(rel)
+                        elif entry.is_file(follow_symlinks=False):
+                            yield rel, entry.stat(follow_symlinks=False)
                     except OSError:
                         continue  # vanished or unreadable meanwhile
         except OSError:
             continue  # the workspace itself, or a directory the code made unreadable
-    return sorted(found)[:limit]

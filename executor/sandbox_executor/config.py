@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sandbox_executor.http_client import Endpoint
+
 DEFAULT_LISTEN = "tcp:0.0.0.0:8080"
 DEFAULT_WORKSPACE = "/workspace"
 
@@ -56,6 +58,9 @@ class Config:
     advertise_url: str | None = None
     pod_ip: str | None = None  # Kubernetes downward API
     ecs_metadata_uri: str | None = None  # ECS task metadata endpoint v4
+    # Presigned S3 requests go through this base (the control plane's socket, ``/_s3/...``) when
+    # the sandbox has no network of its own; None: straight to the presigned URL.
+    s3_via: str | None = None
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -79,6 +84,14 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("SANDBOXCP_SESSION_ID is required")
     if not callback_url:
         raise ConfigError("SANDBOXCP_CALLBACK_URL is required")
+    s3_via = env.get("SANDBOXCP_S3_VIA", "").strip() or None
+    if s3_via is not None:
+        try:
+            Endpoint.parse(s3_via)
+        except ValueError:
+            raise ConfigError(
+                f"SANDBOXCP_S3_VIA must look like unix:///path.sock or http(s)://host[:port], got {s3_via!r}"
+            ) from None
     return Config(
         session_id=session_id,
         callback_url=callback_url,
@@ -93,4 +106,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         advertise_url=env.get("SANDBOXCP_ADVERTISE_URL", "").strip() or None,
         pod_ip=env.get("POD_IP", "").strip() or None,
         ecs_metadata_uri=env.get("ECS_CONTAINER_METADATA_URI_V4", "").strip() or None,
+        s3_via=s3_via,
     )

@@ -3,13 +3,19 @@
 
 One connection per request: callbacks are rare, and a fresh connection never trips over a
 keep-alive socket the server already closed.
+
+Presigned S3 requests (workspace sync) go either straight to their URL or, when the sandbox has
+no network (``SANDBOXCP_S3_VIA``), through the control plane's socket as ``/_s3<path>?<query>``
+with the URL's own ``Host``; their bodies and answers are streamed, never held whole in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,3 +120,59 @@ def request_json(
 ) -> Response:
     body = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
     return request(endpoint, method, path, body=body, headers=headers, timeout=timeout)
+
+
+# -- presigned requests ---------------------------------------------------------------------------
+
+S3_VIA_PREFIX = "/_s3"  # where the control plane's socket forwards to S3 (local mode)
+
+
+@dataclass(frozen=True)
+class PresignedTarget:
+    """Where one presigned request goes: the connection, the request target and the Host header."""
+
+    endpoint: Endpoint
+    target: str  # path and query, as sent on the request line
+    host: str  # the URL's host[:port]: SigV4 signs it, so it must reach S3 unchanged
+
+
+def presigned_target(url: str, via: Endpoint | None = None) -> PresignedTarget:
+    """``url`` as is, or through ``via`` (the control plane's socket) under ``/_s3``.
+
+    The path and query are passed on verbatim (already percent-encoded, and signed).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("presigned URL must be http:// or https://")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.netloc.rpartition("@")[2]
+    if via is not None:
+        return PresignedTarget(via, via.prefix + S3_VIA_PREFIX + target, host)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("presigned URL has a bad port") from None
+    return PresignedTarget(Endpoint(scheme=parts.scheme, host=parts.hostname, port=port), target, host)
+
+
+@contextlib.contextmanager
+def open_stream(
+    where: PresignedTarget,
+    method: str,
+    *,
+    body: Iterable[bytes] | bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Iterator[http.client.HTTPResponse]:
+    """Send one request and yield the response unread (the caller streams it); closes on exit.
+
+    An iterable ``body`` is sent chunk by chunk: give its ``Content-Length`` in ``headers``, or it
+    goes out chunked. Raises OSError / http.client.HTTPException on transport failures.
+    """
+    conn = where.endpoint.connection(timeout)
+    try:
+        all_headers = {"Host": where.host, "Connection": "close", **(headers or {})}
+        conn.request(method, where.target, body=body, headers=all_headers)
+        yield conn.getresponse()
+    finally:
+        conn.close()

@@ -1,5 +1,9 @@
-"""One execution: pick the language's command, run it, and turn the outcome into a result report
-(including the workspace files the run wrote, as ``artifacts``)."""
+"""One execution: sync the workspace in, pick the language's command, run it, sync the files it
+wrote out, and turn the outcome into a result report (those files being its ``artifacts``).
+
+The syncs (workspace.py) happen around the run, outside its duration and metrics. Without a
+workspace plan the files the run wrote are still reported as artifacts, but nothing is uploaded.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,19 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox_executor.artifacts import list_artifacts, run_clock_ns
+from sandbox_executor.artifacts import list_artifact_files, run_clock_ns
 from sandbox_executor.bootstrap_node import NODE_BOOTSTRAP
 from sandbox_executor.bootstrap_python import PYTHON_BOOTSTRAP
 from sandbox_executor.config import Config
+from sandbox_executor.logs import log
 from sandbox_executor.process import RETURN_LIMIT, ChildRegistry, ProcessResult, SpawnError, run_process
 from sandbox_executor.validation import ExecutionRequest
+from sandbox_executor.workspace import SyncError, WorkspaceSync, artifact
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Linux refuses a single argv/env string of 128 KiB or more (MAX_ARG_STRLEN) with E2BIG. A bigger
@@ -26,6 +33,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_ARG_BYTES = 128 * 1024 - 1
 MAX_EVENT_ENV_BYTES = 100_000
 _RESERVED_PREFIXES = ("SANDBOXCP_", "AWS_")
+# The run's start must be later than the mtime of every file synced in. File times come from a
+# clock that ticks every few ms, so this waits a tick at most.
+MAX_START_WAIT_S = 0.1
 
 
 @dataclass
@@ -42,7 +52,7 @@ class RunOutcome:
     peak_memory_mb: float = 0.0
     stdout_truncated: bool = False
     stderr_truncated: bool = False
-    artifacts: list[str] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # {path, size, mime_type, type}
 
     def to_report(self) -> dict[str, Any]:
         return {
@@ -57,7 +67,7 @@ class RunOutcome:
                 "cpu_time_ms": self.cpu_time_ms,
                 "peak_memory_mb": self.peak_memory_mb,
             },
-            "artifacts": list(self.artifacts),
+            "artifacts": [dict(a) for a in self.artifacts],
             "stdout_truncated": self.stdout_truncated,
             "stderr_truncated": self.stderr_truncated,
         }
@@ -101,6 +111,7 @@ class Runner:
         self._config = config
         self._registry = registry
         self._base_env = child_env(config.workspace, os.environ if environ is None else environ)
+        self.workspace_sync = WorkspaceSync(config.workspace, config.s3_via)
 
     def _binary(self, name: str) -> str:
         found = shutil.which(name, path=self._base_env.get("PATH"))
@@ -109,12 +120,39 @@ class Runner:
         return found
 
     def run(self, req: ExecutionRequest) -> RunOutcome:
+        plan = req.workspace
+        newest_input_ns = 0
+        if plan is not None:
+            try:
+                newest_input_ns = self.workspace_sync.download(plan, req.execution_id)
+            except SyncError as exc:
+                return sync_failure(str(exc))
+            except Exception as exc:  # a sync bug must not cost the user a clear answer
+                log("workspace_sync_error", execution_id=req.execution_id, error=type(exc).__name__)
+                return sync_failure(f"internal error ({type(exc).__name__})")
         try:
-            return self._run(req)
+            outcome, started_ns = self._run(req, newest_input_ns)
         except SpawnError as exc:
             return spawn_failure(req.language, str(exc))
+        # Timeouts and failures too: partial outputs are worth keeping.
+        files = list_artifact_files(self._config.workspace, started_ns)
+        if plan is None:
+            outcome.artifacts = [artifact(path, size) for path, size in files]
+            return outcome
+        try:
+            saved = self.workspace_sync.upload(plan, files, req.execution_id)
+        except Exception as exc:  # keep the run's own outcome whatever happens here
+            log("workspace_sync_error", execution_id=req.execution_id, error=type(exc).__name__)
+            note = f"workspace sync failed: internal error ({type(exc).__name__})"
+            outcome.stderr = _append_line(outcome.stderr, note)
+            return outcome
+        outcome.artifacts = saved.artifacts
+        for note in saved.notes:
+            outcome.stderr = _append_line(outcome.stderr, note)
+        return outcome
 
-    def _run(self, req: ExecutionRequest) -> RunOutcome:
+    def _run(self, req: ExecutionRequest, not_before_ns: int) -> tuple[RunOutcome, int]:
+        """The outcome, and the run's start on the file clock (after ``not_before_ns``)."""
         event_json = json.dumps(req.event)
         env = dict(self._base_env)
         return_pipe = True
@@ -135,7 +173,7 @@ class Runner:
             if len(event_json) <= MAX_EVENT_ENV_BYTES:
                 env["SANDBOX_EVENT"] = event_json
             return_pipe = False
-        started_ns = run_clock_ns()
+        started_ns = _start_after(not_before_ns)
         result = run_process(
             argv,
             env=env,
@@ -145,9 +183,22 @@ class Runner:
             return_pipe=return_pipe,
             registry=self._registry,
         )
-        outcome = outcome_from(result, req.timeout)
-        outcome.artifacts = list_artifacts(self._config.workspace, started_ns)
-        return outcome
+        return outcome_from(result, req.timeout), started_ns
+
+
+def _start_after(not_before_ns: int) -> int:
+    """``run_clock_ns()``, once it is past ``not_before_ns`` (the files synced in are not artifacts)."""
+    now = run_clock_ns()
+    deadline = time.monotonic() + MAX_START_WAIT_S
+    while now <= not_before_ns and time.monotonic() < deadline:
+        time.sleep(0.001)
+        now = run_clock_ns()
+    return now
+
+
+def sync_failure(reason: str) -> RunOutcome:
+    """The workspace could not be synced in: the code is not run."""
+    return RunOutcome(status="failed", exit_code=-1, stderr=f"workspace sync failed: {reason}\n")
 
 
 def spawn_failure(language: str, reason: str) -> RunOutcome:

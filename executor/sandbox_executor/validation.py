@@ -27,6 +27,35 @@ class ExecutionRequest:
     event: dict[str, Any] = field(default_factory=dict)
     # The contract's raw ``stdin`` when no ``event`` was given: shell gets it verbatim on stdin.
     stdin: str | None = None
+    # Files to sync before and after the run (see workspace.py); None: no sync, artifacts listed only.
+    workspace: WorkspacePlan | None = None
+
+
+@dataclass(frozen=True)
+class Download:
+    """One workspace file the control plane has: fetched unless this agent already has its etag."""
+
+    path: str  # checked (relative, inside the workspace) when synced, not here
+    url: str  # presigned GET; its query carries the signature, so it is never logged
+    etag: str = ""
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    """A presigned POST policy for any key under ``key_prefix``."""
+
+    url: str
+    fields: dict[str, str]
+    key_prefix: str
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkspacePlan:
+    downloads: tuple[Download, ...]
+    upload: UploadPolicy
+    quota_bytes: int | None = None
 
 
 def _timeout(value: Any) -> int:
@@ -49,6 +78,68 @@ def _event_from_stdin(stdin: str) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def _int_or_none(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"Field '{name}' must be a non-negative integer")
+    return value
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"Field '{name}' must be a non-empty string")
+    return value
+
+
+def parse_workspace_plan(raw: Any) -> WorkspacePlan | None:
+    """The control plane's per-execution plan (``workspace_plan``); null means no sync."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValidationError("Field 'workspace' must be an object or null")
+    raw_downloads = raw.get("downloads") or []
+    if not isinstance(raw_downloads, list):
+        raise ValidationError("Field 'workspace.downloads' must be an array")
+    downloads = []
+    for i, item in enumerate(raw_downloads):
+        name = f"workspace.downloads[{i}]"
+        if not isinstance(item, dict):
+            raise ValidationError(f"Field '{name}' must be an object")
+        etag = item.get("etag")
+        if etag is not None and not isinstance(etag, str):
+            raise ValidationError(f"Field '{name}.etag' must be a string")
+        downloads.append(
+            Download(
+                path=_str(item.get("path"), f"{name}.path"),
+                url=_str(item.get("url"), f"{name}.url"),
+                etag=etag or "",
+                size=_int_or_none(item.get("size"), f"{name}.size"),
+            )
+        )
+    upload = raw.get("upload")
+    if not isinstance(upload, dict):
+        raise ValidationError("Field 'workspace.upload' must be an object")
+    fields = upload.get("fields") or {}
+    if not isinstance(fields, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in fields.items()
+    ):
+        raise ValidationError("Field 'workspace.upload.fields' must be an object of strings")
+    key_prefix = upload.get("key_prefix")
+    if not isinstance(key_prefix, str):
+        raise ValidationError("Field 'workspace.upload.key_prefix' must be a string")
+    return WorkspacePlan(
+        downloads=tuple(downloads),
+        upload=UploadPolicy(
+            url=_str(upload.get("url"), "workspace.upload.url"),
+            fields=dict(fields),
+            key_prefix=key_prefix,
+            max_bytes=_int_or_none(upload.get("max_bytes"), "workspace.upload.max_bytes"),
+        ),
+        quota_bytes=_int_or_none(raw.get("quota_bytes"), "workspace.quota_bytes"),
+    )
+
+
 def parse_execute_request(body: Any) -> ExecutionRequest:
     if not isinstance(body, dict):
         raise ValidationError("Request body must be a JSON object")
@@ -68,10 +159,13 @@ def parse_execute_request(body: Any) -> ExecutionRequest:
     stdin = body.get("stdin")
     if stdin is not None and not isinstance(stdin, str):
         raise ValidationError("Field 'stdin' must be a string")
+    workspace = parse_workspace_plan(body.get("workspace"))
     if event is not None:
         if not isinstance(event, dict):
             raise ValidationError("Field 'event' must be a JSON object")
-        return ExecutionRequest(execution_id, code, language, timeout, event)
+        return ExecutionRequest(execution_id, code, language, timeout, event, workspace=workspace)
     if stdin:
-        return ExecutionRequest(execution_id, code, language, timeout, _event_from_stdin(stdin), stdin)
-    return ExecutionRequest(execution_id, code, language, timeout, {})
+        return ExecutionRequest(
+            execution_id, code, language, timeout, _event_from_stdin(stdin), stdin, workspace=workspace
+        )
+    return ExecutionRequest(execution_id, code, language, timeout, {}, workspace=workspace)

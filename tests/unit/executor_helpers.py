@@ -2,11 +2,16 @@
 
 The fake control plane is a stdlib HTTP server (TCP on 127.0.0.1, or a unix socket) that records
 every callback and can be told to answer 503 to the first N result posts of an execution.
-``FakeTaskMetadata`` stands in for the ECS task metadata endpoint.
+``FakeTaskMetadata`` stands in for the ECS task metadata endpoint, ``FakeS3`` for S3's presigned
+GETs and POST-policy uploads (the workspace sync).
 """
 
 from __future__ import annotations
 
+import base64
+import email
+import email.message
+import hashlib
 import json
 import os
 import secrets
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sandbox_executor.http_client import Endpoint, Response, request_json
 
@@ -183,6 +189,279 @@ class FakeTaskMetadata:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass
+class S3Request:
+    method: str
+    path: str  # as received (with /_s3 when it came through the unix socket)
+    host: str
+    transport: str  # "tcp" or "unix"
+    status: int = 0
+
+
+@dataclass
+class S3Upload:
+    key: str
+    data: bytes
+    fields: list[tuple[str, str]]  # the form fields before the file, in order
+    filename: str | None
+    content_type: str | None  # the file part's own Content-Type
+
+
+class FakeS3:
+    """S3 as the executor sees it through presigned requests, with S3's checks that matter here.
+
+    ``objects`` maps keys of bucket ``bkt`` to bytes. ``GET /bkt/<key>?...X-Amz-Signature=...``
+    serves one (404 NoSuchKey, or 403 without a signature); ``POST /bkt`` takes a multipart upload
+    (parsed with ``email``) checked like S3 checks a POST policy: key prefix, size range, every form
+    field named by a policy condition ("Extra input fields"), ``file`` last, a Content-Length. It
+    answers 204 with the ETag (the MD5), unless ``etag_header`` is off (moto does not send one).
+
+    Reachable over TCP at ``url`` and, with ``unix_path``, over a unix socket under ``/_s3`` (the
+    way the control plane forwards sandboxes' presigned requests in local mode), where URLs name
+    ``virtual_host`` instead. ``fail_posts`` / ``fail_gets`` are statuses answered (SlowDown for
+    503) to the next POSTs / GETs of a key.
+    """
+
+    BUCKET = "bkt"
+
+    def __init__(self, unix_path: str | None = None) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.requests: list[S3Request] = []
+        self.uploads: list[S3Upload] = []
+        self.fail_posts: list[int] = []
+        self.fail_gets: dict[str, list[int]] = {}
+        self.etag_header = True
+        self.virtual_host = "s3.sandbox.test:9000"
+        self._lock = threading.Lock()
+        tcp = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class("tcp"))
+        self._servers: list[socketserver.BaseServer] = [tcp]
+        self.url = f"http://127.0.0.1:{tcp.server_address[1]}"
+        if unix_path:
+            self._servers.append(_UnixHTTPServer(unix_path, self._handler_class("unix")))
+        self.unix_path = unix_path
+        self._threads = [
+            threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            for srv in self._servers
+        ]
+
+    def __enter__(self) -> FakeS3:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for srv in self._servers:
+            srv.shutdown()
+            srv.server_close()
+
+    # -- what tests look at ----------------------------------------------------------------------
+
+    def gets(self, key: str | None = None) -> list[S3Request]:
+        with self._lock:
+            found = [r for r in self.requests if r.method == "GET"]
+        return [r for r in found if key is None or unquote(urlsplit(r.path).path).endswith("/" + key)]
+
+    def uploaded(self, key: str) -> list[S3Upload]:
+        with self._lock:
+            return [u for u in self.uploads if u.key == key]
+
+    @staticmethod
+    def etag(data: bytes) -> str:
+        return hashlib.md5(data).hexdigest()
+
+    def plan(
+        self,
+        prefix: str,
+        *,
+        quota_bytes: int = 1 << 30,
+        max_bytes: int = 100 << 20,
+        via_unix: bool = False,
+        allow_content_type: bool = True,
+        downloads: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A plan like the control plane's ``workspace_plan`` for the objects under ``prefix``."""
+        base = f"http://{self.virtual_host}" if via_unix else self.url
+        with self._lock:
+            objects = {k: v for k, v in self.objects.items() if k.startswith(prefix)}
+        planned = [
+            {
+                "path": key[len(prefix) :],
+                "size": len(data),
+                "etag": self.etag(data),
+                "last_modified": "2025-01-06T10:00:00+00:00",
+                "url": self.presigned_get(key, base),
+            }
+            for key, data in sorted(objects.items())
+        ]
+        conditions: list[Any] = [
+            {"bucket": self.BUCKET},
+            ["starts-with", "$key", prefix],
+            ["content-length-range", 0, max_bytes],
+            {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+            {"x-amz-credential": "AKIDEXAMPLE/20250106/us-east-1/s3/aws4_request"},
+            {"x-amz-date": "20250106T100000Z"},
+        ]
+        if allow_content_type:
+            conditions.append(["starts-with", "$Content-Type", ""])
+        policy = {"expiration": "2099-01-01T00:00:00Z", "conditions": conditions}
+        return {
+            "downloads": planned if downloads is None else downloads,
+            "upload": {
+                "url": f"{base}/{self.BUCKET}",
+                "fields": {
+                    "key": prefix + "${filename}",
+                    "x-amz-algorithm": "AWS4-HMAC-SHA256",
+                    "x-amz-credential": "AKIDEXAMPLE/20250106/us-east-1/s3/aws4_request",
+                    "x-amz-date": "20250106T100000Z",
+                    "policy": base64.b64encode(json.dumps(policy).encode()).decode(),
+                    "x-amz-signature": "f" * 64,
+                },
+                "key_prefix": prefix,
+                "max_bytes": max_bytes,
+            },
+            "quota_bytes": quota_bytes,
+        }
+
+    def presigned_get(self, key: str, base: str | None = None) -> str:
+        query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature=" + "e" * 64
+        return f"{base or self.url}/{self.BUCKET}/{quote(key)}?{query}"
+
+    # -- the server side -------------------------------------------------------------------------
+
+    def _handler_class(self, transport: str) -> type[BaseHTTPRequestHandler]:
+        s3 = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def address_string(self) -> str:
+                return transport
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _route(self) -> tuple[str, dict[str, list[str]]] | None:
+                path = self.path
+                if transport == "unix":
+                    if not path.startswith("/_s3/"):
+                        return None
+                    path = path[len("/_s3") :]
+                parts = urlsplit(path)
+                return unquote(parts.path), parse_qs(parts.query)
+
+            def _answer(self, req: S3Request, status: int, body: bytes = b"", **headers: str) -> None:
+                req.status = status
+                with s3._lock:
+                    s3.requests.append(req)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name.replace("_", "-"), value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _error(self, req: S3Request, status: int, code: str) -> None:
+                body = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>".encode()
+                self._answer(req, status, body, Content_Type="application/xml")
+
+            def do_GET(self) -> None:
+                req = S3Request("GET", self.path, self.headers.get("Host", ""), transport)
+                route = self._route()
+                if route is None or not route[0].startswith(f"/{s3.BUCKET}/"):
+                    return self._error(req, 404, "NoSuchBucket")
+                key = route[0][len(s3.BUCKET) + 2 :]
+                if "X-Amz-Signature" not in route[1]:
+                    return self._error(req, 403, "AccessDenied")
+                with s3._lock:
+                    failures = s3.fail_gets.get(key) or []
+                    status = failures.pop(0) if failures else 0
+                    data = s3.objects.get(key)
+                if status:
+                    return self._error(req, status, _s3_code(status))
+                if data is None:
+                    return self._error(req, 404, "NoSuchKey")
+                self._answer(req, 200, data, ETag=f'"{s3.etag(data)}"', Content_Type="binary/octet-stream")
+
+            def do_POST(self) -> None:
+                req = S3Request("POST", self.path, self.headers.get("Host", ""), transport)
+                length = self.headers.get("Content-Length")
+                if length is None:
+                    self.close_connection = True
+                    return self._error(req, 411, "MissingContentLength")
+                raw = self.rfile.read(int(length))
+                route = self._route()
+                if route is None or route[0].rstrip("/") != f"/{s3.BUCKET}":
+                    return self._error(req, 404, "NoSuchBucket")
+                with s3._lock:
+                    status = s3.fail_posts.pop(0) if s3.fail_posts else 0
+                if status:
+                    return self._error(req, status, _s3_code(status))
+                upload, problem = s3._parse_upload(self.headers.get("Content-Type", ""), raw)
+                if upload is None:
+                    return self._error(req, 400 if problem != "AccessDenied" else 403, problem)
+                with s3._lock:
+                    s3.objects[upload.key] = upload.data
+                    s3.uploads.append(upload)
+                headers = {"ETag": f'"{s3.etag(upload.data)}"'} if s3.etag_header else {}
+                self._answer(req, 204, b"", **headers)
+
+        return Handler
+
+    def _parse_upload(self, content_type: str, raw: bytes) -> tuple[S3Upload | None, str]:
+        msg = email.message_from_bytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+        if not msg.is_multipart():
+            return None, "MalformedPOSTRequest"
+        fields: list[tuple[str, str]] = []
+        file_part: email.message.Message | None = None
+        for part in msg.get_payload():
+            assert isinstance(part, email.message.Message)
+            name = part.get_param("name", header="content-disposition")
+            if file_part is not None:
+                return None, "MalformedPOSTRequest"  # the file must be the last part
+            if name == "file":
+                file_part = part
+            else:
+                fields.append((str(name), _part_bytes(part).decode()))
+        values = {k.lower(): v for k, v in fields}
+        if file_part is None or "policy" not in values or "x-amz-signature" not in values:
+            return None, "InvalidArgument"
+        policy = json.loads(base64.b64decode(values["policy"]))
+        named: set[str] = set()
+        for condition in policy["conditions"]:
+            if isinstance(condition, dict):
+                named.update(k.lower() for k in condition)
+            elif condition[0] == "starts-with":
+                named.add(condition[1].lstrip("$").lower())
+                if not values.get(condition[1].lstrip("$").lower(), "").startswith(condition[2]):
+                    return None, "AccessDenied"
+            elif condition[0] == "content-length-range":
+                size = len(_part_bytes(file_part))
+                if not condition[1] <= size <= condition[2]:
+                    return None, "EntityTooLarge"
+        extra = set(values) - named - {"policy", "x-amz-signature", "bucket"}
+        if extra:
+            return None, "AccessDenied"  # "Invalid according to Policy: Extra input fields"
+        data = _part_bytes(file_part)
+        upload = S3Upload(
+            key=values["key"],
+            data=data,
+            fields=fields,
+            filename=file_part.get_filename(),
+            content_type=file_part.get("Content-Type"),
+        )
+        return upload, ""
+
+
+def _s3_code(status: int) -> str:
+    named = {503: "SlowDown", 403: "AccessDenied"}
+    return named.get(status, "InternalError" if status >= 500 else "InvalidRequest")
+
+
+def _part_bytes(part: email.message.Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 # Inherited variables that would change what the executor does (advertised URL sources).

@@ -154,7 +154,12 @@ def test_artifacts_are_the_files_the_run_wrote(ex: ExecutorProcess) -> None:
     )
     result = ex.run(code)
     assert result["status"] == "success", result["stderr"]
-    assert result["artifacts"] == [".dotfile", "b.txt", "modified.txt", "out/deep/result.csv"]
+    assert result["artifacts"] == [
+        {"path": ".dotfile", "size": 1, "mime_type": "application/octet-stream", "type": "artifact"},
+        {"path": "b.txt", "size": 1, "mime_type": "text/plain", "type": "artifact"},
+        {"path": "modified.txt", "size": 7, "mime_type": "text/plain", "type": "artifact"},
+        {"path": "out/deep/result.csv", "size": 1, "mime_type": "text/csv", "type": "artifact"},
+    ]
     # The next run wrote nothing: the files of the previous one are not its artifacts.
     assert ex.run("echo nothing", "shell")["artifacts"] == []
 

@@ -56,8 +56,11 @@ def test_artifact_post_policy_allows_only_the_session_prefix(store):
     assert ["starts-with", "$key", f"workspace/{SID}/"] in conditions
     assert ["content-length-range", 0, 100 * 1024 * 1024] in conditions
     # boto3 adds its own starts-with for "${filename}" keys; every one must be the session's prefix.
-    starts = [c for c in conditions if isinstance(c, list) and c[0] == "starts-with"]
+    starts = [c for c in conditions if isinstance(c, list) and c[0] == "starts-with" and c[1] == "$key"]
     assert starts and all(c == ["starts-with", "$key", f"workspace/{SID}/"] for c in starts)
+    # The only other free field is the object's Content-Type (S3 refuses fields no condition names).
+    free = [c for c in conditions if isinstance(c, list) and c[0] == "starts-with" and c[1] != "$key"]
+    assert free == [["starts-with", "$Content-Type", ""]]
 
 
 def test_policy_expires_within_the_hour(store):

@@ -102,7 +102,12 @@ class S3WorkspaceStore:
         post = self._s3.generate_presigned_post(
             Bucket=self.bucket,
             Key=key,
-            Conditions=[key_condition, ["content-length-range", 0, max_bytes]],
+            # S3 refuses form fields no condition names: allow the uploader to set the object's type.
+            Conditions=[
+                key_condition,
+                ["content-length-range", 0, max_bytes],
+                ["starts-with", "$Content-Type", ""],
+            ],
             ExpiresIn=expires_s,
         )
         return {"url": post["url"], "fields": post["fields"], "key_prefix": prefix, "max_bytes": max_bytes}
