@@ -113,3 +113,21 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):  # type: 
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    """An admin client of the module's stack."""
+    with stack.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def session(api: httpx.Client) -> Iterator[str]:
+    """A running python-basic session with a 1 h lifetime, shared by a module's tests."""
+    sid = str(
+        api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600}).json()["session_id"]
+    )
+    assert wait_for(lambda: api.get(f"/sessions/{sid}").json()["status"] == "running", timeout=10)
+    yield sid
+    api.delete(f"/sessions/{sid}")

@@ -18,20 +18,6 @@ pytestmark = pytest.mark.e2e
 TERMINAL = {"completed", "failed", "timeout", "crashed"}
 
 
-@pytest.fixture(scope="module")
-def api(stack):  # type: ignore[no-untyped-def]
-    with stack.client() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def session(api):  # type: ignore[no-untyped-def]
-    sid = api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600}).json()["session_id"]
-    assert wait_for(lambda: api.get(f"/sessions/{sid}").json()["status"] == "running", timeout=10)
-    yield sid
-    api.delete(f"/sessions/{sid}")
-
-
 def run(api, sid, code, language="python", timeout=30, event=None, wait=40):  # type: ignore[no-untyped-def]
     body = {"code": code, "language": language, "timeout": timeout, "event": event or {}}
     resp = api.post(f"/sessions/{sid}/execute", json=body)

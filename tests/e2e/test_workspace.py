@@ -28,20 +28,6 @@ PROCESS = (
 )
 
 
-@pytest.fixture(scope="module")
-def api(stack):  # type: ignore[no-untyped-def]
-    with stack.client() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def session(api):  # type: ignore[no-untyped-def]
-    sid = api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600}).json()["session_id"]
-    assert wait_for(lambda: api.get(f"/sessions/{sid}").json()["status"] == "running", timeout=10)
-    yield sid
-    api.delete(f"/sessions/{sid}")
-
-
 def _run(api, sid, code):  # type: ignore[no-untyped-def]
     eid = api.post(f"/sessions/{sid}/execute", json={"code": code, "language": "python"}).json()[
         "execution_id"

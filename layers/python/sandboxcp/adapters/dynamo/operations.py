@@ -9,12 +9,10 @@ and the live gauges of GET /metrics. Every read is a Query (or a Query's COUNT) 
 
 from __future__ import annotations
 
-from typing import Any
-
 from pynamodb.expressions.condition import Condition
 
 from sandboxcp.adapters.dynamo.common import page_slice
-from sandboxcp.adapters.dynamo.sessions import DynamoSessionRepository
+from sandboxcp.adapters.dynamo.sessions import DynamoSessionRepository, tenant_sessions
 from sandboxcp.adapters.tables import ExecutionRecord, SessionRecord
 from sandboxcp.domain.models import Session
 from sandboxcp.domain.ports import Page
@@ -72,15 +70,13 @@ class DynamoOperationsQueries:
         limit: int,
         offset: int,
     ) -> Page[Session]:
-        index: Any
-        if status is not None:
-            index, key = SessionRecord.by_tenant_status, f"{tenant_id}#{status.value}"
-        else:
-            index, key = SessionRecord.by_tenant, tenant_id
-        flt = _container_filter(runtime_type)
-        total = index.count(key, filter_condition=flt)
-        rows = index.query(key, filter_condition=flt, scan_index_forward=False)
-        return Page(items=[_to_domain(r) for r in page_slice(rows, limit, offset)], total=total)
+        return tenant_sessions(
+            tenant_id,
+            status=status,
+            filter_condition=_container_filter(runtime_type),
+            limit=limit,
+            offset=offset,
+        )
 
     def find_by_container(self, container_id: str, *, tenant_id: str | None) -> Session | None:
         flt = (SessionRecord.container_id == container_id) & (

@@ -83,15 +83,8 @@ class DynamoSessionRepository:
         limit: int,
         offset: int,
     ) -> Page[Session]:
-        index: Any
-        if status is not None:
-            index, key = SessionRecord.by_tenant_status, f"{tenant_id}#{status.value}"
-        else:
-            index, key = SessionRecord.by_tenant, tenant_id
         flt = SessionRecord.template_id == template_id if template_id else None
-        total = index.count(key, filter_condition=flt)
-        rows = index.query(key, filter_condition=flt, scan_index_forward=False)
-        return Page(items=[self._to_domain(r) for r in page_slice(rows, limit, offset)], total=total)
+        return tenant_sessions(tenant_id, status=status, filter_condition=flt, limit=limit, offset=offset)
 
     def list_active(self) -> list[Session]:
         """Creating and running sessions (a Query per status on the sparse `active` index)."""
@@ -164,3 +157,18 @@ class DynamoSessionRepository:
         except UpdateError as err:
             if not condition_failed(err):
                 raise
+
+
+def tenant_sessions(
+    tenant_id: str, *, status: SessionStatus | None, filter_condition: Any, limit: int, offset: int
+) -> Page[Session]:
+    """A tenant's sessions, newest first, from the per-tenant (or per-tenant-and-status) index."""
+    index: Any
+    if status is not None:
+        index, key = SessionRecord.by_tenant_status, f"{tenant_id}#{status.value}"
+    else:
+        index, key = SessionRecord.by_tenant, tenant_id
+    total = index.count(key, filter_condition=filter_condition)
+    rows = index.query(key, filter_condition=filter_condition, scan_index_forward=False)
+    to_domain = DynamoSessionRepository._to_domain
+    return Page(items=[to_domain(r) for r in page_slice(rows, limit, offset)], total=total)
