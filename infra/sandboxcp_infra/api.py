@@ -146,6 +146,9 @@ class ApiGatewayLoggingRole(Construct):
         )
 
 
+BINARY_MEDIA_TYPES = ("multipart/form-data", "application/octet-stream")
+
+
 class RoutedRestApi(Construct):
     """A REST API serving `routes`, each integrated with its module's function: regional, or private behind
     `private_endpoint` (an execute-api interface endpoint, the only way in, enforced by the API's policy).
@@ -185,6 +188,8 @@ class RoutedRestApi(Construct):
             ),
             policy=_private_api_policy(private_endpoint) if private_endpoint else None,
             cloud_watch_role=False,  # ApiGatewayLoggingRole sets the account's role once for both APIs
+            # File uploads (multipart) reach Lambda base64-encoded and file downloads leave as bytes.
+            binary_media_types=list(BINARY_MEDIA_TYPES),
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
                 tracing_enabled=True,

@@ -123,3 +123,11 @@ def test_same_answer_as_the_local_emulator(
     fields = ("error_code", "description", "solution") if int(status) < 500 else ("error_code", "description")
     for field in fields:
         assert deployed[field] == emulated[field], field
+
+
+def test_both_apis_pass_file_bodies_as_binary(synthesized: Synthesized) -> None:
+    apis = h.of_type(synthesized, "AWS::ApiGateway::RestApi")
+    assert len(apis) == 2
+    for api in apis.values():
+        binary = set(api["Properties"]["BinaryMediaTypes"])
+        assert binary == {"multipart/form-data", "application/octet-stream"}
