@@ -93,3 +93,35 @@ def test_executions_of_another_tenant_are_not_found(deps):
     resp = invoke("executions_status", event)
     assert resp["statusCode"] == 404
     assert body(resp)["error_code"] == "Sandbox.ExecutionNotFound"
+
+
+class _AnsweringExecutor:
+    """Stands in for the sandbox (not the subject here): reports an outcome as soon as it gets the run."""
+
+    def __init__(self, deps):
+        self.deps = deps
+
+    def submit(self, executor_url, execution, workspace=None):
+        outcome = ExecutionOutcome.model_validate(
+            json.loads(sample_event("internal_execution_result")["body"])
+        )
+        self.deps.executions.record_outcome(execution.execution_id, outcome, now=clock.now())
+
+
+def test_execute_sync_returns_the_result_when_it_is_ready(deps):
+    seed_session(deps)
+    deps.executor = _AnsweringExecutor(deps)
+    resp = invoke("executions_submit_sync", sample_event("executions_submit_sync"))
+    assert resp["statusCode"] == 200
+    assert body(resp)["return_value"] == 42 and body(resp)["status"] == "success"
+
+
+def test_execute_sync_hands_back_the_id_past_its_bound(deps):
+    from sandboxcp.domain.models import Principal
+    from sandboxcp.services.executions import execute_and_wait
+    from sandboxcp.services.requests import ExecuteRequest
+
+    seed_session(deps)
+    req = ExecuteRequest(code="def handler(e): return 1", language="python")
+    execution = execute_and_wait(deps, Principal(tenant_id="tenant-a"), SAMPLE_SESSION, req, wait_s=0.2)
+    assert execution.status == ExecutionStatus.PENDING and execution.outcome is None
