@@ -12,7 +12,7 @@ from sandboxcp.adapters.runtimes.docker import DockerRuntime, demux_logs, node_f
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import SandboxSpec
 from sandboxcp.domain.resources import ResourceLimit
-from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.conftest import Stack, start_stack, stop_stack, wait_for
 from tests.integration.conftest import create_running_session, docker, inspect, run_code
 
 pytestmark = pytest.mark.e2e
@@ -222,3 +222,16 @@ def test_log_frames_are_demultiplexed() -> None:
     assert demux_logs(frames) == b"hello\nerr\n"
     assert demux_logs(b"raw tty output\n") == b"raw tty output\n"
     assert demux_logs(b"") == b""
+
+
+def test_stopping_the_stack_removes_every_container(docker_engine, tmp_path):  # type: ignore[no-untyped-def]
+    own = start_stack(tmp_path, runtime="docker")
+    try:
+        with own.client() as api:
+            sid = create_running_session(api)
+            container = f"sandbox-{sid}"
+            assert inspect(container) is not None
+    finally:
+        stop_stack(own)
+    assert own.process.returncode == 0
+    assert wait_for(lambda: inspect(container) is None, timeout=10), "a container outlived the local stack"
