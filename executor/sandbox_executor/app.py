@@ -10,12 +10,21 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from sandbox_executor import __version__, linux
 from sandbox_executor.advertise import advertised_url
 from sandbox_executor.callbacks import CallbackClient, Outcome
 from sandbox_executor.config import Config, ConfigError, load_config
+from sandbox_executor.identity import (
+    Binding,
+    Identity,
+    binding_path,
+    initial_identity,
+    load_binding,
+    save_binding,
+)
 from sandbox_executor.logs import log
 from sandbox_executor.process import ChildRegistry
 from sandbox_executor.runner import Runner
@@ -54,7 +63,8 @@ def main() -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_SIGNALS))
     try:
         config = load_config()
-        callbacks = CallbackClient(config.callback_url, config.callback_token, shutdown.event)
+        identity = initial_identity(config)
+        callbacks = CallbackClient(config.callback_url, identity.token, shutdown.event)
     except (ConfigError, ValueError) as exc:
         log("config_error", error=str(exc))
         return EXIT_CONFIG
@@ -62,14 +72,16 @@ def main() -> int:
         "starting",
         version=__version__,
         pid=os.getpid(),
-        session_id=config.session_id,
+        session_id=config.session_id or None,
+        pool_id=config.pool_id,
         listen=config.listen.kind
         + ":"
         + (config.listen.path or f"{config.listen.host}:{config.listen.port}"),
         workspace=config.workspace,
     )
-    if not config.callback_token:
+    if config.session_id and not config.callback_token:
         log("warning", message="SANDBOXCP_CALLBACK_TOKEN is empty; callbacks are sent without Authorization")
+    persist = _restore_binding(config, identity)
     if not linux.available():
         log("warning", message="prctl unavailable (no ctypes?); user code may outlive a killed agent")
     try:
@@ -79,14 +91,16 @@ def main() -> int:
 
     registry = ChildRegistry()
     executions = ExecutionQueue(
-        Runner(config, registry),
+        Runner(config, registry, identity=identity),
         callbacks,
         heartbeat_s=config.heartbeat_s,
         retry_base_s=config.retry_base_s,
         stop=shutdown.event,
     )
     try:
-        server = make_server(config.listen, Service(executions, config.workspace))
+        server = make_server(
+            config.listen, Service(executions, config.workspace, identity, config.pool_id, persist)
+        )
     except OSError as exc:
         log("bind_failed", error=f"{type(exc).__name__}: {exc}")
         return EXIT_CONFIG
@@ -97,18 +111,51 @@ def main() -> int:
     port = bound_port(server)
     log("listening", port=port, socket=config.listen.path or None)
 
+    if not identity.bound.is_set():
+        log("waiting_for_bind", pool_id=config.pool_id)
+        # The signal handler only sets shutdown.event: poll it while waiting for POST /bind.
+        while not identity.bound.wait(0.2) and not shutdown.event.is_set():
+            pass
+    if shutdown.event.is_set():
+        return _shut_down(shutdown.signum, server, config, callbacks, registry, identity)
+    session_id = identity.session_id()
     executor_url = advertised_url(config, port, shutdown.event)
     if executor_url:
         log("advertising", executor_url=executor_url)
-    delivery = callbacks.container_ready(config.session_id, config.container_id, port, executor_url)
+    delivery = callbacks.container_ready(session_id, config.container_id, port, executor_url)
     if not shutdown.event.is_set():
         if delivery.outcome is not Outcome.DELIVERED:
             log("not_ready", outcome=delivery.outcome.value, http_status=delivery.status)
             _close(server, config)
             return EXIT_CONFIG if delivery.outcome is Outcome.REJECTED else EXIT_NOT_READY
-        log("ready", session_id=config.session_id, container_id=config.container_id, port=port)
+        log("ready", session_id=session_id, container_id=config.container_id, port=port)
         shutdown.event.wait()
-    return _shut_down(shutdown.signum, server, config, callbacks, registry)
+    return _shut_down(shutdown.signum, server, config, callbacks, registry, identity)
+
+
+def _restore_binding(config: Config, identity: Identity) -> Callable[[Binding], None] | None:
+    """For a warm-pool executor: bind to the binding a previous agent persisted, if any; and the
+    function that persists the binding POST /bind makes (None when not pooled)."""
+    if not identity.pooled:
+        return None
+    path = binding_path(config)
+    if not identity.bound.is_set():
+        try:
+            saved = load_binding(path)
+        except (OSError, ValueError) as exc:
+            log("binding_unreadable", error=type(exc).__name__)
+            saved = None
+        if saved is not None:
+            identity.bind(saved)
+            log("binding_restored", session_id=saved.session_id, pool_id=config.pool_id)
+
+    def persist(binding: Binding) -> None:
+        try:
+            save_binding(path, binding)
+        except OSError as exc:  # bound all the same; only a restarted agent would not know it
+            log("binding_not_saved", error=type(exc).__name__)
+
+    return persist
 
 
 def _shut_down(
@@ -117,6 +164,7 @@ def _shut_down(
     config: Config,
     callbacks: CallbackClient,
     registry: ChildRegistry,
+    identity: Identity,
 ) -> int:
     exit_code, reason = _SIGNALS.get(signal.Signals(signum) if signum else signal.SIGTERM, (143, "sigterm"))
     log("shutting_down", signal=signum, exit_reason=reason)
@@ -124,7 +172,8 @@ def _shut_down(
     killed = registry.kill_all()
     if killed:
         log("children_killed", count=killed)
-    callbacks.container_exited(config.session_id, exit_code, reason)
+    if identity.bound.is_set():
+        callbacks.container_exited(identity.session_id(), exit_code, reason)
     _close(server, config)
     log("stopped")
     return EXIT_OK

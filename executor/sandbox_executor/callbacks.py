@@ -12,7 +12,7 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +72,13 @@ def _retry_after_s(headers: dict[str, str]) -> float | None:
 
 
 class CallbackClient:
-    """Posts JSON to the control plane; ``stop`` (set on SIGTERM) cuts retry waits short."""
+    """Posts JSON to the control plane; ``stop`` (set on SIGTERM) cuts retry waits short.
 
-    def __init__(self, base_url: str, token: str, stop: threading.Event) -> None:
+    ``token`` is the token itself or a function returning it, read at each request (a warm-pool
+    executor learns its token when it is bound, see identity.py).
+    """
+
+    def __init__(self, base_url: str, token: str | Callable[[], str], stop: threading.Event) -> None:
         self._endpoint = Endpoint.parse(base_url)
         self._token = token
         self._stop = stop
@@ -96,8 +100,9 @@ class CallbackClient:
         """
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"User-Agent": f"sandbox-executor/{__version__}", **(extra_headers or {})}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
+        token = self._token() if callable(self._token) else self._token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         url_path = "/internal" + path
         deadline = time.monotonic() + (backoff.budget_s if backoff else 0.0)
         delays = backoff.delays() if backoff else iter(())

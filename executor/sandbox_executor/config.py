@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from sandbox_executor.http_client import Endpoint
 
 DEFAULT_LISTEN = "tcp:0.0.0.0:8080"
 DEFAULT_WORKSPACE = "/workspace"
+POOL_ID_RE = re.compile(r"pool_[a-z0-9]{16}")
 
 
 class ConfigError(ValueError):
@@ -44,7 +46,7 @@ class ListenSpec:
 
 @dataclass(frozen=True)
 class Config:
-    session_id: str
+    session_id: str  # "" for a warm-pool executor started unbound (see identity.py)
     callback_url: str
     callback_token: str
     listen: ListenSpec
@@ -61,6 +63,8 @@ class Config:
     # Presigned S3 requests go through this base (the control plane's socket, ``/_s3/...``) when
     # the sandbox has no network of its own; None: straight to the presigned URL.
     s3_via: str | None = None
+    # A warm-pool executor: started without a session, bound later by POST /bind (identity.py).
+    pool_id: str | None = None
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -80,7 +84,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     session_id = env.get("SANDBOXCP_SESSION_ID", "").strip()
     callback_url = env.get("SANDBOXCP_CALLBACK_URL", "").strip()
-    if not session_id:
+    pool_id = env.get("SANDBOXCP_POOL_ID", "").strip() or None
+    if pool_id is not None and not POOL_ID_RE.fullmatch(pool_id):
+        raise ConfigError(f"SANDBOXCP_POOL_ID must look like pool_ followed by 16 [a-z0-9], got {pool_id!r}")
+    if not session_id and pool_id is None:
         raise ConfigError("SANDBOXCP_SESSION_ID is required")
     if not callback_url:
         raise ConfigError("SANDBOXCP_CALLBACK_URL is required")
@@ -107,4 +114,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         pod_ip=env.get("POD_IP", "").strip() or None,
         ecs_metadata_uri=env.get("ECS_CONTAINER_METADATA_URI_V4", "").strip() or None,
         s3_via=s3_via,
+        pool_id=pool_id,
     )

@@ -21,6 +21,7 @@ from sandbox_executor.artifacts import list_artifact_files, run_clock_ns
 from sandbox_executor.bootstrap_node import NODE_BOOTSTRAP
 from sandbox_executor.bootstrap_python import PYTHON_BOOTSTRAP
 from sandbox_executor.config import Config
+from sandbox_executor.identity import Identity
 from sandbox_executor.logs import log
 from sandbox_executor.process import RETURN_LIMIT, ChildRegistry, ProcessResult, SpawnError, run_process
 from sandbox_executor.validation import ExecutionRequest
@@ -107,9 +108,16 @@ def child_env(workspace: str, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 class Runner:
-    def __init__(self, config: Config, registry: ChildRegistry, environ: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        registry: ChildRegistry,
+        environ: Mapping[str, str] | None = None,
+        identity: Identity | None = None,
+    ):
         self._config = config
         self._registry = registry
+        self._identity = identity  # its binding's env is added to user code's (warm-pool mode)
         self._base_env = child_env(config.workspace, os.environ if environ is None else environ)
         self.workspace_sync = WorkspaceSync(config.workspace, config.s3_via)
 
@@ -155,6 +163,9 @@ class Runner:
         """The outcome, and the run's start on the file clock (after ``not_before_ns``)."""
         event_json = json.dumps(req.event)
         env = dict(self._base_env)
+        if self._identity is not None:
+            env.update(self._identity.env())  # names already checked: no SANDBOXCP_* nor AWS_*
+            env["HOME"] = self._config.workspace
         return_pipe = True
         if req.language == "python":
             argv = [sys.executable, "-u", "-c", PYTHON_BOOTSTRAP]

@@ -1,4 +1,5 @@
-"""The executor's HTTP API (executor-api.yaml): ``GET /health`` and ``POST /execute``.
+"""The executor's HTTP API (executor-api.yaml): ``GET /health`` and ``POST /execute``, plus
+``POST /bind`` for a warm-pool executor (see identity.py).
 
 Deviation from the contract, on purpose: ``/execute`` answers **202** ``{"execution_id",
 "status": "accepted"}`` at once instead of a synchronous 200 with the result, so the control plane
@@ -14,11 +15,13 @@ import socket
 import socketserver
 import stat
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from sandbox_executor import __version__
 from sandbox_executor.config import ListenSpec
+from sandbox_executor.identity import AlreadyBound, Binding, Identity, parse_bind_request
 from sandbox_executor.logs import log
 from sandbox_executor.validation import ValidationError, parse_execute_request
 from sandbox_executor.worker import ExecutionQueue, QueueFull
@@ -28,11 +31,24 @@ MAX_BODY_BYTES = 8 << 20
 
 
 class Service:
-    """What the request handler needs: the queue, the workspace and the start time."""
+    """What the request handler needs: the queue, the workspace, the start time and the identity.
 
-    def __init__(self, executions: ExecutionQueue, workspace: str) -> None:
+    ``persist`` saves a binding made by ``POST /bind`` (before it takes effect).
+    """
+
+    def __init__(
+        self,
+        executions: ExecutionQueue,
+        workspace: str,
+        identity: Identity | None = None,
+        pool_id: str | None = None,
+        persist: Callable[[Binding], None] | None = None,
+    ) -> None:
         self.executions = executions
         self.workspace = workspace
+        self.identity = identity or Identity(Binding("", ""))
+        self.pool_id = pool_id
+        self.persist = persist
         self.started = time.monotonic()
 
     def unhealthy_reason(self) -> str | None:
@@ -85,18 +101,20 @@ class Handler(BaseHTTPRequestHandler):
             self._send(503, {"status": "unhealthy", "reason": reason})
             return
         running, queued = self.service.executions.counts()
-        self._send(
-            200,
-            {
-                "status": "healthy",
-                "version": __version__,
-                "uptime_seconds": round(time.monotonic() - self.service.started, 3),
-                "active_executions": running + queued,
-            },
-        )
+        payload: dict[str, Any] = {
+            "status": "healthy",
+            "version": __version__,
+            "uptime_seconds": round(time.monotonic() - self.service.started, 3),
+            "active_executions": running + queued,
+            "bound": self.service.identity.bound.is_set(),
+        }
+        if self.service.pool_id:
+            payload["pool_id"] = self.service.pool_id
+        self._send(200, payload)
 
     def do_POST(self) -> None:
-        if self.path.split("?", 1)[0] != "/execute":
+        route = self.path.split("?", 1)[0]
+        if route not in ("/execute", "/bind"):
             self.close_connection = True  # we did not read the body
             self._send(
                 404,
@@ -106,19 +124,59 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        if route == "/bind":
+            self._bind(body)
+        else:
+            self._execute(body)
+
+    def _validation_failed(self, exc: ValueError) -> None:
+        detail = str(exc) if isinstance(exc, ValidationError) else f"Body is not valid JSON: {exc}"
+        self._send(
+            400,
+            _error(
+                "Executor.ValidationError",
+                "Request validation failed",
+                detail,
+                "Correct the request and retry",
+            ),
+        )
+
+    def _bind(self, body: bytes) -> None:
+        service = self.service
+        if not service.identity.pooled:
+            self._send(409, _already_bound("Executor was started for its session; it is not a pool executor"))
+            return
+        try:
+            binding = parse_bind_request(json.loads(body))
+        except ValueError as exc:  # ValidationError, or malformed JSON
+            self._validation_failed(exc)
+            return
+        try:
+            fresh = service.identity.bind(binding, service.persist)
+        except AlreadyBound as exc:
+            log("bind_refused", session_id=binding.session_id, reason="already_bound")
+            self._send(409, _already_bound(str(exc)))
+            return
+        if fresh:
+            log("bound", session_id=binding.session_id, pool_id=service.pool_id, env_vars=len(binding.env))
+        self._send(200, {"status": "bound", "session_id": binding.session_id})
+
+    def _execute(self, body: bytes) -> None:
+        if not self.service.identity.bound.is_set():
+            self._send(
+                409,
+                _error(
+                    "Executor.NotBound",
+                    "Executor is not bound to a session",
+                    "This warm-pool executor has not been bound yet",
+                    "POST /bind first",
+                ),
+            )
+            return
         try:
             req = parse_execute_request(json.loads(body))
         except ValueError as exc:  # ValidationError, or malformed JSON
-            detail = str(exc) if isinstance(exc, ValidationError) else f"Body is not valid JSON: {exc}"
-            self._send(
-                400,
-                _error(
-                    "Executor.ValidationError",
-                    "Request validation failed",
-                    detail,
-                    "Correct the request and retry",
-                ),
-            )
+            self._validation_failed(exc)
             return
         try:
             self.service.executions.submit(req)
@@ -165,6 +223,10 @@ class Handler(BaseHTTPRequestHandler):
             )
             return None
         return self.rfile.read(length)
+
+
+def _already_bound(detail: str) -> dict[str, str]:
+    return _error("Executor.AlreadyBound", "Executor is already bound", detail, "Use another executor")
 
 
 class _WithService:

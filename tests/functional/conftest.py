@@ -63,6 +63,10 @@ class RecordingExecutor:
     def __init__(self) -> None:
         self.submitted: list[Any] = []
         self.workspaces: list[Any] = []
+        self.binds: list[Any] = []
+
+    def bind(self, executor_url: str, session_id: str, callback_token: str, env: Any) -> None:
+        self.binds.append((executor_url, session_id, callback_token, dict(env)))
 
     def submit(self, executor_url: str, execution: Any, workspace: Any = None) -> None:
         self.submitted.append((executor_url, execution))

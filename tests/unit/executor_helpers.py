@@ -472,7 +472,10 @@ class ExecutorProcess:
     """``python -m sandbox_executor`` (the supervisor, or ``module`` instead, e.g. the bare agent
     ``sandbox_executor.app``) listening on a unix socket, pointed at a fake control plane."""
 
-    def __init__(self, cp: FakeControlPlane, module: str = "sandbox_executor", **env: str) -> None:
+    def __init__(
+        self, cp: FakeControlPlane, module: str = "sandbox_executor", pool_id: str | None = None, **env: str
+    ) -> None:
+        """``pool_id``: a warm-pool executor, started without session id and token (POST /bind)."""
         # A short directory: unix socket paths are limited to 107 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="sbx-"))
         self.socket = str(self.dir / "executor.sock")
@@ -496,6 +499,9 @@ class ExecutorProcess:
             "SANDBOXCP_RETRY_BASE_S": "0.05",
             **env,
         }
+        if pool_id is not None:
+            del full_env["SANDBOXCP_SESSION_ID"], full_env["SANDBOXCP_CALLBACK_TOKEN"]
+            full_env["SANDBOXCP_POOL_ID"] = pool_id
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module], env=full_env, stderr=self._log, stdout=self._log
@@ -533,6 +539,9 @@ class ExecutorProcess:
 
     def post(self, payload: Any) -> Response:
         return request_json(self.endpoint, "POST", "/execute", payload, timeout=10.0)
+
+    def bind(self, payload: Any) -> Response:
+        return request_json(self.endpoint, "POST", "/bind", payload, timeout=10.0)
 
     def get(self, path: str) -> Response:
         return request_json(self.endpoint, "GET", path, timeout=10.0)

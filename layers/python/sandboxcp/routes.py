@@ -138,7 +138,9 @@ AUTHORIZERS: dict[Literal["api_key", "callback"], Job] = {
 # Launch workflow steps, keyed by the ASL substitution variable that names each function's ARN.
 LAUNCH_STEPS: dict[str, Job] = {
     "PlaceSessionFunctionArn": Job("launch_place", access=(SRW, "runtime_nodes:r")),
-    "StartSandboxFunctionArn": Job("launch_start_sandbox", access=(SRW, TR, "runtime"), timeout_s=120),
+    "StartSandboxFunctionArn": Job(
+        "launch_start_sandbox", access=(SRW, TR, "warm_pool:rw", "runtime"), timeout_s=120
+    ),
     "MarkLaunchFailedFunctionArn": Job("launch_mark_failed", access=(SRW, "runtime"), timeout_s=60),
 }
 
@@ -148,7 +150,8 @@ JOBS: tuple[Job, ...] = (
     Job("schedule_reap_executions", access=(SR, ERW, WRW), timeout_s=40, every_s=5),
     Job("schedule_reap_sessions", access=(SRW, "runtime"), timeout_s=40, every_s=10),
     Job("schedule_probe_nodes", access=("runtime_nodes:rw", "runtime"), timeout_s=30, every_s=10),
-    Job("schedule_reap_orphans", access=(SR, "runtime"), timeout_s=60, every_s=60),
+    Job("schedule_reap_orphans", access=(SR, "warm_pool:rw", "runtime"), timeout_s=60, every_s=60),
+    Job("schedule_refill_warm_pool", access=(TR, "warm_pool:rw", "runtime"), timeout_s=60, every_s=10),
     Job("schedule_purge_workspaces", access=(SRW, WRW), timeout_s=300, every_s=60),
 )
 

@@ -18,6 +18,9 @@ class Settings(BaseModel):
     api_keys_table: str = Field(alias="API_KEYS_TABLE")
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
     runtime_nodes_table: str = Field(default="runtime_nodes", alias="RUNTIME_NODES_TABLE")
+    warm_pool_table: str = Field(default="warm_pool", alias="WARM_POOL_TABLE")
+    # Pre-started sandboxes per template, e.g. "python-basic=3,nodejs-basic=1" (empty: no warm pool).
+    warm_pool: str = Field(default="", alias="SANDBOX_WARM_POOL")
     workspace_bucket: str = Field(alias="WORKSPACE_BUCKET")
     launch_state_machine_arn: str = Field(default="", alias="LAUNCH_STATE_MACHINE_ARN")
     runtime: RuntimeName = Field(default="process", alias="SANDBOX_RUNTIME")

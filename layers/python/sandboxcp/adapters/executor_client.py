@@ -33,6 +33,17 @@ def _client_for(executor_url: str) -> tuple[httpx.Client, str]:
 
 
 class HttpExecutorClient:
+    def bind(self, executor_url: str, session_id: str, callback_token: str, env: Mapping[str, str]) -> None:
+        client, base = _client_for(executor_url)
+        body = {"session_id": session_id, "callback_token": callback_token, "env": dict(env)}
+        try:
+            with client:
+                resp = client.post(f"{base}/bind", json=body)
+        except httpx.HTTPError as err:
+            raise SandboxUnavailable(f"The warm executor is unreachable: {type(err).__name__}") from err
+        if resp.status_code != 200:
+            raise SandboxUnavailable(f"The warm executor refused the binding (HTTP {resp.status_code})")
+
     def submit(
         self, executor_url: str, execution: Execution, workspace: Mapping[str, Any] | None = None
     ) -> None:

@@ -245,6 +245,37 @@ class RuntimeNodeRecord(Model):
     by_status = _NodesByStatusIndex()
 
 
+class _AvailableIndex(GlobalSecondaryIndex["WarmSandboxRecord"]):
+    """Sparse: only unclaimed warm sandboxes carry `available_template`, oldest first."""
+
+    class Meta:
+        index_name = "available"
+        projection = AllProjection()
+
+    available_template = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class WarmSandboxRecord(Model):
+    """A pre-started sandbox waiting for a session (the warm pool)."""
+
+    class Meta:
+        table_name = "warm_pool"
+        billing_mode = "PAY_PER_REQUEST"
+
+    pool_id = UnicodeAttribute(hash_key=True)
+    template_id = UnicodeAttribute()
+    status = UnicodeAttribute()  # available | claimed
+    available_template = UnicodeAttribute(null=True)
+    container_id = UnicodeAttribute()
+    executor_url = UnicodeAttribute(null=True)
+    node = UnicodeAttribute()
+    session_id = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+
+    available = _AvailableIndex()
+
+
 # Logical table name -> model; the settings field that names each table in a deployment.
 TABLES: dict[str, tuple[type[Model], str]] = {
     "sessions": (SessionRecord, "sessions_table"),
@@ -252,6 +283,7 @@ TABLES: dict[str, tuple[type[Model], str]] = {
     "templates": (TemplateRecord, "templates_table"),
     "api_keys": (ApiKeyRecord, "api_keys_table"),
     "runtime_nodes": (RuntimeNodeRecord, "runtime_nodes_table"),
+    "warm_pool": (WarmSandboxRecord, "warm_pool_table"),
 }
 
 

@@ -129,3 +129,16 @@ class ApiKey(BaseModel):
     tenant_id: str
     is_admin: bool = False
     created_at: datetime
+
+
+class WarmSandbox(BaseModel):
+    """A sandbox started ahead of demand for a template, bound to a session when one claims it."""
+
+    pool_id: str
+    template_id: str
+    status: Literal["available", "claimed"] = "available"
+    container_id: str
+    executor_url: str | None = None
+    node: str
+    session_id: str | None = None
+    created_at: datetime

@@ -17,6 +17,7 @@ from sandboxcp.domain.models import (
     Session,
     SessionStatus,
     Template,
+    WarmSandbox,
 )
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.workspace import WorkspaceFile
@@ -116,6 +117,14 @@ class ApiKeyRepository(Protocol):
     def put(self, key: ApiKey) -> None: ...
 
 
+class WarmPoolRepository(Protocol):
+    def add(self, sandbox: WarmSandbox) -> None: ...
+    def available(self, template_id: str, *, limit: int = ...) -> list[WarmSandbox]: ...
+    def get(self, pool_id: str) -> WarmSandbox | None: ...
+    def claim(self, pool_id: str, session_id: str) -> bool: ...
+    def remove(self, pool_id: str) -> None: ...
+
+
 class SandboxSpec(BaseModel):
     """Everything a runtime needs to start one session's sandbox."""
 
@@ -150,6 +159,10 @@ class ExecutorClient(Protocol):
         self, executor_url: str, execution: Execution, workspace: Mapping[str, Any] | None = None
     ) -> None:
         """Hand an execution to its executor, with the presigned workspace plan for the run."""
+        ...
+
+    def bind(self, executor_url: str, session_id: str, callback_token: str, env: Mapping[str, str]) -> None:
+        """Give a warm (pooled) executor its session: identity, callback token and environment."""
         ...
 
 

@@ -103,6 +103,7 @@ def local_settings_env(state_dir: str, runtime: str) -> dict[str, str]:
         "API_KEYS_TABLE": "sandboxcp-api-keys",
         "IDEMPOTENCY_TABLE": "sandboxcp-idempotency",
         "RUNTIME_NODES_TABLE": "sandboxcp-runtime-nodes",
+        "WARM_POOL_TABLE": "sandboxcp-warm-pool",
         "WORKSPACE_BUCKET": "sandboxcp-workspace",
         "SANDBOX_RUNTIME": runtime,
         "SANDBOX_STATE_DIR": state_dir,

@@ -17,6 +17,7 @@ from sandboxcp.domain.ports import (
     Runtime,
     SessionRepository,
     TemplateStore,
+    WarmPoolRepository,
     WorkspaceStore,
 )
 from sandboxcp.settings import Settings, get_settings
@@ -57,6 +58,13 @@ class Dependencies:
 
         self._bind()
         return DynamoApiKeyRepository()
+
+    @cached_property
+    def warm_pool(self) -> WarmPoolRepository:
+        from sandboxcp.adapters.dynamo.warm_pool import DynamoWarmPoolRepository
+
+        self._bind()
+        return DynamoWarmPoolRepository()
 
     @cached_property
     def workspace(self) -> WorkspaceStore:

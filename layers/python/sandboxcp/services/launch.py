@@ -8,6 +8,7 @@ from sandboxcp.domain import clock
 from sandboxcp.domain.errors import SessionNotFound, StateConflict
 from sandboxcp.domain.ports import SandboxSpec
 from sandboxcp.domain.states import SessionStatus
+from sandboxcp.services import warm_pool
 from sandboxcp.services.auth import hash_secret, new_callback_token
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.sessions import destroy_sandbox
@@ -51,7 +52,7 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
             **({"SANDBOXCP_S3_VIA": deps.settings.sandbox_s3_via} if deps.settings.sandbox_s3_via else {}),
         },
     )
-    handle = deps.runtime.start(spec)
+    handle = (template and warm_pool.claim(deps, session, template, token)) or deps.runtime.start(spec)
     fields: dict[str, Any] = {"container_id": handle.container_id, "runtime_node": handle.node}
     if handle.executor_url:
         fields["executor_url"] = handle.executor_url

@@ -13,6 +13,7 @@ from sandboxcp.domain.ports import ManagedSandbox, RuntimeInventory
 from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES
 from sandboxcp.observability import logger, record_metric
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.warm_pool import POOL_PREFIX
 
 
 @dataclass
@@ -25,7 +26,15 @@ class OrphanReport:
 def _orphan_reason(deps: Dependencies, sandbox: ManagedSandbox) -> str | None:
     if not sandbox.session_id:
         return "no session label"
-    session = deps.sessions.get(sandbox.session_id)
+    session_id = sandbox.session_id
+    if session_id.startswith(POOL_PREFIX):  # a warm sandbox: waiting, or owned by the session that claimed it
+        warm = deps.warm_pool.get(session_id)
+        if warm is None:
+            return "unknown warm sandbox"
+        if warm.status == "available":
+            return None
+        session_id = warm.session_id or ""
+    session = deps.sessions.get(session_id)
     if session is None:
         return "session does not exist"
     if session.status not in ACTIVE_SESSION_STATUSES:
@@ -55,6 +64,8 @@ def reap_orphans(deps: Dependencies) -> OrphanReport:
             report.errors.append(managed.container_id)
             continue
         report.destroyed.append(managed.container_id)
+        if managed.session_id and managed.session_id.startswith(POOL_PREFIX):
+            deps.warm_pool.remove(managed.session_id)
         logger.warning(
             "orphan sandbox destroyed",
             extra={"container_id": managed.container_id, "session_id": managed.session_id, "reason": reason},

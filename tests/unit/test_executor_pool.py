@@ -1,0 +1,204 @@
+"""sandbox_executor warm-pool mode: an agent started without a session (SANDBOXCP_POOL_ID) waits,
+unbound, for ``POST /bind``; then announces itself and serves the bound session, also after the
+supervisor restarts it (the binding is persisted next to the socket)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import time
+from typing import Any
+
+import pytest
+
+from sandbox_executor.config import ConfigError, load_config
+from sandbox_executor.http_client import request
+from sandbox_executor.identity import Binding, binding_path, load_binding, parse_bind_request, save_binding
+from sandbox_executor.validation import ValidationError
+from tests.unit.executor_helpers import SESSION_ID, TOKEN, ExecutorProcess, FakeControlPlane, alive
+
+POOL_ID = "pool_0123456789abcdef"
+POOL_TOKEN = "ptok-" + "b0und" * 5
+OTHER_SESSION = "sess_ffffffffffffffff"
+ENV_CODE = (
+    "import os\n"
+    "def handler(event):\n"
+    "    return {'X': os.environ.get('X'), 'HOME': os.environ.get('HOME'),\n"
+    "            'secret': [k for k, v in os.environ.items() if " + repr(POOL_TOKEN) + " in v],\n"
+    "            'sandboxcp': [k for k in os.environ if k.startswith('SANDBOXCP_')]}\n"
+)
+
+
+def _bind_body(**overrides: Any) -> dict[str, Any]:
+    return {"session_id": SESSION_ID, "callback_token": POOL_TOKEN, "env": {"X": "from-bind"}, **overrides}
+
+
+def _wait_listening(ex: ExecutorProcess, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            health = ex.get("/health")
+            if health.status == 200:
+                return dict(health.json())
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the pooled agent never listened"
+        time.sleep(0.02)
+
+
+def test_pooled_agent_binds_runs_and_comes_back_bound_after_a_restart() -> None:
+    with FakeControlPlane() as cp:
+        ex = ExecutorProcess(cp, pool_id=POOL_ID)
+        try:
+            health = _wait_listening(ex)
+            assert health["status"] == "healthy"
+            assert health["bound"] is False and health["pool_id"] == POOL_ID
+            unbound = ex.post({"execution_id": "exec_20250106_aaaaaaaa", "code": "x", "language": "python"})
+            assert unbound.status == 409 and unbound.json()["error_code"] == "Executor.NotBound"
+            time.sleep(0.3)
+            assert cp.snapshot() == []  # no container_ready (nor anything else) while unbound
+
+            bound = ex.bind(_bind_body())
+            assert bound.status == 200 and bound.json() == {"status": "bound", "session_id": SESSION_ID}
+            ex.wait_ready()
+            (ready,) = cp.calls_to("/container_ready")
+            assert ready.path == f"/cp/internal/sessions/{SESSION_ID}/container_ready"
+            assert ready.headers["authorization"] == f"Bearer {POOL_TOKEN}"
+            assert ready.json["container_id"] == "ctr-test"
+            assert ex.get("/health").json()["bound"] is True
+
+            saved = ex.dir / ".binding"
+            assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
+            assert json.loads(saved.read_text()) == {
+                "session_id": SESSION_ID,
+                "callback_token": POOL_TOKEN,
+                "env": {"X": "from-bind"},
+            }
+
+            eid = ex.submit(ENV_CODE)
+            result = ex.cp.result(eid)
+            assert result["return_value"] == {
+                "X": "from-bind",
+                "HOME": str(ex.workspace),
+                "secret": [],
+                "sandboxcp": [],
+            }
+            (posted,) = [c for c in cp.calls_to("/result") if f"/{eid}/" in c.path]
+            assert posted.headers["authorization"] == f"Bearer {POOL_TOKEN}"
+            assert posted.headers["idempotency-key"] == eid
+
+            again = ex.bind(_bind_body())
+            assert again.status == 200 and again.json()["session_id"] == SESSION_ID
+            other = ex.bind(_bind_body(session_id=OTHER_SESSION))
+            assert other.status == 409 and other.json()["error_code"] == "Executor.AlreadyBound"
+            time.sleep(0.2)
+            assert len(cp.calls_to("/container_ready")) == 1
+
+            first = ex.agent_pid()
+            os.kill(first, signal.SIGKILL)
+            ex.agent_pid(other_than=first)
+            ex.wait_ready(count=2)
+            assert not alive(first)
+            second_ready = cp.calls_to("/container_ready")[1]
+            assert second_ready.path == f"/cp/internal/sessions/{SESSION_ID}/container_ready"
+            assert second_ready.headers["authorization"] == f"Bearer {POOL_TOKEN}"
+            health = ex.get("/health").json()
+            assert health["bound"] is True and health["pool_id"] == POOL_ID
+            assert ex.run(ENV_CODE)["return_value"]["X"] == "from-bind"
+            assert ex.bind(_bind_body(session_id=OTHER_SESSION)).status == 409
+        finally:
+            log = ex.log_text()
+            assert ex.terminate() == 0
+        assert POOL_TOKEN not in log, "the callback token leaked into the executor's log"
+        (exited,) = cp.calls_to("/container_exited")
+        assert exited.headers["authorization"] == f"Bearer {POOL_TOKEN}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {"callback_token": "t"},
+        _bind_body(session_id="sess_short"),
+        _bind_body(session_id="sess_ABCDEF0123456789"),
+        _bind_body(callback_token=""),
+        _bind_body(callback_token=7),
+        _bind_body(env=["X=1"]),
+        _bind_body(env={"1X": "v"}),
+        _bind_body(env={"A-B": "v"}),
+        _bind_body(env={"SANDBOXCP_SESSION_ID": "v"}),
+        _bind_body(env={"AWS_SECRET_ACCESS_KEY": "v"}),
+        _bind_body(env={"X": 1}),
+        _bind_body(env={"X": "a\0b"}),
+    ],
+)
+def test_bad_bind_bodies_are_refused(body: Any) -> None:
+    with pytest.raises(ValidationError):
+        parse_bind_request(body)
+
+
+def test_bad_bind_requests_get_400_and_leave_the_agent_unbound() -> None:
+    with FakeControlPlane() as cp:
+        ex = ExecutorProcess(cp, module="sandbox_executor.app", pool_id=POOL_ID)
+        try:
+            _wait_listening(ex)
+            for body in ({"session_id": SESSION_ID}, _bind_body(env={"AWS_REGION": "x"})):
+                resp = ex.bind(body)
+                assert resp.status == 400 and resp.json()["error_code"] == "Executor.ValidationError"
+            raw = request(
+                ex.endpoint, "POST", "/bind", body=b"{not json", headers={"Content-Type": "application/json"}
+            )
+            assert raw.status == 400 and "not valid JSON" in raw.json()["error_detail"]
+            assert ex.get("/health").json()["bound"] is False
+            assert not (ex.dir / ".binding").exists()
+            assert cp.snapshot() == []
+        finally:
+            assert ex.terminate() == 0
+        assert cp.snapshot() == []  # never bound: no container_exited either
+
+
+def test_bind_on_an_agent_started_for_its_session_is_a_conflict() -> None:
+    with FakeControlPlane() as cp:
+        ex = ExecutorProcess(cp, module="sandbox_executor.app")
+        try:
+            ex.wait_ready()
+            health = ex.get("/health").json()
+            assert health["bound"] is True and "pool_id" not in health
+            for session in (SESSION_ID, OTHER_SESSION):
+                resp = ex.bind(_bind_body(session_id=session))
+                assert resp.status == 409 and resp.json()["error_code"] == "Executor.AlreadyBound"
+            assert len(cp.calls_to("/container_ready")) == 1
+            assert cp.calls_to("/container_ready")[0].headers["authorization"] == f"Bearer {TOKEN}"
+        finally:
+            assert ex.terminate() == 0
+
+
+def test_pool_config() -> None:
+    base = {"SANDBOXCP_CALLBACK_URL": "http://cp"}
+    cfg = load_config({**base, "SANDBOXCP_POOL_ID": POOL_ID})
+    assert (cfg.pool_id, cfg.session_id, cfg.callback_token) == (POOL_ID, "", "")
+    assert load_config({**base, "SANDBOXCP_SESSION_ID": "s"}).pool_id is None
+    with pytest.raises(ConfigError, match="SANDBOXCP_SESSION_ID is required"):
+        load_config(base)
+    with pytest.raises(ConfigError, match="SANDBOXCP_POOL_ID"):
+        load_config({**base, "SANDBOXCP_POOL_ID": "pool_x"})
+    tcp = load_config({**base, "SANDBOXCP_POOL_ID": POOL_ID, "SANDBOXCP_LISTEN": "tcp:127.0.0.1:0"})
+    assert binding_path(tcp) == "/tmp/.sandboxcp-binding"
+    unix = load_config({**base, "SANDBOXCP_POOL_ID": POOL_ID, "SANDBOXCP_LISTEN": "unix:/run/sbx/e.sock"})
+    assert binding_path(unix) == "/run/sbx/.binding"
+
+
+def test_binding_round_trip(tmp_path: Any) -> None:
+    path = str(tmp_path / ".binding")
+    assert load_binding(path) is None
+    binding = Binding(SESSION_ID, POOL_TOKEN, {"X": "1"})
+    save_binding(path, binding)
+    save_binding(path, binding)  # replaces atomically, leaves no temporary file behind
+    assert os.listdir(tmp_path) == [".binding"]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_binding(path) == binding
+    (tmp_path / ".binding").write_text("{}")
+    with pytest.raises(ValueError):
+        load_binding(path)
