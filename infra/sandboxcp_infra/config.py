@@ -60,6 +60,8 @@ class DeploymentConfig:
     docker_host: str | None = None
     # Where alarm notifications go (an email subscription to the alarm topic), if anywhere.
     alarm_email: str | None = None
+    # Warm sandboxes per template, e.g. "python-basic=3,nodejs-basic=1" (empty: every launch is cold).
+    warm_pool: str = ""
 
     @property
     def data_removal_policy(self) -> RemovalPolicy:
@@ -93,6 +95,7 @@ class DeploymentConfig:
             eks=_eks(node) if runtime == "eks" else None,
             docker_host=_docker_host(node) if runtime == "docker" else None,
             alarm_email=_text(node, "alarm_email"),
+            warm_pool=_warm_pool(node),
         )
 
 
@@ -186,3 +189,10 @@ def _retention(node: Node) -> logs.RetentionDays:
     except (ValueError, KeyError):
         allowed = ", ".join(str(days) for days in _RETENTION_BY_DAYS)
         raise ConfigError(f"context 'log_retention_days' must be one of {allowed}; got {value!r}") from None
+
+
+def _warm_pool(node: Node) -> str:
+    value = _text(node, "warm_pool") or ""
+    if value and not re.fullmatch(r"[a-z0-9-]+=[0-9]{1,2}(,[a-z0-9-]+=[0-9]{1,2})*", value.replace(" ", "")):
+        raise ConfigError(f"context 'warm_pool' must look like python-basic=3,nodejs-basic=1; got {value!r}")
+    return value.replace(" ", "")

@@ -55,7 +55,12 @@ class SandboxControlPlaneStack(Stack):
             "Functions",
             layers=layers.all,
             # Every function knows every table and the bucket; IAM, not configuration, limits what it touches.
-            environment={**data.environment, **storage.environment, env_var("runtime"): config.runtime},
+            environment={
+                **data.environment,
+                **storage.environment,
+                env_var("runtime"): config.runtime,
+                env_var("warm_pool"): config.warm_pool,
+            },
             log_retention=config.log_retention,
             network=network,
             vpc_modules=self.network_modules,

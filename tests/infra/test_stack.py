@@ -464,3 +464,21 @@ def test_bogus_runtime_fails_with_a_clear_message(tmp_path: Path) -> None:
 @pytest.fixture(scope="session")
 def synth_template(synthesized: Synthesized) -> Template:
     return Template.from_json(synthesized.template)
+
+
+def test_warm_pool_context_is_validated_and_passed_to_the_functions(synthesized: Synthesized) -> None:
+    from aws_cdk import App
+
+    from sandboxcp_infra.config import ConfigError, DeploymentConfig
+
+    assert (
+        DeploymentConfig.from_context(
+            App(context={"warm_pool": "python-basic=3, nodejs-basic=1"}).node
+        ).warm_pool
+        == "python-basic=3,nodejs-basic=1"
+    )
+    with pytest.raises(ConfigError, match="warm_pool"):
+        DeploymentConfig.from_context(App(context={"warm_pool": "python-basic=lots"}).node)
+    functions = h.of_type(synthesized, "AWS::Lambda::Function")
+    envs = [f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions.values()]
+    assert any("SANDBOX_WARM_POOL" in env for env in envs)
