@@ -207,8 +207,9 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
+def self_signed(directory: Path, common_name: str = "fake-kube") -> tuple[Path, Path]:
+    """A one-day EC certificate for 127.0.0.1 (the fake server's, or a stranger's in tests)."""
+    cert, key = directory / f"{common_name}.cert.pem", directory / f"{common_name}.key.pem"
     subprocess.run(
         [
             "openssl",
@@ -222,7 +223,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
             "-days",
             "1",
             "-subj",
-            "/CN=fake-kube",
+            f"/CN={common_name}",
             "-addext",
             "subjectAltName=IP:127.0.0.1",
             "-keyout",
@@ -252,7 +253,7 @@ class FakeKubeServer:
         scheme = "http"
         if self.tls:
             self._tmp = tempfile.TemporaryDirectory(prefix="fake-kube-")
-            cert, key = _self_signed(Path(self._tmp.name))
+            cert, key = self_signed(Path(self._tmp.name))
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(cert, key)
             httpd.socket = context.wrap_socket(httpd.socket, server_side=True)

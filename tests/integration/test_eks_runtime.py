@@ -31,7 +31,7 @@ from sandboxcp.adapters.runtimes.eks_auth import EksTokenSource, url_from_token
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import SandboxSpec
 from sandboxcp.domain.resources import ResourceLimit
-from tests.integration.fake_kube import FakeKube, FakeKubeServer
+from tests.integration.fake_kube import FakeKube, FakeKubeServer, self_signed
 
 CLUSTER = "sandbox-cluster"
 REGION = "eu-west-1"
@@ -298,28 +298,8 @@ def test_the_server_rejects_requests_without_a_bearer_token(kube: FakeKube) -> N
 
 
 def test_a_wrong_ca_is_refused(kube: FakeKube, tmp_path: Path) -> None:
-    other = subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=other",
-            "-keyout",
-            str(tmp_path / "k.pem"),
-            "-out",
-            "-",
-        ],
-        check=True,
-        capture_output=True,
-    ).stdout
+    other_cert, _ = self_signed(tmp_path, "other")
+    other = other_cert.read_bytes()
     import base64
 
     runtime = EksRuntime(

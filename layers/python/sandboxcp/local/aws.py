@@ -3,7 +3,6 @@ same sources (pynamodb models for tables, the ASL file for the launch state mach
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from pathlib import Path
@@ -114,7 +113,3 @@ def local_settings_env(state_dir: str, runtime: str) -> dict[str, str]:
         "POWERTOOLS_DEV": "false",
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
-
-
-def describe_definition() -> dict[str, Any]:
-    return dict(json.loads(launch_definition()))
