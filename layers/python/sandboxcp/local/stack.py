@@ -22,7 +22,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from sandboxcp.local.aws import MotoAws, aws_environment, free_port, local_settings_env, provision
 from sandboxcp.local.functions import LocalFunctions
-from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint, S3Forwarder
+from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint
+from sandboxcp.local.s3_forwarder import S3Forwarder
 from sandboxcp.routes import JOBS, ROUTES
 
 
