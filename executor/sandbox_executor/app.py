@@ -9,22 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
-from collections.abc import Callable
 from types import FrameType
 
 from sandbox_executor import __version__, linux
 from sandbox_executor.advertise import advertised_url
 from sandbox_executor.callbacks import CallbackClient, Outcome
 from sandbox_executor.config import Config, ConfigError, load_config
-from sandbox_executor.identity import (
-    Binding,
-    Identity,
-    binding_path,
-    initial_identity,
-    load_binding,
-    save_binding,
-)
+from sandbox_executor.identity import BindingCell, Identity, initial_identity
 from sandbox_executor.logs import log
 from sandbox_executor.process import ChildRegistry
 from sandbox_executor.runner import Runner
@@ -54,7 +47,9 @@ class _Shutdown:
         self.event.set()
 
 
-def main() -> int:
+def main(listener: socket.socket | None = None, cell: BindingCell | None = None) -> int:
+    """Run the agent. Under the supervisor (fork): ``listener`` is its listening socket and ``cell``
+    the binding it shares with earlier and later agents. Bare (tests): bind ``SANDBOXCP_LISTEN`` here."""
     shutdown = _Shutdown()
     for signum in _SIGNALS:
         signal.signal(signum, shutdown.handle)
@@ -63,7 +58,7 @@ def main() -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_SIGNALS))
     try:
         config = load_config()
-        identity = initial_identity(config)
+        identity = initial_identity(config, cell.load() if cell is not None else None)
         callbacks = CallbackClient(config.callback_url, identity.token, shutdown.event)
     except (ConfigError, ValueError) as exc:
         log("config_error", error=str(exc))
@@ -79,9 +74,9 @@ def main() -> int:
         + (config.listen.path or f"{config.listen.host}:{config.listen.port}"),
         workspace=config.workspace,
     )
-    if config.session_id and not config.callback_token:
-        log("warning", message="SANDBOXCP_CALLBACK_TOKEN is empty; callbacks are sent without Authorization")
-    persist = _restore_binding(config, identity)
+    persist = cell.save if cell is not None and identity.pooled else None
+    if identity.bound.is_set() and identity.pooled:
+        log("binding_restored", session_id=identity.session_id(), pool_id=config.pool_id)
     if not linux.available():
         log("warning", message="prctl unavailable (no ctypes?); user code may outlive a killed agent")
     try:
@@ -99,7 +94,7 @@ def main() -> int:
     )
     try:
         server = make_server(
-            config.listen, Service(executions, config.workspace, identity, config.pool_id, persist)
+            config.listen, Service(executions, config.workspace, identity, config.pool_id, persist), listener
         )
     except OSError as exc:
         log("bind_failed", error=f"{type(exc).__name__}: {exc}")
@@ -117,7 +112,7 @@ def main() -> int:
         while not identity.bound.wait(0.2) and not shutdown.event.is_set():
             pass
     if shutdown.event.is_set():
-        return _shut_down(shutdown.signum, server, config, callbacks, registry, identity)
+        return _shut_down(shutdown.signum, server, config, callbacks, registry, identity, listener is None)
     session_id = identity.session_id()
     executor_url = advertised_url(config, port, shutdown.event)
     if executor_url:
@@ -126,36 +121,11 @@ def main() -> int:
     if not shutdown.event.is_set():
         if delivery.outcome is not Outcome.DELIVERED:
             log("not_ready", outcome=delivery.outcome.value, http_status=delivery.status)
-            _close(server, config)
+            _close(server, config, owned=listener is None)
             return EXIT_CONFIG if delivery.outcome is Outcome.REJECTED else EXIT_NOT_READY
         log("ready", session_id=session_id, container_id=config.container_id, port=port)
         shutdown.event.wait()
-    return _shut_down(shutdown.signum, server, config, callbacks, registry, identity)
-
-
-def _restore_binding(config: Config, identity: Identity) -> Callable[[Binding], None] | None:
-    """For a warm-pool executor: bind to the binding a previous agent persisted, if any; and the
-    function that persists the binding POST /bind makes (None when not pooled)."""
-    if not identity.pooled:
-        return None
-    path = binding_path(config)
-    if not identity.bound.is_set():
-        try:
-            saved = load_binding(path)
-        except (OSError, ValueError) as exc:
-            log("binding_unreadable", error=type(exc).__name__)
-            saved = None
-        if saved is not None:
-            identity.bind(saved)
-            log("binding_restored", session_id=saved.session_id, pool_id=config.pool_id)
-
-    def persist(binding: Binding) -> None:
-        try:
-            save_binding(path, binding)
-        except OSError as exc:  # bound all the same; only a restarted agent would not know it
-            log("binding_not_saved", error=type(exc).__name__)
-
-    return persist
+    return _shut_down(shutdown.signum, server, config, callbacks, registry, identity, listener is None)
 
 
 def _shut_down(
@@ -165,6 +135,7 @@ def _shut_down(
     callbacks: CallbackClient,
     registry: ChildRegistry,
     identity: Identity,
+    owned: bool,
 ) -> int:
     exit_code, reason = _SIGNALS.get(signal.Signals(signum) if signum else signal.SIGTERM, (143, "sigterm"))
     log("shutting_down", signal=signum, exit_reason=reason)
@@ -174,15 +145,17 @@ def _shut_down(
         log("children_killed", count=killed)
     if identity.bound.is_set():
         callbacks.container_exited(identity.session_id(), exit_code, reason)
-    _close(server, config)
+    _close(server, config, owned=owned)
     log("stopped")
     return EXIT_OK
 
 
-def _close(server: TCPServer | UnixServer, config: Config) -> None:
+def _close(server: TCPServer | UnixServer, config: Config, *, owned: bool) -> None:
+    """Stop serving; a socket path we bound ourselves (``owned``) is removed (the supervisor's
+    listener outlives this agent and is the supervisor's to remove)."""
     server.shutdown()
     server.server_close()
-    if config.listen.kind == "unix":
+    if owned and config.listen.kind == "unix":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(config.listen.path)
 

@@ -20,12 +20,15 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ListenSpec:
-    """Where the executor serves: a unix socket path, or a TCP host and port."""
+    """Where the executor serves: a unix socket path, a TCP host and port, or a listening socket
+    inherited as file descriptor ``fd`` (the process runtime makes it outside the sandbox, where
+    sandbox code can neither replace nor reach its path)."""
 
-    kind: str  # "unix" or "tcp"
+    kind: str  # "unix", "tcp" or "fd"
     path: str = ""
     host: str = ""
     port: int = 0
+    fd: int = -1
 
     @classmethod
     def parse(cls, spec: str) -> ListenSpec:
@@ -41,7 +44,9 @@ class ListenSpec:
             if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
                 raise ConfigError(f"SANDBOXCP_LISTEN must look like tcp:HOST:PORT, got {spec!r}")
             return cls(kind="tcp", host=host.strip("[]") or "0.0.0.0", port=int(port_text))
-        raise ConfigError(f"SANDBOXCP_LISTEN must start with unix: or tcp:, got {spec!r}")
+        if spec.startswith("fd:") and spec[3:].isdigit() and int(spec[3:]) > 2:
+            return cls(kind="fd", fd=int(spec[3:]))
+        raise ConfigError(f"SANDBOXCP_LISTEN must start with unix:, tcp: or fd:N (N > 2), got {spec!r}")
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,21 @@
 """Which session this executor serves: set once, from the environment or by ``POST /bind``.
 
-A normally started agent is bound from the start (``SANDBOXCP_SESSION_ID`` and
-``SANDBOXCP_CALLBACK_TOKEN``). A warm-pool agent (``SANDBOXCP_POOL_ID``, no session) starts
-unbound and is bound later by the control plane; the binding is persisted (JSON, mode 0600,
-written atomically) so that an agent the supervisor restarts comes back bound. Callbacks and the
-runner read the identity at call time.
+The callback token must stay out of reach of user code, which runs as our uid: never in an
+environment user code can read, never in a file. So a sandbox normally starts *unbound* (a warm-pool
+executor with ``SANDBOXCP_POOL_ID``, or a cold one with only ``SANDBOXCP_SESSION_ID``) and the
+control plane binds it over the executor's socket (session id, token, env vars). The binding lives in
+a ``BindingCell``, an anonymous shared mapping between the (non-dumpable) supervisor and the agents it
+forks, so a restarted agent comes back bound. Remote runtimes that cannot bind yet (ecs, eks) still pass
+``SANDBOXCP_CALLBACK_TOKEN``; the supervisor moves it into the cell and out of the environment.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
-import os
+import mmap
 import re
-import tempfile
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +29,6 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED_ENV_PREFIXES = ("SANDBOXCP_", "AWS_")
 MAX_BIND_ENV_VARS = 256
 MAX_BIND_ENV_BYTES = 64 * 1024
-TCP_BINDING_PATH = "/tmp/.sandboxcp-binding"
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,19 @@ class AlreadyBound(Exception):
 
 
 class Identity:
-    """The current binding, behind a lock; ``bound`` is set once there is one."""
+    """The current binding, behind a lock; ``bound`` is set once there is one.
 
-    def __init__(self, binding: Binding | None = None, *, pooled: bool = False) -> None:
+    ``pooled``: the executor takes ``POST /bind`` (it was started without its token); with
+    ``expected_session`` only a binding to that session.
+    """
+
+    def __init__(
+        self, binding: Binding | None = None, *, pooled: bool = False, expected_session: str = ""
+    ) -> None:
         self._lock = threading.Lock()
         self._binding = binding
         self.pooled = pooled
+        self.expected_session = expected_session
         self.bound = threading.Event()
         if binding is not None:
             self.bound.set()
@@ -68,12 +76,20 @@ class Identity:
         binding = self.current()
         return dict(binding.env) if binding else {}
 
+    def executor_key(self) -> str:
+        """What the control plane must present to ``POST /execute``: the SHA-256 of the callback token,
+        which it stores on the session (it keeps no token). "" while unbound."""
+        token = self.token()
+        return hashlib.sha256(token.encode()).hexdigest() if token else ""
+
     def bind(self, binding: Binding, persist: Callable[[Binding], None] | None = None) -> bool:
         """Bind to ``binding``: True if newly bound, False if already bound to that same session.
 
         Raises AlreadyBound for another session, or for an executor started with its session.
         ``persist`` runs under the lock, before the binding takes effect.
         """
+        if self.expected_session and binding.session_id != self.expected_session:
+            raise AlreadyBound(f"Executor was started for session {self.expected_session}")
         with self._lock:
             current = self._binding
             if current is not None:
@@ -124,45 +140,38 @@ def parse_bind_request(body: Any) -> Binding:
     return Binding(session_id=session_id, callback_token=token, env=env)
 
 
-def binding_path(config: Config) -> str:
-    """Next to the unix socket (a directory only the control plane and we share), else /tmp."""
-    if config.listen.kind == "unix":
-        return os.path.join(os.path.dirname(config.listen.path), ".binding")
-    return TCP_BINDING_PATH
+class BindingCell:
+    """One binding shared by the supervisor and every agent it forks (MAP_SHARED | MAP_ANONYMOUS, made
+    before the first fork): what one agent saves, the next one loads. Not a file, on purpose."""
+
+    SIZE = 1 << 20  # a binding is at most ~64 KiB of env plus the token; pages are only touched on use
+
+    def __init__(self) -> None:
+        self._map = mmap.mmap(-1, self.SIZE)
+
+    def save(self, binding: Binding) -> None:
+        data = json.dumps(
+            {"session_id": binding.session_id, "callback_token": binding.callback_token, "env": binding.env}
+        ).encode()
+        if len(data) + 4 > self.SIZE:
+            raise ValueError("binding too large")
+        self._map[4 : 4 + len(data)] = data
+        self._map[0:4] = struct.pack("<I", len(data))  # the length last: a reader never sees half
+
+    def load(self) -> Binding | None:
+        (size,) = struct.unpack("<I", self._map[0:4])
+        if not size:
+            return None
+        return parse_bind_request(json.loads(self._map[4 : 4 + size]))
 
 
-def save_binding(path: str, binding: Binding) -> None:
-    """Write ``binding`` to ``path`` atomically, readable by this user only."""
-    directory = os.path.dirname(path) or "."
-    data = json.dumps(
-        {"session_id": binding.session_id, "callback_token": binding.callback_token, "env": binding.env}
-    ).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".binding-", dir=directory)  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def load_binding(path: str) -> Binding | None:
-    """The binding persisted at ``path``; None if there is none. Raises ValueError if it is unusable."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        return None
-    return parse_bind_request(json.loads(raw))
-
-
-def initial_identity(config: Config) -> Identity:
-    """Bound from the environment, unbound for a pool executor (see ``load_binding`` for restarts)."""
-    if config.session_id:
-        binding = Binding(config.session_id, config.callback_token)
-        return Identity(binding, pooled=config.pool_id is not None)
-    return Identity(pooled=True)
+def initial_identity(config: Config, saved: Binding | None = None) -> Identity:
+    """The identity an agent starts with: ``saved`` (the cell's binding, from the supervisor or an
+    earlier agent); else bound from the environment (a bare agent, in tests); else waiting for
+    ``POST /bind`` (a pool executor, or a cold one started with only its session id)."""
+    pooled = config.pool_id is not None or not config.callback_token
+    if saved is not None:
+        return Identity(saved, pooled=pooled, expected_session=config.session_id)
+    if config.session_id and config.callback_token:
+        return Identity(Binding(config.session_id, config.callback_token), pooled=config.pool_id is not None)
+    return Identity(pooled=True, expected_session=config.session_id)

@@ -5,6 +5,11 @@
   exec; the parent must spawn from a thread that lives as long as the process.
 * ``PR_SET_CHILD_SUBREAPER``: orphans of our descendants are re-parented to us instead of init,
   so the supervisor can reap them and kill what a dead agent left behind.
+* ``PR_SET_DUMPABLE`` 0: user code runs as our uid, and without this it could read our
+  ``/proc/<pid>/environ``, ``mem`` and ``fd/*`` or ptrace us, i.e. take the callback token and the
+  listening socket. The flag survives fork but not exec, so the supervisor sets it first thing and
+  forks (never execs) the agent.
+* ``PR_SET_NAME``: the forked agent names itself (``comm``) so host tools can tell it apart.
 
 ctypes is optional (Debian's ``python3-minimal`` has none): without it these are no-ops that
 report False, and the caller logs the degraded mode.
@@ -20,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -50,6 +57,29 @@ def available() -> bool:
 
 def set_child_subreaper() -> bool:
     return _prctl is not None and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def set_not_dumpable() -> bool:
+    return _prctl is not None and _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
+def set_name(name: str) -> bool:
+    """Set this thread's ``comm`` (at most 15 bytes); the main thread's is the process's."""
+    if _prctl is None:
+        return False
+    import ctypes
+
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    return bool(_prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0) == 0)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked child that does not exec: SIGKILL when the parent thread exits (``parent``: the
+    parent's pid, taken before the fork); if it is already gone, die now."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def die_with_parent_hook() -> Callable[[], None] | None:

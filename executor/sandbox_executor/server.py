@@ -9,6 +9,7 @@ never blocks on long runs; the result arrives through the ``/internal/.../result
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import socket
@@ -161,6 +162,25 @@ class Handler(BaseHTTPRequestHandler):
             log("bound", session_id=binding.session_id, pool_id=service.pool_id, env_vars=len(binding.env))
         self._send(200, {"status": "bound", "session_id": binding.session_id})
 
+    def _authorized(self) -> bool:
+        """``POST /execute`` only from the control plane: it presents the SHA-256 of the session's
+        callback token (what it stores), which user code never learns. Refused with 403 otherwise."""
+        key = self.service.identity.executor_key()
+        given = self.headers.get("Authorization", "")
+        if key and hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+            return True
+        log("execute_refused", reason="bad_executor_key")
+        self._send(
+            403,
+            _error(
+                "Executor.Forbidden",
+                "Not the control plane",
+                "POST /execute needs the session's executor key",
+                "Submit executions through the control plane's API",
+            ),
+        )
+        return False
+
     def _execute(self, body: bytes) -> None:
         if not self.service.identity.bound.is_set():
             self._send(
@@ -172,6 +192,8 @@ class Handler(BaseHTTPRequestHandler):
                     "POST /bind first",
                 ),
             )
+            return
+        if not self._authorized():
             return
         try:
             req = parse_execute_request(json.loads(body))
@@ -259,15 +281,43 @@ class UnixServer(_WithService, socketserver.ThreadingMixIn, socketserver.UnixStr
         os.chmod(path, 0o666)
 
 
-def make_server(listen: ListenSpec, service: Service) -> TCPServer | UnixServer:
+def open_listener(listen: ListenSpec) -> socket.socket:
+    """The listening socket, made once by the supervisor before any user code exists and handed to
+    every agent it forks: a restarted agent never binds again, so nothing can take the address over
+    in between. ``fd``: the socket the launcher made (kept out of user code: not inheritable)."""
+    if listen.kind == "fd":
+        sock = socket.socket(fileno=listen.fd)
+        sock.set_inheritable(False)
+        return sock
+    probe = make_server(listen, None)
+    return probe.socket
+
+
+def make_server(
+    listen: ListenSpec, service: Service | None, listener: socket.socket | None = None
+) -> TCPServer | UnixServer:
+    """A server on ``listener`` when given (inherited), else bound to ``listen`` now."""
     server: TCPServer | UnixServer
-    if listen.kind == "unix":
+    if listener is not None:
+        cls: type[TCPServer | UnixServer]
+        if listener.family == socket.AF_UNIX:
+            cls = UnixServer
+        elif listener.family == socket.AF_INET6:
+            cls = TCPServer6
+        else:
+            cls = TCPServer
+        server = cls(listener.getsockname(), Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = listener
+        server.server_address = listener.getsockname()
+    elif listen.kind == "unix":
         server = UnixServer(listen.path, Handler)
     elif ":" in listen.host:
         server = TCPServer6((listen.host, listen.port), Handler)
     else:
         server = TCPServer((listen.host, listen.port), Handler)
-    server.service = service
+    if service is not None:
+        server.service = service
     return server
 
 

@@ -1,6 +1,14 @@
 """``python3 -m sandbox_executor``: a tiny supervisor that keeps the agent (``sandbox_executor.app``)
 running in a child process.
 
+* Trust boundary (user code runs as our uid): the supervisor makes itself non-dumpable first
+  thing, opens the executor's listening socket once and holds it, keeps the binding (session id,
+  callback token) in a ``BindingCell`` and *forks* each agent rather than exec'ing one, so agents
+  are non-dumpable from their first instruction and inherit socket and binding. User code can
+  therefore neither read the token (``/proc/<pid>/environ``, ``mem``, ``fd``) nor take over the
+  executor's address while an agent restarts. ``SANDBOXCP_CALLBACK_TOKEN``, where a runtime still
+  passes it, is moved into the cell and out of the environment user code inherits.
+
 * The agent is restarted when it dies abnormally (killed by a signal, or a non-zero exit other
   than 2, the code for a configuration the agent can never run with), after 0.2 s doubling up to
   5 s, reset once an agent has stayed up for a minute. More than 20 restarts within 10 minutes
@@ -26,12 +34,14 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from types import FrameType
 
 from sandbox_executor import linux
 from sandbox_executor.logs import log
 
-AGENT_ARGV = [sys.executable, "-m", "sandbox_executor.app"]
+AGENT_NAME = "sandbox-agent"  # the forked agent's comm, for host tools and tests
 EXIT_CONFIG = 2  # the agent's "do not restart me" code (sandbox_executor.app.EXIT_CONFIG)
 EXIT_GAVE_UP = 1
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.2, 5.0
@@ -42,8 +52,14 @@ _SWEEP_ROUNDS = 20  # leftovers may fork while being killed: sweep until none is
 
 
 class Supervisor:
-    def __init__(self, argv: list[str] | None = None) -> None:
-        self.argv = argv or AGENT_ARGV
+    """Runs ``agent`` (a function, in a forked child) or ``argv`` (a program, in tests) until it
+    exits for good."""
+
+    def __init__(self, argv: list[str] | None = None, agent: Callable[[], int] | None = None) -> None:
+        if (argv is None) == (agent is None):
+            raise ValueError("give the agent as argv or as a function")
+        self.argv = argv
+        self.agent_fn = agent
         self.agent: int | None = None
         self.stop_signal: int | None = None
         self._restarts: collections.deque[float] = collections.deque()
@@ -103,23 +119,53 @@ class Supervisor:
             if self.stop_signal is not None:
                 return None
             try:
-                proc = subprocess.Popen(self.argv, preexec_fn=linux.die_with_parent_hook())
+                proc = self._fork_agent() if self.agent_fn else self._exec_agent()
             except (OSError, subprocess.SubprocessError) as exc:
                 # No interpreter to run it with (or no resources to fork): counted like a crash.
                 log("supervisor_spawn_failed", error=f"{type(exc).__name__}: {exc}")
                 return 1 << 8  # a wait status meaning "exited with code 1"
-            self.agent = proc.pid
+            self.agent = proc if isinstance(proc, int) else proc.pid
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         try:
             while True:
                 # Any child: as a subreaper we also collect the orphans user code leaves behind.
                 pid, status = os.waitpid(-1, 0)
-                if pid == proc.pid:
-                    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits itself
+                if pid == self.agent:
+                    if not isinstance(proc, int):
+                        proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits itself
                     return status
         finally:
             self.agent = None
+
+    def _exec_agent(self) -> subprocess.Popen[bytes]:
+        assert self.argv is not None
+        return subprocess.Popen(self.argv, preexec_fn=linux.die_with_parent_hook())
+
+    def _fork_agent(self) -> int:
+        """Fork (no exec: the child keeps our non-dumpable flag, listener and binding) and run the
+        agent function in the child, which never returns here."""
+        assert self.agent_fn is not None
+        parent = os.getpid()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1
+        try:
+            linux.die_with_parent(parent)
+            linux.set_name(AGENT_NAME)
+            code = self.agent_fn()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
 
     def _sweep(self) -> None:
         """Kill and reap whatever is left below us now that no agent runs: orphaned user code."""
@@ -157,4 +203,30 @@ def _signal_name(signum: int) -> str:
 
 
 def main() -> int:
-    return Supervisor().run()
+    from sandbox_executor import app
+    from sandbox_executor.config import ConfigError, load_config
+    from sandbox_executor.identity import Binding, BindingCell
+    from sandbox_executor.server import open_listener
+
+    if not linux.set_not_dumpable():
+        log("supervisor_warning", message="cannot make the executor non-dumpable (no prctl)")
+    token = os.environ.pop("SANDBOXCP_CALLBACK_TOKEN", "")
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        log("config_error", error=str(exc))
+        return EXIT_CONFIG
+    cell = BindingCell()
+    if config.session_id and token:
+        cell.save(Binding(config.session_id, token))
+    try:
+        listener = open_listener(config.listen)
+    except OSError as exc:
+        log("bind_failed", error=f"{type(exc).__name__}: {exc}")
+        return EXIT_CONFIG
+    try:
+        return Supervisor(agent=lambda: app.main(listener, cell)).run()
+    finally:
+        if config.listen.kind == "unix":
+            with contextlib.suppress(OSError):
+                os.unlink(config.listen.path)

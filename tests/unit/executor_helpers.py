@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sandbox_executor.http_client import Endpoint, Response, request_json
+from sandbox_executor.supervisor import AGENT_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXECUTOR_DIR = REPO_ROOT / "executor"
@@ -499,9 +500,11 @@ class ExecutorProcess:
             "SANDBOXCP_RETRY_BASE_S": "0.05",
             **env,
         }
+        self.token = full_env.get("SANDBOXCP_CALLBACK_TOKEN", "")
         if pool_id is not None:
             del full_env["SANDBOXCP_SESSION_ID"], full_env["SANDBOXCP_CALLBACK_TOKEN"]
             full_env["SANDBOXCP_POOL_ID"] = pool_id
+            self.token = ""
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module], env=full_env, stderr=self._log, stdout=self._log
@@ -516,7 +519,7 @@ class ExecutorProcess:
         """The pid of the agent the supervisor runs (a new one, when ``other_than`` is given)."""
         deadline = time.monotonic() + timeout
         while True:
-            agents = [p for p in children(self.proc.pid) if b"sandbox_executor.app" in cmdline(p)]
+            agents = [p for p in children(self.proc.pid) if comm(p) == AGENT_NAME]
             agents = [p for p in agents if p != other_than]
             if agents:
                 return agents[0]
@@ -537,11 +540,23 @@ class ExecutorProcess:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def post(self, payload: Any) -> Response:
-        return request_json(self.endpoint, "POST", "/execute", payload, timeout=10.0)
+    def post(self, payload: Any, token: str | None = None) -> Response:
+        """POST /execute as the control plane does: with the session's executor key (the SHA-256 of
+        the callback token in force, or of ``token``)."""
+        return request_json(
+            self.endpoint,
+            "POST",
+            "/execute",
+            payload,
+            headers=executor_key_header(token or self.token),
+            timeout=10.0,
+        )
 
     def bind(self, payload: Any) -> Response:
-        return request_json(self.endpoint, "POST", "/bind", payload, timeout=10.0)
+        resp = request_json(self.endpoint, "POST", "/bind", payload, timeout=10.0)
+        if resp.status == 200 and isinstance(payload, dict):
+            self.token = str(payload.get("callback_token"))
+        return resp
 
     def get(self, path: str) -> Response:
         return request_json(self.endpoint, "GET", path, timeout=10.0)
@@ -588,6 +603,18 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] not in (b"Z", b"X"):
             found.append(int(name))
     return found
+
+
+def executor_key_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {hashlib.sha256(token.encode()).hexdigest()}"}
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def cmdline(pid: int) -> bytes:

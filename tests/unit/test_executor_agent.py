@@ -11,7 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.unit.executor_helpers import TOKEN, Call, ExecutorProcess, FakeControlPlane, new_execution_id
+from sandbox_executor.http_client import request_json
+from tests.unit.executor_helpers import (
+    TOKEN,
+    Call,
+    ExecutorProcess,
+    FakeControlPlane,
+    executor_key_header,
+    new_execution_id,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is required")
 
@@ -343,7 +351,9 @@ def test_validation_errors(ex: ExecutorProcess, patch: dict[str, object], detail
 def test_malformed_json_is_a_validation_error(ex: ExecutorProcess) -> None:
     from sandbox_executor.http_client import request
 
-    resp = request(ex.endpoint, "POST", "/execute", body=b"{not json", timeout=5)
+    resp = request(
+        ex.endpoint, "POST", "/execute", body=b"{not json", headers=executor_key_header(ex.token), timeout=5
+    )
     assert resp.status == 400
     assert resp.json()["error_code"] == "Executor.ValidationError"
 
@@ -369,3 +379,15 @@ def test_queue_full_answers_503(ex: ExecutorProcess, cp: FakeControlPlane) -> No
     assert ex.get("/health").json()["active_executions"] == 65
     for eid in queued:
         assert cp.result(eid)["status"] == "success"
+
+
+def test_execute_without_the_executor_key_is_refused(ex: ExecutorProcess) -> None:
+    """Only the control plane, which holds the SHA-256 of the session's callback token, may submit:
+    user code that reaches the executor's socket cannot run code under another execution's id."""
+    body = {"execution_id": "exec_20250106_ffffffff", "code": "print(1)", "language": "python"}
+    for headers in ({}, {"Authorization": "Bearer " + "0" * 64}, {"Authorization": f"Bearer {ex.token}"}):
+        resp = request_json(ex.endpoint, "POST", "/execute", body, headers=headers, timeout=5)
+        assert resp.status == 403 and resp.json()["error_code"] == "Executor.Forbidden"
+    time.sleep(0.3)
+    assert not [c for c in ex.cp.snapshot() if "exec_20250106_ffffffff" in c.path]
+    assert ex.get("/health").json()["active_executions"] == 0

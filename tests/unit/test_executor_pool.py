@@ -1,13 +1,12 @@
 """sandbox_executor warm-pool mode: an agent started without a session (SANDBOXCP_POOL_ID) waits,
 unbound, for ``POST /bind``; then announces itself and serves the bound session, also after the
-supervisor restarts it (the binding is persisted next to the socket)."""
+supervisor restarts it (the binding is kept in memory shared by the supervisor and its agents, in no
+file). A cold executor started with only its session id waits for a binding to that session."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import stat
 import time
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from sandbox_executor.config import ConfigError, load_config
 from sandbox_executor.http_client import request
-from sandbox_executor.identity import Binding, binding_path, load_binding, parse_bind_request, save_binding
+from sandbox_executor.identity import Binding, BindingCell, parse_bind_request
 from sandbox_executor.validation import ValidationError
 from tests.unit.executor_helpers import SESSION_ID, TOKEN, ExecutorProcess, FakeControlPlane, alive
 
@@ -69,13 +68,7 @@ def test_pooled_agent_binds_runs_and_comes_back_bound_after_a_restart() -> None:
             assert ready.json["container_id"] == "ctr-test"
             assert ex.get("/health").json()["bound"] is True
 
-            saved = ex.dir / ".binding"
-            assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
-            assert json.loads(saved.read_text()) == {
-                "session_id": SESSION_ID,
-                "callback_token": POOL_TOKEN,
-                "env": {"X": "from-bind"},
-            }
+            assert sorted(os.listdir(ex.dir)) == ["executor.log", "executor.sock", "workspace"]  # no file
 
             eid = ex.submit(ENV_CODE)
             result = ex.cp.result(eid)
@@ -152,7 +145,7 @@ def test_bad_bind_requests_get_400_and_leave_the_agent_unbound() -> None:
             )
             assert raw.status == 400 and "not valid JSON" in raw.json()["error_detail"]
             assert ex.get("/health").json()["bound"] is False
-            assert not (ex.dir / ".binding").exists()
+            assert sorted(os.listdir(ex.dir)) == ["executor.log", "executor.sock", "workspace"]
             assert cp.snapshot() == []
         finally:
             assert ex.terminate() == 0
@@ -184,21 +177,38 @@ def test_pool_config() -> None:
         load_config(base)
     with pytest.raises(ConfigError, match="SANDBOXCP_POOL_ID"):
         load_config({**base, "SANDBOXCP_POOL_ID": "pool_x"})
-    tcp = load_config({**base, "SANDBOXCP_POOL_ID": POOL_ID, "SANDBOXCP_LISTEN": "tcp:127.0.0.1:0"})
-    assert binding_path(tcp) == "/tmp/.sandboxcp-binding"
-    unix = load_config({**base, "SANDBOXCP_POOL_ID": POOL_ID, "SANDBOXCP_LISTEN": "unix:/run/sbx/e.sock"})
-    assert binding_path(unix) == "/run/sbx/.binding"
+    assert load_config({**base, "SANDBOXCP_POOL_ID": POOL_ID, "SANDBOXCP_LISTEN": "fd:3"}).listen.fd == 3
+    for bad in ("fd:2", "fd:x", "fd:"):
+        with pytest.raises(ConfigError, match="SANDBOXCP_LISTEN"):
+            load_config({**base, "SANDBOXCP_POOL_ID": POOL_ID, "SANDBOXCP_LISTEN": bad})
 
 
-def test_binding_round_trip(tmp_path: Any) -> None:
-    path = str(tmp_path / ".binding")
-    assert load_binding(path) is None
+def test_binding_cell_is_shared_with_forked_children_and_holds_no_file() -> None:
+    cell = BindingCell()
+    assert cell.load() is None
     binding = Binding(SESSION_ID, POOL_TOKEN, {"X": "1"})
-    save_binding(path, binding)
-    save_binding(path, binding)  # replaces atomically, leaves no temporary file behind
-    assert os.listdir(tmp_path) == [".binding"]
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert load_binding(path) == binding
-    (tmp_path / ".binding").write_text("{}")
-    with pytest.raises(ValueError):
-        load_binding(path)
+    pid = os.fork()
+    if pid == 0:  # a child saves, as an agent does on POST /bind
+        cell.save(binding)
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert cell.load() == binding
+    maps = open(f"/proc/{os.getpid()}/maps").read()
+    assert ".binding" not in maps
+
+
+def test_cold_agent_waits_for_a_binding_to_its_own_session() -> None:
+    """Started with only SANDBOXCP_SESSION_ID (no token in its environment), the agent waits for the
+    control plane's POST /bind of that session; a binding to another session is refused."""
+    with FakeControlPlane() as cp:
+        ex = ExecutorProcess(cp, SANDBOXCP_CALLBACK_TOKEN="")
+        try:
+            assert _wait_listening(ex)["bound"] is False
+            other = ex.bind(_bind_body(session_id=OTHER_SESSION))
+            assert other.status == 409 and other.json()["error_code"] == "Executor.AlreadyBound"
+            assert ex.bind(_bind_body()).status == 200
+            ex.wait_ready()
+            assert cp.calls_to("/container_ready")[0].headers["authorization"] == f"Bearer {POOL_TOKEN}"
+            assert ex.run(ENV_CODE)["return_value"]["secret"] == []
+        finally:
+            assert ex.terminate() == 0
