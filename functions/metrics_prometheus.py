@@ -1,4 +1,5 @@
-"""GET /api/v1/metrics: Prometheus text format 0.0.4 (process counters and live gauges from DynamoDB)."""
+"""GET /api/v1/metrics: Prometheus text format 0.0.4 (process counters and live gauges from DynamoDB);
+a tenant's key sees its own figures only, an admin key everyone's."""
 
 from aws_lambda_powertools.event_handler import Response
 
@@ -15,8 +16,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @app.get(resolver_path(ROUTE.path))
 def metrics() -> Response[str]:
-    bind_request(tenant_id=caller(app).tenant_id)
-    return Response(200, CONTENT_TYPE, metrics_text(get_deps()))
+    who = caller(app)
+    bind_request(tenant_id=who.tenant_id)
+    return Response(200, CONTENT_TYPE, metrics_text(get_deps(), who))
 
 
 handler = lambda_entry(app)

@@ -64,13 +64,19 @@ class RecordingExecutor:
         self.submitted: list[Any] = []
         self.workspaces: list[Any] = []
         self.binds: list[Any] = []
+        self.executor_keys: list[str] = []
 
-    def bind(self, executor_url: str, session_id: str, callback_token: str, env: Any) -> None:
+    def bind(
+        self, executor_url: str, session_id: str, callback_token: str, env: Any, *, wait_s: float = 0.0
+    ) -> None:
         self.binds.append((executor_url, session_id, callback_token, dict(env)))
 
-    def submit(self, executor_url: str, execution: Any, workspace: Any = None) -> None:
+    def submit(
+        self, executor_url: str, execution: Any, workspace: Any = None, *, executor_key: str = ""
+    ) -> None:
         self.submitted.append((executor_url, execution))
         self.workspaces.append(workspace)
+        self.executor_keys.append(executor_key)
 
 
 class RecordingLaunch:

@@ -101,7 +101,7 @@ class _AnsweringExecutor:
     def __init__(self, deps):
         self.deps = deps
 
-    def submit(self, executor_url, execution, workspace=None):
+    def submit(self, executor_url, execution, workspace=None, *, executor_key=""):
         outcome = ExecutionOutcome.model_validate(
             json.loads(sample_event("internal_execution_result")["body"])
         )

@@ -136,9 +136,11 @@ def test_each_check_has_a_short_timeout(deps):
 
 
 # -- metrics endpoint ---------------------------------------------------------------------------------------
-def _metrics(tenant: str = "tenant-a") -> dict[str, Any]:
+def _metrics(tenant: str = "tenant-a", *, admin: bool = False) -> dict[str, Any]:
     event = sample_event("metrics_prometheus")
-    event["requestContext"]["authorizer"]["tenant_id"] = tenant
+    event["requestContext"]["authorizer"].update(
+        tenant_id=tenant, principalId=tenant, is_admin="true" if admin else "false"
+    )
     return invoke("metrics_prometheus", event)
 
 
@@ -151,6 +153,24 @@ def _samples(text: str) -> dict[str, float]:
     return out
 
 
+def _execution(deps: Any, n: int, session_id: str, tenant: str, status: ExecutionStatus) -> None:
+    eid = f"exec_20260101_{n:08d}"
+    deps.executions.create(
+        Execution(
+            execution_id=eid,
+            session_id=session_id,
+            tenant_id=tenant,
+            status=ExecutionStatus.PENDING,
+            code="x",
+            language="python",
+            timeout=30,
+            created_at=datetime.now(UTC),
+        )
+    )
+    if status != ExecutionStatus.PENDING:
+        deps.executions.transition(eid, status, now=datetime.now(UTC))
+
+
 def test_metrics_endpoint_serves_prometheus_text(deps):
     REGISTRY.clear()
     for sid, status in [
@@ -160,29 +180,15 @@ def test_metrics_endpoint_serves_prometheus_text(deps):
         ("sess_0000000000000004", SessionStatus.TERMINATED),
     ]:
         seed_session(deps, sid, status=status)
-    for i, status in enumerate([ExecutionStatus.PENDING, ExecutionStatus.PENDING, ExecutionStatus.RUNNING]):
-        eid = f"exec_20260101_0000000{i}"
-        deps.executions.create(
-            Execution(
-                execution_id=eid,
-                session_id="sess_0000000000000001",
-                tenant_id="tenant-a",
-                status=ExecutionStatus.PENDING,
-                code="x",
-                language="python",
-                timeout=30,
-                created_at=datetime.now(UTC),
-            )
-        )
-        if status == ExecutionStatus.RUNNING:
-            deps.executions.transition(eid, status, now=datetime.now(UTC))
+    for i, state in enumerate([ExecutionStatus.PENDING, ExecutionStatus.PENDING, ExecutionStatus.RUNNING]):
+        _execution(deps, i, "sess_0000000000000001", "tenant-a", state)
     record_metric("SessionsCreated", 1, tenant="tenant-a")
     record_metric("SessionsCreated", 2, tenant="tenant-a")
     record_metric("SessionsCreated", 1, tenant='we"ird\\')
     for ms in range(1, 101):
         record_metric("ExecutionDuration", ms, unit="Milliseconds", language="python")
 
-    resp = _metrics()
+    resp = _metrics(admin=True)
     assert resp["statusCode"] == 200
     assert resp["multiValueHeaders"]["Content-Type"] == ["text/plain; version=0.0.4; charset=utf-8"]
     text = resp["body"]
@@ -205,27 +211,95 @@ def test_metrics_endpoint_serves_prometheus_text(deps):
     # Each metric family's HELP/TYPE appears once, before its samples (format 0.0.4).
     types = re.findall(r"^# TYPE (\S+) ", text, flags=re.M)
     assert len(types) == len(set(types))
-    assert _metrics("tenant-b")["statusCode"] == 200
+    # A tenant's view is the same format, over its own figures.
+    mine = _metrics("tenant-a")["body"]
+    assert _samples(mine)['sandboxcp_sessions_created_total{tenant="tenant-a"}'] == 3
+    types = re.findall(r"^# TYPE (\S+) ", mine, flags=re.M)
+    assert len(types) == len(set(types)) and mine.endswith("\n")
 
 
 def test_metrics_with_no_activity(deps):
     REGISTRY.clear()
-    samples = _samples(_metrics()["body"])
-    assert samples == {
+    assert _samples(_metrics()["body"]) == {
+        'sandboxcp_sessions_active{status="creating",tenant="tenant-a"}': 0,
+        'sandboxcp_sessions_active{status="running",tenant="tenant-a"}': 0,
+        'sandboxcp_executions_inflight{tenant="tenant-a"}': 0,
+    }
+    assert _samples(_metrics(admin=True)["body"]) == {
         'sandboxcp_sessions_active{status="creating"}': 0,
         'sandboxcp_sessions_active{status="running"}': 0,
         "sandboxcp_executions_inflight": 0,
     }
 
 
-def test_template_changes_are_counted(deps):
+def _create_session(tenant: str) -> str:
+    event = sample_event("sessions_create")
+    event["requestContext"]["authorizer"].update(tenant_id=tenant, principalId=tenant)
+    resp = invoke("sessions_create", event)
+    assert resp["statusCode"] == 201, resp["body"]
+    return str(body(resp)["session_id"])
+
+
+def test_a_tenant_sees_only_its_own_figures(deps):
+    """Counters recorded by the real service (sessions created through the handler) and summaries as the
+    callbacks record them; gauges over each tenant's own sessions and executions. tenant-b has more of
+    everything, so any leak shows in tenant-a's figures."""
+    REGISTRY.clear()
+    _create_session("tenant-a")
+    b_sids = [_create_session("tenant-b") for _ in range(2)]
+    seed_session(deps, "sess_00000000000000a1", tenant="tenant-a", status=SessionStatus.RUNNING)
+    seed_session(deps, "sess_00000000000000b1", tenant="tenant-b", status=SessionStatus.RUNNING)
+    seed_session(deps, "sess_00000000000000b2", tenant="tenant-b", status=SessionStatus.RUNNING)
+    _execution(deps, 1, "sess_00000000000000a1", "tenant-a", ExecutionStatus.RUNNING)
+    for n in range(2, 5):
+        _execution(deps, n, "sess_00000000000000b1", "tenant-b", ExecutionStatus.PENDING)
+    record_metric("ExecutionDuration", 7, unit="Milliseconds", language="python", tenant="tenant-a")
+    record_metric("ExecutionDuration", 900, unit="Milliseconds", language="python", tenant="tenant-b")
+    record_metric("LaunchLatency", 1234, unit="Milliseconds", runtime="process", tenant="tenant-b")
+
+    a_text = _metrics("tenant-a")["body"]
+    a = _samples(a_text)
+    assert "tenant-b" not in a_text
+    assert not any(sid in a_text for sid in [*b_sids, "sess_00000000000000b1", "sess_00000000000000b2"])
+    assert "launch_latency" not in a_text and "900" not in a_text
+    labelled = [name for name in a if "{" in name]
+    assert labelled and all('tenant="tenant-a"' in name for name in labelled), labelled
+    assert all("{" in name for name in a), "every series a tenant sees is labelled with its tenant"
+    assert a['sandboxcp_sessions_created_total{template="python-basic",tenant="tenant-a"}'] == 1
+    assert a['sandboxcp_sessions_active{status="creating",tenant="tenant-a"}'] == 1
+    assert a['sandboxcp_sessions_active{status="running",tenant="tenant-a"}'] == 1
+    assert a['sandboxcp_executions_inflight{tenant="tenant-a"}'] == 1
+    assert a['sandboxcp_execution_duration_milliseconds_sum{language="python",tenant="tenant-a"}'] == 7
+
+    b = _samples(_metrics("tenant-b")["body"])
+    assert b['sandboxcp_sessions_created_total{template="python-basic",tenant="tenant-b"}'] == 2
+    assert b['sandboxcp_sessions_active{status="creating",tenant="tenant-b"}'] == 2
+    assert b['sandboxcp_sessions_active{status="running",tenant="tenant-b"}'] == 2
+    assert b['sandboxcp_executions_inflight{tenant="tenant-b"}'] == 3
+    assert not any("tenant-a" in name for name in b)
+
+    admin_text = _metrics("operator", admin=True)["body"]
+    admin = _samples(admin_text)
+    assert admin['sandboxcp_sessions_created_total{template="python-basic",tenant="tenant-a"}'] == 1
+    assert admin['sandboxcp_sessions_created_total{template="python-basic",tenant="tenant-b"}'] == 2
+    assert admin['sandboxcp_launch_latency_milliseconds_count{runtime="process",tenant="tenant-b"}'] == 1
+    assert admin['sandboxcp_sessions_active{status="creating"}'] == 3
+    assert admin['sandboxcp_sessions_active{status="running"}'] == 3
+    assert admin["sandboxcp_executions_inflight"] == 4
+
+
+def test_operator_figures_are_for_admins_only(deps):
     REGISTRY.clear()
     event = sample_event("templates_create")
     assert invoke("templates_create", event)["statusCode"] == 201
     assert invoke("templates_create", event)["statusCode"] == 409
-    samples = _samples(_metrics()["body"])
+    record_metric("NodeStatusChanges", 1, status="unhealthy")
+    samples = _samples(_metrics(admin=True)["body"])
     assert samples['sandboxcp_template_changes_total{action="create",outcome="success"}'] == 1
     assert samples['sandboxcp_template_changes_total{action="create",outcome="refused"}'] == 1
+    assert samples['sandboxcp_node_status_changes_total{status="unhealthy"}'] == 1
+    tenant_view = _metrics("tenant-a")["body"]
+    assert "template_changes" not in tenant_view and "node_status_changes" not in tenant_view
 
 
 # -- record_metric, audit, bind_request ----------------------------------------------------------------------
@@ -249,6 +323,12 @@ def test_record_metric_feeds_cloudwatch_emf(deps, monkeypatch, capsys):
     assert sorted(directive["Dimensions"][0]) == ["language", "outcome", "service"]
     assert emf["outcome"] == "success" and emf["ExecutionsFinished"] == [1.0]
     assert "ExecutionsFinished" not in metrics.metric_set  # dimensions never leak onto the shared set
+    # A tenant is EMF metadata (searchable in Logs Insights), not a dimension: no metric per tenant.
+    record_metric("SessionsTerminated", 1, tenant="tenant-a")
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert emf["tenant"] == "tenant-a" and emf["SessionsTerminated"] == [1.0]
+    assert "SessionsTerminated" not in metrics.metric_set
     metrics.clear_metrics()
 
 

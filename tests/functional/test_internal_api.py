@@ -141,3 +141,36 @@ def test_result_without_idempotency_key_is_refused(deps):
     resp = invoke("internal_execution_result", event)
     assert resp["statusCode"] == 400
     assert "Idempotency-Key" in body(resp)["error_detail"]
+
+
+def _ready_reporting(address: str) -> dict:
+    event = sample_event("internal_container_ready")
+    event["body"] = json.dumps({"container_id": f"proc-{SAMPLE_SESSION}", "executor_url": address})
+    return event
+
+
+def test_an_address_reported_by_the_sandbox_is_never_used(deps):
+    """The trust boundary (4): the executor's address comes from the runtime. A sandbox that reports
+    another address (another sandbox's executor, a host service) changes nothing."""
+    seed_session(deps, status=SessionStatus.CREATING)
+    resp = invoke("internal_container_ready", _ready_reporting("http://169.254.169.254:80"))
+    assert resp["statusCode"] == 200
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored is not None and stored.status == SessionStatus.RUNNING
+    assert stored.executor_url == f"unix:///tmp/{SAMPLE_SESSION}.sock"  # what the runtime's start gave
+
+
+def test_without_an_address_from_start_the_runtime_is_asked_not_the_sandbox(deps):
+    seed_session(deps, status=SessionStatus.CREATING)
+    deps.sessions.update_fields(SAMPLE_SESSION, {"executor_url": None}, only_if=[SessionStatus.CREATING])
+    asked = []
+
+    def executor_url(container_id: str) -> str:
+        asked.append(container_id)
+        return "http://10.0.3.7:8080"  # e.g. the task ENI's private address, from DescribeTasks
+
+    deps.runtime.executor_url = executor_url
+    resp = invoke("internal_container_ready", _ready_reporting("http://10.0.9.9:8080"))
+    assert resp["statusCode"] == 200 and asked == [f"proc-{SAMPLE_SESSION}"]
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored is not None and stored.executor_url == "http://10.0.3.7:8080"

@@ -19,9 +19,13 @@ def test_start_sandbox_gives_it_a_session_scoped_token_and_no_cloud_credentials(
     out = invoke("launch_start_sandbox", sample_event("launch_start_sandbox"))
     assert out == {"container_id": f"proc-{SAMPLE_SESSION}"}
     [spec] = deps.runtime.started
-    token = spec.env["SANDBOXCP_CALLBACK_TOKEN"]
+    token = spec.callback_token
     assert auth.authenticate_callback(deps, f"Bearer {token}") == SAMPLE_SESSION
     assert not [k for k in spec.env if k.startswith("AWS_")]
+    # The token is not in the sandbox's environment: it is handed over the executor's socket once the
+    # sandbox runs (the executor's address came from the runtime).
+    assert token not in repr(spec) and not [v for v in spec.env.values() if token in v]
+    assert deps.executor.binds == [(f"unix:///tmp/{SAMPLE_SESSION}.sock", SAMPLE_SESSION, token, {})]
     stored = deps.sessions.get(SAMPLE_SESSION)
     assert (
         stored is not None and stored.task_token.startswith("AQCE") and token not in stored.model_dump_json()

@@ -115,7 +115,8 @@ def _spec(**overrides: Any) -> SandboxSpec:
         "image": "sandboxcp/python-basic:latest",
         "resources": ResourceLimit(cpu="1", memory="512Mi", disk="1Gi"),
         "network_enabled": False,
-        "env": {"SANDBOXCP_SESSION_ID": SESSION, "SANDBOXCP_CALLBACK_TOKEN": TOKEN, "USER_VAR": "x"},
+        "env": {"SANDBOXCP_SESSION_ID": SESSION, "USER_VAR": "x"},
+        "callback_token": TOKEN,
     }
     base.update(overrides)
     return SandboxSpec(**base)
@@ -375,3 +376,12 @@ def test_importing_the_adapter_loads_no_heavy_client() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_executor_address_comes_from_the_task_eni(aws: dict[str, Any]) -> None:
+    """Trust boundary (4): ECS says where the executor is (the ENI's private IPv4), not the task."""
+    runtime: EcsRuntime = aws["runtime"]
+    handle = runtime.start(_spec())
+    (task,) = aws["ecs"].describe_tasks(cluster=CLUSTER, tasks=[handle.container_id])["tasks"]
+    details = {d["name"]: d["value"] for a in task["attachments"] for d in a["details"]}
+    assert runtime.executor_url(handle.container_id) == f"http://{details['privateIPv4Address']}:8080"

@@ -84,7 +84,8 @@ def _spec(**overrides: Any) -> SandboxSpec:
         "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sandboxcp/python-basic:latest",
         "resources": ResourceLimit(cpu="0.5", memory="768Mi", disk="2Gi"),
         "network_enabled": False,
-        "env": {"SANDBOXCP_SESSION_ID": SESSION, "SANDBOXCP_CALLBACK_TOKEN": TOKEN, "POD_IP": "spoofed"},
+        "env": {"SANDBOXCP_SESSION_ID": SESSION, "POD_IP": "spoofed"},
+        "callback_token": TOKEN,
     }
     base.update(overrides)
     return SandboxSpec(**base)
@@ -468,3 +469,12 @@ def test_no_aws_credentials_is_sandbox_unavailable(kube: FakeKube, monkeypatch: 
     )
     with pytest.raises(SandboxUnavailable, match="no AWS credentials"):
         runtime.start(_spec())
+
+
+def test_the_executor_address_comes_from_the_pod_status(runtime: EksRuntime, kube: FakeKube) -> None:
+    """Trust boundary (4): the Kubernetes API says where the executor is (status.podIP)."""
+    runtime.start(_spec())
+    assert runtime.executor_url(POD) is None  # not scheduled yet
+    with kube.lock:
+        kube.pods[(NS, POD)]["status"]["podIP"] = "10.1.2.3"
+    assert runtime.executor_url(POD) == "http://10.1.2.3:8080"

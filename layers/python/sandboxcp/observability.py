@@ -1,7 +1,8 @@
 """Powertools Logger, Tracer and Metrics shared by every function (one instance per process), plus:
 
-- `record_metric(name, value, unit="Count", **dimensions)`: one call feeds CloudWatch (EMF through
-  powertools) and the in-process registry that GET /api/v1/metrics renders in Prometheus text format;
+- `record_metric(name, value, unit="Count", tenant=None, **dimensions)`: one call feeds CloudWatch (EMF
+  through powertools) and the in-process registry that GET /api/v1/metrics renders in Prometheus text
+  format (a tenant's key sees only the series of its own `tenant`);
 - `audit(action, outcome, **fields)`: one structured INFO line per security-relevant change;
 - `bind_request(tenant_id=..., session_id=..., execution_id=...)`: the request's identifiers on every
   later log line of the invocation (cleared at the next invocation by `inject_lambda_context(clear_state)`).
@@ -80,6 +81,7 @@ def audit(action: str, outcome: str, *, tenant: str | None = None, **fields: Any
 
 # -- metrics -----------------------------------------------------------------------------------------------
 RESERVOIR = 1024  # most recent observations kept per summary series (quantiles are over these)
+TENANT_LABEL = "tenant"  # the label that scopes a series to one tenant (GET /metrics with a tenant key)
 QUANTILES = (0.5, 0.95, 0.99)
 LabelSet = tuple[tuple[str, str], ...]
 
@@ -127,15 +129,21 @@ class MetricsRegistry:
             self._counters.clear()
             self._summaries.clear()
 
-    def render(self) -> str:
+    def render(self, *, tenant: str | None = None) -> str:
         """Prometheus text exposition format 0.0.4 (counters `<prefix>_<name>_total`, summaries with
-        p50/p95/p99 over the recent observations, `_sum` and `_count`)."""
+        p50/p95/p99 over the recent observations, `_sum` and `_count`). With `tenant`, only the series
+        labelled with that tenant: a tenant's view; without, every series: the operators' view."""
         lines: list[str] = []
+
+        def shown(labels: LabelSet) -> bool:
+            return tenant is None or (TENANT_LABEL, tenant) in labels
+
         with self._lock:
-            counters = sorted(self._counters.items())
+            counters = sorted((key, v) for key, v in self._counters.items() if shown(key[1]))
             summaries = sorted(
                 (key, (s.count, s.total, [s.quantile(q) for q in QUANTILES]))
                 for key, s in self._summaries.items()
+                if shown(key[2])
             )
         seen: set[str] = set()
         for (name, labels), value in counters:
@@ -195,17 +203,22 @@ def prom_value(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def record_metric(name: str, value: float = 1, unit: str = "Count", **dimensions: Any) -> None:
+def record_metric(
+    name: str, value: float = 1, unit: str = "Count", *, tenant: str | None = None, **dimensions: Any
+) -> None:
     """Count or observe `value` under `name` (CamelCase, as CloudWatch shows it).
 
-    CloudWatch: without dimensions it joins the function's metric set (flushed by `@metrics.log_metrics`);
-    with dimensions it is emitted at once as its own EMF record (a single-metric context), so dimensions
-    never leak onto other metrics. The in-process registry gets it too: unit Count adds to a counter,
-    any other unit (Milliseconds, Seconds, Bytes, ...) is an observation of a summary."""
+    CloudWatch: without dimensions or tenant it joins the function's metric set (flushed by
+    `@metrics.log_metrics`); otherwise it is emitted at once as its own EMF record (a single-metric
+    context), so dimensions never leak onto other metrics. `tenant` is EMF metadata there, not a dimension
+    (one metric per tenant would multiply CloudWatch's custom metrics; Logs Insights still splits by it).
+    The in-process registry gets it too, with `tenant` as a label (what GET /metrics scopes by): unit Count
+    adds to a counter, any other unit (Milliseconds, Seconds, Bytes, ...) is an observation of a summary.
+    Pass `tenant` for anything done for one tenant; figures without it are shown to admins only."""
     labels = {k: str(v) for k, v in dimensions.items() if v is not None}
-    REGISTRY.record(name, float(value), unit, labels)
+    REGISTRY.record(name, float(value), unit, {**labels, TENANT_LABEL: tenant} if tenant else labels)
     try:
-        if not labels:
+        if not labels and not tenant:
             metrics.add_metric(name=name, unit=unit, value=value)
         elif not is_metrics_disabled():
             with single_metric(
@@ -214,7 +227,8 @@ def record_metric(name: str, value: float = 1, unit: str = "Count", **dimensions
                 value=value,
                 namespace=metrics.namespace,
                 default_dimensions={"service": SERVICE, **labels},
-            ):
-                pass
+            ) as metric:
+                if tenant:
+                    metric.add_metadata(TENANT_LABEL, tenant)
     except Exception:  # metrics must never fail the request that records them
         logger.warning("metric not recorded", extra={"metric": name}, exc_info=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,19 +34,39 @@ def _client_for(executor_url: str) -> tuple[httpx.Client, str]:
 
 
 class HttpExecutorClient:
-    def bind(self, executor_url: str, session_id: str, callback_token: str, env: Mapping[str, str]) -> None:
-        client, base = _client_for(executor_url)
+    def bind(
+        self,
+        executor_url: str,
+        session_id: str,
+        callback_token: str,
+        env: Mapping[str, str],
+        *,
+        wait_s: float = 0.0,
+    ) -> None:
         body = {"session_id": session_id, "callback_token": callback_token, "env": dict(env)}
-        try:
-            with client:
-                resp = client.post(f"{base}/bind", json=body)
-        except httpx.HTTPError as err:
-            raise SandboxUnavailable(f"The warm executor is unreachable: {type(err).__name__}") from err
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                client, base = _client_for(executor_url)
+                with client:
+                    resp = client.post(f"{base}/bind", json=body)
+                break
+            except (httpx.HTTPError, SandboxUnavailable) as err:
+                # Not listening yet (a cold sandbox still booting): connection refused or reset, or
+                # its socket not made yet. The bind itself is never half-applied, so retrying is safe.
+                if time.monotonic() >= deadline:
+                    raise SandboxUnavailable(f"The executor is unreachable: {type(err).__name__}") from err
+                time.sleep(0.02)
         if resp.status_code != 200:
-            raise SandboxUnavailable(f"The warm executor refused the binding (HTTP {resp.status_code})")
+            raise SandboxUnavailable(f"The executor refused the binding (HTTP {resp.status_code})")
 
     def submit(
-        self, executor_url: str, execution: Execution, workspace: Mapping[str, Any] | None = None
+        self,
+        executor_url: str,
+        execution: Execution,
+        workspace: Mapping[str, Any] | None = None,
+        *,
+        executor_key: str = "",
     ) -> None:
         client, base = _client_for(executor_url)
         payload = {
@@ -58,7 +79,9 @@ class HttpExecutorClient:
         }
         try:
             with client:
-                resp = client.post(f"{base}/execute", json=payload)
+                resp = client.post(
+                    f"{base}/execute", json=payload, headers={"Authorization": f"Bearer {executor_key}"}
+                )
         except httpx.HTTPError as err:
             raise SandboxUnavailable(f"The session's executor is unreachable: {type(err).__name__}") from err
         if resp.status_code == 503:

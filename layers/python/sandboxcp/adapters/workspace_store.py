@@ -6,6 +6,7 @@ from __future__ import annotations
 import mimetypes
 from functools import cached_property
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
@@ -18,6 +19,16 @@ MAX_LISTED = 1000
 
 def guess_mime(path: str) -> str:
     return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def content_disposition(path: str) -> str:
+    """`attachment` with the file's name. Header values are ASCII (moto's server cannot even send others):
+    a non-ASCII name goes as RFC 6266's `filename*` (UTF-8, percent-encoded) after an ASCII fallback."""
+    filename = path.rsplit("/", 1)[-1].replace('"', "")
+    if filename.isascii():
+        return f'attachment; filename="{filename}"'
+    fallback = "".join(ch if ch.isascii() else "_" for ch in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class S3WorkspaceStore:
@@ -75,14 +86,13 @@ class S3WorkspaceStore:
         return bytes(self._s3.get_object(Bucket=self.bucket, Key=self.key(session_id, path))["Body"].read())
 
     def presign_get(self, session_id: str, path: str, *, expires_s: int = PRESIGN_EXPIRY_S) -> str:
-        filename = path.rsplit("/", 1)[-1].replace('"', "")
         return str(
             self._s3.generate_presigned_url(
                 "get_object",
                 Params={
                     "Bucket": self.bucket,
                     "Key": self.key(session_id, path),
-                    "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                    "ResponseContentDisposition": content_disposition(path),
                 },
                 ExpiresIn=expires_s,
             )

@@ -133,6 +133,9 @@ class SandboxSpec(BaseModel):
     resources: ResourceLimit
     network_enabled: bool = False
     env: dict[str, str] = Field(default_factory=dict)
+    # Not part of `env`: runtimes that can bind the executor after start (process, docker) never put it
+    # where user code could read it; the others (ecs, eks) pass it in the task's environment.
+    callback_token: str = Field(default="", repr=False)
 
 
 class SandboxHandle(BaseModel):
@@ -156,13 +159,29 @@ class Runtime(Protocol):
 
 class ExecutorClient(Protocol):
     def submit(
-        self, executor_url: str, execution: Execution, workspace: Mapping[str, Any] | None = None
+        self,
+        executor_url: str,
+        execution: Execution,
+        workspace: Mapping[str, Any] | None = None,
+        *,
+        executor_key: str = "",
     ) -> None:
-        """Hand an execution to its executor, with the presigned workspace plan for the run."""
+        """Hand an execution to its executor, with the presigned workspace plan for the run.
+        `executor_key` (the session's callback token hash) proves to the executor that we are the
+        control plane and not code inside the sandbox."""
         ...
 
-    def bind(self, executor_url: str, session_id: str, callback_token: str, env: Mapping[str, str]) -> None:
-        """Give a warm (pooled) executor its session: identity, callback token and environment."""
+    def bind(
+        self,
+        executor_url: str,
+        session_id: str,
+        callback_token: str,
+        env: Mapping[str, str],
+        *,
+        wait_s: float = 0.0,
+    ) -> None:
+        """Give an unbound executor (warm, or just started) its session: identity, callback token and
+        environment. `wait_s`: keep trying that long while the executor is not listening yet."""
         ...
 
 
@@ -241,11 +260,14 @@ class OperationsQueries(Protocol):
 
     def count_active_for_template(self, template_id: str) -> int: ...
     def count_active_on_node(self, node_id: str) -> int: ...
-    def count_active(self) -> dict[str, int]:
-        """Active sessions per status (creating, running)."""
+    def count_active(self, tenant_id: str | None = None) -> dict[str, int]:
+        """Active sessions per status (creating, running): all tenants', or one tenant's."""
         ...
 
-    def count_inflight_executions(self) -> int: ...
+    def count_inflight_executions(self, tenant_id: str | None = None) -> int:
+        """Pending and running executions: all tenants', or one tenant's."""
+        ...
+
     def containers_by_status(
         self, status: SessionStatus, *, runtime_type: str | None, limit: int, offset: int
     ) -> Page[Session]:

@@ -1,6 +1,10 @@
 """An API Gateway (REST, proxy integration) emulator built from the route table: it turns HTTP requests into
 the same proxy events Lambda receives in AWS, runs the same Lambda authorizers first, and shapes refusals
-like the deployed gateway responses (the contract's error body)."""
+like the deployed gateway responses (the contract's error body).
+
+The order matters for what a caller without a key can make the stack do: match the route, refuse a
+declared Content-Length over the limit, run the authorizer (it sees headers, path and query, as API
+Gateway's REQUEST authorizers do), and only then read the body, bounded (see body.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +19,10 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
+from sandboxcp.local.body import MAX_PAYLOAD, BodyRefused, read_body, too_large
 from sandboxcp.local.functions import LocalFunctions
 from sandboxcp.routes import AUTHORIZERS, ROUTES, Route
 
-MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's request payload limit
 _ACCOUNT, _REGION, _STAGE = "123456789012", "us-east-1", "local"
 _API_ARN = f"arn:aws:execute-api:{_REGION}:{_ACCOUNT}:local"
 
@@ -48,6 +52,16 @@ def _gateway_error(status: int, code: str, description: str, detail: str, reques
     return Response(json.dumps(body), status=status, content_type="application/json")
 
 
+def _event_body(raw: bytes) -> tuple[str | None, bool]:
+    """(body, isBase64Encoded): text as is, anything not UTF-8 in base64, as API Gateway passes binary."""
+    if not raw:
+        return None, False
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode(), True
+
+
 class ApiGatewayEmulator:
     def __init__(self, functions: LocalFunctions, routes: Iterable[Route] = ROUTES) -> None:
         self.functions = functions
@@ -74,30 +88,25 @@ class ApiGatewayEmulator:
                 request_id,
             )
         route = self.routes[index]
-        if (request.content_length or 0) > MAX_PAYLOAD:
-            return _gateway_error(
-                413,
-                "Sandbox.InvalidParameter",
-                "Payload too large",
-                "API requests are limited to 10 MB",
-                request_id,
-            )
         event = self._proxy_event(request, route, dict(params), request_id)
-        if route.auth != "none":
-            denied = self._authorize(route, event, request_id)
-            if denied is not None:
-                return denied
+        try:
+            if (request.content_length or 0) > MAX_PAYLOAD:
+                raise too_large()  # refused on the declared size: not a byte of it is read
+            if route.auth != "none":
+                denied = self._authorize(route, event, request_id)
+                if denied is not None:
+                    return denied
+            event["body"], event["isBase64Encoded"] = _event_body(read_body(request))
+        except BodyRefused as refused:
+            code = "Sandbox.InvalidParameter"
+            return _gateway_error(refused.status, code, refused.description, refused.detail, request_id)
         result = self.functions.invoke(route.module, event)
         return self._response(result)
 
     def _proxy_event(
         self, request: Request, route: Route, params: dict[str, str], request_id: str
     ) -> dict[str, Any]:
-        raw = request.get_data()
-        try:
-            body, is_b64 = (raw.decode("utf-8"), False) if raw else (None, False)
-        except UnicodeDecodeError:
-            body, is_b64 = base64.b64encode(raw).decode(), True
+        """The proxy event without its body: the authorizer gets its fields before the body is read."""
         multi_q = {k: request.args.getlist(k) for k in request.args}
         return {
             "resource": route.path,
@@ -123,8 +132,8 @@ class ApiGatewayEmulator:
                     "userAgent": request.user_agent.string,
                 },
             },
-            "body": body,
-            "isBase64Encoded": is_b64,
+            "body": None,
+            "isBase64Encoded": False,
         }
 
     def _authorize(self, route: Route, event: dict[str, Any], request_id: str) -> Response | None:

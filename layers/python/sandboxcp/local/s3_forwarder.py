@@ -2,37 +2,145 @@
 
 from __future__ import annotations
 
-from typing import Any
+import http.client
+from collections.abc import Iterator
+from typing import IO, Any
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
 
-import httpx
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
+
+from sandboxcp.domain import clock
+from sandboxcp.local.s3_auth import Refused, WorkspaceSigning, verify_presigned
+from sandboxcp.local.s3_form import MAX_BODY, read_form
+from sandboxcp.local.s3_post_policy import PostGrant, verify_post
+from sandboxcp.observability import audit
+
+CHUNK = 256 * 1024
+TIMEOUT_S = 60.0
+# Headers of moto's answer a sandbox gets; nothing of the request but the upload's framing is passed on
+# (an unsigned header such as x-amz-copy-source or Range must not change what a signed request does).
+_RETURNED_HEADERS = frozenset(
+    {"content-type", "content-length", "etag", "last-modified", "content-disposition"}
+)
 
 
 class S3Forwarder:
     """The sandboxes' only way to S3 in local mode: `/_s3/<bucket>/<key>?<query>` on the internal unix
-    socket is forwarded to the S3 endpoint (moto). Only presigned requests carry any authority, and those
-    are scoped to one session's prefix; the forwarder reaches no other host."""
+    socket, where moto (which checks no signature) plays S3. Only what the control plane signed for one
+    session's workspace prefix gets through, checked here first: a presigned GET (s3_auth) or a POST
+    policy upload (s3_post_policy); anything else is a 403 and an audit line, and never reaches moto.
+    Every other path goes to `fallback` (the internal API) untouched.
+
+    The request target is forwarded byte for byte as the sandbox sent it (the raw request URI, never the
+    decoded PATH_INFO), so the key moto reads is the key that was signed (`q%3Fx.txt`, `€.txt`)."""
 
     PREFIX = "/_s3/"
 
-    def __init__(self, s3_endpoint: str, fallback: Any) -> None:
-        self.endpoint = s3_endpoint.rstrip("/")
+    def __init__(
+        self, s3_endpoint: str, fallback: Any, *, bucket: str, signing: WorkspaceSigning | None = None
+    ) -> None:
+        """`signing` defaults to boto3's credentials and region (those the control plane signs with)."""
+        self.endpoint = urlsplit(s3_endpoint)
+        if self.endpoint.scheme != "http" or not self.endpoint.hostname:
+            raise ValueError(f"the local S3 endpoint must be http://host:port, got {s3_endpoint!r}")
         self.fallback = fallback
+        self.signing = signing or WorkspaceSigning.from_boto3(bucket, s3_endpoint)
+        if self.signing.bucket != bucket:
+            raise ValueError("the signing identity is for another bucket")
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if not environ.get("PATH_INFO", "").startswith(self.PREFIX):
             return self.fallback(environ, start_response)
-        request = Request(environ)
-        target = self.endpoint + request.full_path[len(self.PREFIX) - 1 :].rstrip("?")
-        headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS}
-        upstream = httpx.request(
-            request.method, target, content=request.get_data(), headers=headers, timeout=60
+        try:
+            response = self._handle(environ)
+        except Refused as refused:
+            response = self._deny(environ, refused)
+        return response(environ, start_response)
+
+    def _handle(self, environ: dict[str, Any]) -> Response:
+        # werkzeug's server (and gunicorn) keep the request line's target as sent; PATH_INFO is decoded.
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+        if not raw.startswith(self.PREFIX):
+            raise Refused("the request target is not under /_s3/ as sent")
+        target = raw[len(self.PREFIX) - 1 :]
+        raw_path, _, raw_query = target.partition("?")
+        method = environ.get("REQUEST_METHOD", "")
+        if method == "GET":
+            verify_presigned(self.signing, method, raw_path, raw_query, clock.now())
+            return self._forward("GET", target, {}, None)
+        if method == "POST":
+            return self._upload(environ, raw_path, raw_query)
+        raise Refused(f"{method} is not allowed")
+
+    def _upload(self, environ: dict[str, Any], raw_path: str, raw_query: str) -> Response:
+        bucket = raw_path.removesuffix("/")[1:]
+        if raw_query or "/" in bucket or bucket != self.signing.bucket:
+            raise Refused("a form upload goes to the workspace bucket itself")
+        length = environ.get("CONTENT_LENGTH", "")
+        if not length.isascii() or not length.isdigit() or not 0 < int(length) <= MAX_BODY:
+            raise Refused("an upload needs a Content-Length of at most 100 MB and the form")
+        content_type = environ.get("CONTENT_TYPE", "")
+        now = clock.now()
+
+        def check(fields: dict[str, str], filename: str | None) -> PostGrant:
+            return verify_post(self.signing, bucket, fields, filename, now)
+
+        form = read_form(environ["wsgi.input"], int(length), content_type, check)
+        try:
+            form.grant.check_size(form.file_size)
+            headers = {"Content-Type": content_type, "Content-Length": str(form.length)}
+            return self._forward("POST", raw_path, headers, form.body, stream=False)
+        finally:
+            form.close()
+
+    def _forward(
+        self, method: str, target: str, headers: dict[str, str], body: IO[bytes] | None, stream: bool = True
+    ) -> Response:
+        """Send the checked request to moto as is and relay the answer (streamed: downloads reach 100 MB)."""
+        conn = http.client.HTTPConnection(
+            self.endpoint.hostname or "", self.endpoint.port, timeout=TIMEOUT_S, blocksize=CHUNK
         )
-        passed = {k: v for k, v in upstream.headers.items() if k.lower() in _RETURNED_HEADERS}
-        return Response(upstream.content, status=upstream.status_code, headers=passed)(
-            environ, start_response
+        try:
+            conn.request(method, target, body=body, headers=headers)
+            upstream = conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            return _s3_error(503, "ServiceUnavailable", "S3 is unreachable")
+        passed = [(k, v) for k, v in upstream.getheaders() if k.lower() in _RETURNED_HEADERS]
+        if not stream:
+            data = upstream.read()
+            conn.close()
+            return Response(data, status=upstream.status, headers=passed)
+
+        def relay() -> Iterator[bytes]:
+            try:
+                while chunk := upstream.read(CHUNK):
+                    yield chunk
+            finally:
+                conn.close()
+
+        return Response(relay(), status=upstream.status, headers=passed, direct_passthrough=True)
+
+    def _deny(self, environ: dict[str, Any], refused: Refused) -> Response:
+        # The tenant is not known here (only the session a key claims); the path is logged without its
+        # query, which holds the signature.
+        audit(
+            "workspace.sandbox_request",
+            "denied",
+            tenant="unknown",
+            session_id=refused.session_id,
+            method=environ.get("REQUEST_METHOD", ""),
+            path=environ.get("PATH_INFO", "")[:300],
+            reason=refused.reason,
         )
+        return _s3_error(403, "AccessDenied", refused.reason)
 
 
-_FORWARDED_HEADERS = {"content-type", "content-length", "content-md5", "x-amz-content-sha256", "x-amz-date"}
-_RETURNED_HEADERS = {"content-type", "etag", "last-modified", "content-disposition", "location"}
+def _s3_error(status: int, code: str, message: str) -> Response:
+    """An error as S3 words it (the executor reads <Code>)."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{escape(message)}</Message></Error>"
+    )
+    return Response(body, status=status, content_type="application/xml")

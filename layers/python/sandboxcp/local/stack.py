@@ -21,6 +21,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from sandboxcp.local.aws import MotoAws, aws_environment, free_port, local_settings_env, provision
+from sandboxcp.local.body import GatewayRequestHandler
 from sandboxcp.local.functions import LocalFunctions
 from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint
 from sandboxcp.local.s3_forwarder import S3Forwarder
@@ -106,7 +107,9 @@ class LocalStack:
         internal = ApiGatewayEmulator(functions, [r for r in ROUTES if r.api == "internal"])
         self._serve("127.0.0.1", lambda_port, LambdaInvokeEndpoint(functions))
         self._serve(
-            f"unix://{self.state_dir / 'internal.sock'}", 0, S3Forwarder(self._aws.endpoint, internal)
+            f"unix://{self.state_dir / 'internal.sock'}",
+            0,
+            S3Forwarder(self._aws.endpoint, internal, bucket=deps.settings.workspace_bucket),
         )
         os.chmod(self.state_dir / "internal.sock", 0o666)
         self._serve(self.host, self.port, ApiGatewayEmulator(functions))
@@ -114,7 +117,8 @@ class LocalStack:
         self._ticker.start()
 
     def _serve(self, host: str, port: int, app: Any) -> None:
-        server = make_server(host, port, app, threaded=True)
+        # Every server closes a connection after its answer rather than reading on (see body.py).
+        server = make_server(host, port, app, threaded=True, request_handler=GatewayRequestHandler)
         self._servers.append(server)
         threading.Thread(target=server.serve_forever, name=f"serve-{host}:{port}", daemon=True).start()
 

@@ -40,8 +40,11 @@ def container_ready(
     _own_session(caller_session, session_id)
     now = clock.now()
     fields: dict[str, object] = {"started_at": report.ready_at or now, "last_activity_at": now}
-    if report.executor_url:
-        fields["executor_url"] = report.executor_url
+    # The executor's address comes from the runtime, never from the report: a sandbox must not be able
+    # to point the control plane at another address (another sandbox's executor, a host service).
+    address = _runtime_address(deps, session_id)
+    if address:
+        fields["executor_url"] = address
     try:
         session = deps.sessions.transition(session_id, SessionStatus.RUNNING, now=now, fields=fields)
     except StateConflict:
@@ -50,10 +53,27 @@ def container_ready(
             return "already running"  # a repeated report changes nothing
         raise
     launch_ms = (now - session.created_at).total_seconds() * 1000
-    record_metric("LaunchLatency", launch_ms, unit="Milliseconds", runtime=session.runtime_type)
+    record_metric(
+        "LaunchLatency",
+        launch_ms,
+        unit="Milliseconds",
+        runtime=session.runtime_type,
+        tenant=session.tenant_id,
+    )
     if session.task_token:
         deps.launch.notify_ready(session.task_token, {"session_id": session_id, "status": "running"})
     return "ready"
+
+
+def _runtime_address(deps: Dependencies, session_id: str) -> str | None:
+    """For runtimes whose start returns no address (ecs: the task's ENI, eks: the Pod IP, known only once
+    it runs), ask the runtime now; None when the session already has one (process, docker) or the
+    runtime cannot tell yet."""
+    session = deps.sessions.get(session_id)
+    if session is None or session.executor_url or not session.container_id:
+        return None
+    lookup = getattr(deps.runtime, "executor_url", None)
+    return lookup(session.container_id) if lookup is not None else None
 
 
 def container_exited(
@@ -110,9 +130,13 @@ def record_result(
             raise
         return current, False
     deps.sessions.touch(execution.session_id, now)
-    record_metric("ExecutionsCompleted", outcome=outcome.status)
+    record_metric("ExecutionsCompleted", outcome=outcome.status, tenant=execution.tenant_id)
     record_metric(
-        "ExecutionDuration", outcome.metrics.duration_ms, unit="Milliseconds", language=execution.language
+        "ExecutionDuration",
+        outcome.metrics.duration_ms,
+        unit="Milliseconds",
+        language=execution.language,
+        tenant=execution.tenant_id,
     )
     return stored, True
 

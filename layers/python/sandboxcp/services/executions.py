@@ -73,7 +73,7 @@ def submit_execution(
         )
         audit("execution.submit", "failed", session_id=session_id, execution_id=execution.execution_id)
         raise
-    record_metric("ExecutionsSubmitted", language=execution.language)
+    record_metric("ExecutionsSubmitted", language=execution.language, tenant=execution.tenant_id)
     audit(
         "execution.submit",
         "success",
@@ -87,7 +87,12 @@ def submit_execution(
 def dispatch(deps: Dependencies, session: Session, execution: Execution) -> None:
     """Post an execution to its session's executor with the run's workspace plan (presigned URLs)."""
     assert session.executor_url
-    deps.executor.submit(session.executor_url, execution, workspace_plan(deps, session))
+    deps.executor.submit(
+        session.executor_url,
+        execution,
+        workspace_plan(deps, session),
+        executor_key=session.callback_token_hash or "",
+    )
 
 
 def execute_and_wait(

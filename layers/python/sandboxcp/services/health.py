@@ -7,7 +7,10 @@ docker: engine ping; ecs/eks: their describe call through the optional `runtime.
 it no request can be served. Failure details are reduced to the error's type (the endpoint is open).
 
 Metrics render the in-process registry (`record_metric`) in Prometheus text format 0.0.4, plus gauges read
-live from the sparse indexes (Query COUNT): active sessions per status, in-flight executions."""
+live from the indexes (Query COUNT): active sessions per status, in-flight executions. A tenant's key sees
+its own figures only: the series labelled with its tenant, and gauges over its own sessions and executions
+(labelled with it too); the operator-wide figures (nodes, orphans, templates, warm pool) and the other
+tenants' are for admin keys, which see everything, with gauges over all tenants."""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal
 
-from sandboxcp.observability import REGISTRY, prom_labels
+from sandboxcp.domain.models import Principal
+from sandboxcp.observability import REGISTRY, TENANT_LABEL, prom_labels
 from sandboxcp.services.deps import Dependencies
 
 CHECK_TIMEOUT_S = 3.0
@@ -67,17 +71,20 @@ def _gauge(name: str, help_text: str, samples: list[tuple[dict[str, str], float]
     return lines
 
 
-def metrics_text(deps: Dependencies) -> str:
-    """Prometheus text format 0.0.4: registry counters/summaries, then live gauges from DynamoDB."""
-    active = deps.ops.count_active()
+def metrics_text(deps: Dependencies, caller: Principal) -> str:
+    """Prometheus text format 0.0.4: registry counters/summaries, then live gauges from DynamoDB, all
+    limited to the caller's tenant unless the caller is an admin."""
+    tenant = None if caller.is_admin else caller.tenant_id
+    scope = {TENANT_LABEL: tenant} if tenant else {}
+    active = deps.ops.count_active(tenant)
     lines = _gauge(
         "sandboxcp_sessions_active",
-        "Sessions creating or running (sparse active index)",
-        [({"status": status}, float(count)) for status, count in sorted(active.items())],
+        "Sessions creating or running",
+        [({"status": status, **scope}, float(count)) for status, count in sorted(active.items())],
     )
     lines += _gauge(
         "sandboxcp_executions_inflight",
-        "Executions pending or running (sparse inflight index)",
-        [({}, float(deps.ops.count_inflight_executions()))],
+        "Executions pending or running",
+        [(scope, float(deps.ops.count_inflight_executions(tenant)))],
     )
-    return REGISTRY.render() + "\n".join(lines) + "\n"
+    return REGISTRY.render(tenant=tenant) + "\n".join(lines) + "\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sandboxcp.domain import clock
-from sandboxcp.domain.errors import SessionNotFound, StateConflict
-from sandboxcp.domain.ports import SandboxSpec
+from sandboxcp.domain.errors import SandboxError, SessionNotFound, StateConflict
+from sandboxcp.domain.ports import SandboxHandle, SandboxSpec
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.services import warm_pool
 from sandboxcp.services.auth import hash_secret, new_callback_token
@@ -14,6 +14,7 @@ from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.sessions import destroy_sandbox
 
 _CREATING = (SessionStatus.CREATING,)
+_BIND_WAIT_S = 30.0  # a cold executor boots in well under a second; an image pull may not
 
 
 def place_session(deps: Dependencies, session_id: str) -> dict[str, str]:
@@ -48,11 +49,11 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
         env={
             **session.env_vars,
             "SANDBOXCP_SESSION_ID": session_id,
-            "SANDBOXCP_CALLBACK_TOKEN": token,
             **({"SANDBOXCP_S3_VIA": deps.settings.sandbox_s3_via} if deps.settings.sandbox_s3_via else {}),
         },
+        callback_token=token,
     )
-    handle = (template and warm_pool.claim(deps, session, template, token)) or deps.runtime.start(spec)
+    handle = (template and warm_pool.claim(deps, session, template, token)) or _start_cold(deps, spec, token)
     fields: dict[str, Any] = {"container_id": handle.container_id, "runtime_node": handle.node}
     if handle.executor_url:
         fields["executor_url"] = handle.executor_url
@@ -64,6 +65,20 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
         deps.runtime.destroy(handle.container_id)  # terminated while starting: leave nothing behind
         raise
     return {"container_id": handle.container_id}
+
+
+def _start_cold(deps: Dependencies, spec: SandboxSpec, token: str) -> SandboxHandle:
+    """Start the sandbox; where the runtime gives the executor's address now (process, docker), hand
+    the executor its token over that connection (the trust boundary: never in the sandbox's
+    environment). The session's env vars went in with the spec."""
+    handle = deps.runtime.start(spec)
+    if handle.executor_url:
+        try:
+            deps.executor.bind(handle.executor_url, spec.session_id, token, {}, wait_s=_BIND_WAIT_S)
+        except SandboxError:
+            deps.runtime.destroy(handle.container_id)
+            raise
+    return handle
 
 
 def mark_launch_failed(deps: Dependencies, session_id: str, error: Any) -> dict[str, str]:

@@ -49,7 +49,7 @@ def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequ
         )
         audit("session.create", "failed", session_id=session_id, template_id=template.id)
         raise SandboxUnavailable("The launch workflow could not be started") from err
-    record_metric("SessionsCreated", template=template.id)
+    record_metric("SessionsCreated", template=template.id, tenant=caller.tenant_id)
     audit("session.create", "success", session_id=session_id, template_id=template.id)
     return session
 
@@ -86,7 +86,7 @@ def terminate_session(deps: Dependencies, caller: Principal, session_id: str) ->
         except StateConflict:
             session = get_session(deps, caller, session_id)
     destroy_sandbox(deps, session)
-    record_metric("SessionsTerminated")
+    record_metric("SessionsTerminated", tenant=session.tenant_id)
     audit("session.terminate", "success", session_id=session_id, status=session.status.value)
     return session
 

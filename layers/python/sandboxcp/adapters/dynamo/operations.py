@@ -4,8 +4,8 @@ and the live gauges of GET /metrics. Every read is a Query (or a Query's COUNT) 
 - `active` (sparse: creating/running only) for anything about live sandboxes, so its cost follows active
   work, not history;
 - `status_created` for an admin's listing filtered by status (all tenants);
-- `tenant_created` / `tenant_status` for a tenant's own containers;
-- executions `inflight` (sparse: pending/running only) for the in-flight gauge."""
+- `tenant_created` / `tenant_status` for a tenant's own containers and its live-session gauge;
+- executions `inflight` (sparse: pending/running only) for the in-flight gauge (a tenant's: filtered)."""
 
 from __future__ import annotations
 
@@ -42,11 +42,16 @@ class DynamoOperationsQueries:
         flt = SessionRecord.runtime_node == node_id
         return sum(SessionRecord.active.count(s, filter_condition=flt) for s in _ACTIVE)
 
-    def count_active(self) -> dict[str, int]:
-        return {s: SessionRecord.active.count(s) for s in _ACTIVE}
+    def count_active(self, tenant_id: str | None = None) -> dict[str, int]:
+        if tenant_id is None:
+            return {s: SessionRecord.active.count(s) for s in _ACTIVE}
+        # The tenant's own partition per status: its cost follows that tenant's live sessions.
+        return {s: SessionRecord.by_tenant_status.count(f"{tenant_id}#{s}") for s in _ACTIVE}
 
-    def count_inflight_executions(self) -> int:
-        return int(ExecutionRecord.inflight_index.count(_INFLIGHT))
+    def count_inflight_executions(self, tenant_id: str | None = None) -> int:
+        # No per-tenant execution index: the sparse in-flight index, filtered, still reads live work only.
+        flt = None if tenant_id is None else ExecutionRecord.tenant_id == tenant_id
+        return int(ExecutionRecord.inflight_index.count(_INFLIGHT, filter_condition=flt))
 
     # -- container listings ------------------------------------------------------------------------------
     def containers_by_status(

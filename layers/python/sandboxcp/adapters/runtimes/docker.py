@@ -2,30 +2,38 @@
 (no docker SDK, no CLI). See docs/runtimes-docker.md.
 
 Every sandbox container runs the template's image as uid/gid 1000 with a read-only root filesystem, every
-capability dropped, no-new-privileges, an init process (tini) as PID 1, pids/memory/CPU limits (memory
-without swap), a 64 MiB tmpfs /tmp, a private IPC namespace and no network unless the template allows it.
+capability dropped, no-new-privileges, pids/memory/CPU limits (memory without swap), a 64 MiB tmpfs /tmp,
+a /workspace limited to the session's disk size (so a session cannot fill the node's disk: an ext4 image
+on a local engine, see disk.py; a tmpfs of that size on a remote one), a private IPC namespace and no
+network unless the template allows it. The executor's supervisor is PID 1 (no docker-init: PID 1 would
+hold the environment and the log pipe where user code could read or write them; ours is non-dumpable).
 Labels `sandboxcp.managed=true` and `sandboxcp.session=<id>` mark what we own.
 
 Two ways to wire a sandbox, chosen per node:
 - **socket mode** (local engine, `unix://` DOCKER_HOST, and a `unix://` CALLBACK_BASE_URL, i.e. local
-  mode): the control plane's socket is bind-mounted at /run/controlplane.sock, a per-session host dir
-  (`<state>/sessions/<id>/run`, owned by uid 1000) at /run/sandbox where the executor listens
-  (`unix:/run/sandbox/executor.sock`), and `<state>/sessions/<id>/workspace` (uid 1000) at /workspace.
-  The container needs no network at all for this.
+  mode): the control plane's socket is bind-mounted at /run/controlplane.sock, and a per-session host dir
+  (`<state>/sessions/<id>/run`) at /run/sandbox, where the executor's supervisor binds its socket once.
+  The moment that socket exists, `start` *seals* the dir (chown root, 0755): sandbox code, which runs as
+  uid 1000 like the executor, can then neither remove, rename nor replace the socket, so the path the
+  control plane connects to cannot be redirected (docs/security.md). The container needs no network.
 - **TCP mode** (remote engines, or an HTTP callback URL): the executor listens on 0.0.0.0:8080, published
   on the node's publish address (127.0.0.1 for a local engine) at a port the engine picks; the container
-  is on the node's sandbox network (it must reach CALLBACK_BASE_URL). /workspace is then an anonymous
-  volume (initialized from the image, so it belongs to uid 1000) removed with the container.
+  is on the node's sandbox network (it must reach CALLBACK_BASE_URL). The address comes from the engine.
+In both, the callback token is never in the container's environment: the launch binds the executor over
+that address once it listens.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
 import shutil
+import stat
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +43,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sandboxcp.adapters.runtimes import docker_tls
+from sandboxcp.adapters.runtimes import disk, docker_tls
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
 
@@ -50,6 +58,8 @@ CP_SOCKET_IN_SANDBOX = "/run/controlplane.sock"
 RUN_DIR_IN_SANDBOX = "/run/sandbox"
 WORKSPACE = "/workspace"
 TMP_TMPFS = "rw,nosuid,nodev,size=64m,mode=1777"
+# The disk limit: the kernel refuses writes past it (the pages also count against the memory limit).
+WORKSPACE_TMPFS = f"rw,exec,nosuid,nodev,size={{disk_mb}}m,uid={1000},gid={1000},mode=0755"
 MANAGED_LABEL = "sandboxcp.managed"
 SESSION_LABEL = "sandboxcp.session"
 OWNER_LABEL = "sandboxcp.owner"
@@ -330,10 +340,12 @@ class DockerRuntime:
         engine = self.client(node.node_id)
         socket_mode = self.socket_mode(node)
         sdir = self._session_dir(spec.session_id)
-        if node.is_local:
+        if socket_mode:
             try:
-                _prepare_dirs(sdir, with_run=socket_mode)
-            except OSError as exc:
+                _prepare_dirs(sdir)
+                if disk.available():
+                    disk.create(sdir, spec.resources.disk_mb, owner=(SANDBOX_UID, SANDBOX_UID))
+            except (OSError, disk.DiskUnavailable) as exc:
                 raise SandboxUnavailable(
                     f"Cannot prepare the sandbox's directories in {sdir}: {exc}"
                 ) from None
@@ -349,10 +361,15 @@ class DockerRuntime:
                     f"Docker could not start the sandbox of session {spec.session_id}: {exc.message}"
                 ) from None
         except SandboxUnavailable:
-            shutil.rmtree(sdir, ignore_errors=True)
+            _remove_dirs(sdir)
             raise
         self._started[container_id] = (node.node_id, spec.session_id)
         if socket_mode:
+            try:
+                _seal_when_listening(sdir / "run", engine, container_id)
+            except SandboxUnavailable:
+                self.destroy(container_id)
+                raise
             executor_url = f"unix://{sdir / 'run' / 'executor.sock'}"
         else:
             executor_url = self._published_url(engine, node, container_id)
@@ -371,7 +388,7 @@ class DockerRuntime:
         if session_id and self.nodes[node_id].is_local and self._no_container_of(engine, session_id):
             # Only when no container of the session is left: destroying a stale container of a session
             # that was relaunched (the orphan reaper does) must not pull the dirs from under the new one.
-            shutil.rmtree(self._session_dir(session_id), ignore_errors=True)
+            _remove_dirs(self._session_dir(session_id))
 
     def state(self, container_id: str) -> SandboxState:
         try:
@@ -464,7 +481,6 @@ class DockerRuntime:
             "ReadonlyRootfs": True,
             "CapDrop": ["ALL"],
             "SecurityOpt": ["no-new-privileges"],
-            "Init": True,
             "PidsLimit": res.max_processes,
             "Memory": memory,
             "MemorySwap": memory,  # equal to Memory: no swap
@@ -484,11 +500,10 @@ class DockerRuntime:
             "StopTimeout": 5,
             "HostConfig": host,
         }
-        if node.is_local:
-            host["Binds"].append(f"{sdir / 'workspace'}:{WORKSPACE}:rw")
+        if socket_mode and disk.available():
+            host["Binds"].append(f"{sdir / disk.MOUNT_POINT}:{WORKSPACE}:rw")
         else:
-            # An anonymous volume: initialized from the image (so uid 1000's), removed with the container.
-            config["Volumes"] = {WORKSPACE: {}}
+            host["Tmpfs"][WORKSPACE] = WORKSPACE_TMPFS.format(disk_mb=res.disk_mb)
         if socket_mode:
             cp_socket = self.callback_base_url.removeprefix("unix://")
             host["Binds"] += [
@@ -580,17 +595,54 @@ def container_name(session_id: str) -> str:
     return f"sandbox-{session_id}"
 
 
-def _prepare_dirs(sdir: Path, *, with_run: bool) -> None:
-    """The session's host dirs, owned by the sandbox user (uid 1000 inside is uid 1000 here: no user
-    namespace remapping). A launcher that is not root cannot chown: the dirs are then world-writable."""
+def _prepare_dirs(sdir: Path) -> None:
+    """The session's run dir, owned by the sandbox user (uid 1000 inside is uid 1000 here: no user
+    namespace remapping) until the executor's socket is in it. Only root can seal it afterwards, so only
+    root may launch socket-mode sandboxes."""
+    if os.geteuid() != 0:
+        raise OSError("socket-mode sandboxes need a root launcher (the run dir is sealed with chown)")
     sdir.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        os.chmod(sdir, 0o700)  # host users (a host uid 1000 included) cannot reach into a sandbox's dirs
-    subdirs = [sdir / "workspace"] + ([sdir / "run"] if with_run else [])
-    for d in subdirs:
-        d.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(d, SANDBOX_UID, SANDBOX_UID)
-            os.chmod(d, 0o700 if d.name == "run" else 0o755)
-        else:
-            os.chmod(d, 0o777)
+    os.chmod(sdir, 0o711)  # host users cannot list a sandbox's dirs; the engine's bind mount still works
+    run = sdir / "run"
+    shutil.rmtree(run, ignore_errors=True)  # never reuse what an earlier sandbox could write
+    run.mkdir()
+    os.chown(run, SANDBOX_UID, SANDBOX_UID)
+    os.chmod(run, 0o700)
+
+
+def _remove_dirs(sdir: Path) -> None:
+    disk.remove(sdir)  # unmount first: rmtree must not walk into (or stop at) the workspace's mount
+    shutil.rmtree(sdir, ignore_errors=True)
+
+
+_SEAL_WAIT_S = 30.0
+
+
+def _seal_when_listening(run: Path, engine: EngineClient, container_id: str) -> None:
+    """Wait for the executor's socket in `run`, then make `run` root's (0755): from then on nothing in
+    the sandbox can unlink, rename or replace it. No user code runs before this: the executor is not
+    bound (it has no session to run code for) until the launch binds it, after we return."""
+    sock = run / "executor.sock"
+    deadline = time.monotonic() + _SEAL_WAIT_S
+    for tick in itertools.count():
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(sock).st_mode):
+                break
+        # Ask the engine only now and then whether the container died (every ~0.5 s).
+        if time.monotonic() > deadline or (tick % 50 == 49 and _exited(engine, container_id)):
+            raise SandboxUnavailable(f"The executor of {container_id} never opened its socket")
+        time.sleep(0.01)
+    os.chown(run, 0, 0)
+    os.chmod(run, 0o755)
+    # What was in the dir before the seal could be anything the sandbox made: only the socket may stay.
+    for entry in os.listdir(run):
+        if entry != "executor.sock":
+            raise SandboxUnavailable(f"Unexpected file {entry!r} in the sandbox's run dir")
+
+
+def _exited(engine: EngineClient, container_id: str) -> bool:
+    try:
+        info = engine.call("GET", f"/containers/{container_id}/json").json()
+    except (DockerApiError, SandboxUnavailable):
+        return True
+    return str(info.get("State", {}).get("Status", "")) not in ("created", "running")

@@ -272,6 +272,10 @@ class EcsRuntime:
         task_cpu, task_memory = fargate_size(spec.resources.cpu_cores, spec.resources.memory_mb)
         environment = {
             **spec.env,
+            # Not bound after start yet on ECS (the address is known only once the task runs): the
+            # token travels in the environment; the executor's supervisor moves it out of reach of user
+            # code (docs/security.md says what that does and does not cover).
+            **({"SANDBOXCP_CALLBACK_TOKEN": spec.callback_token} if spec.callback_token else {}),
             "SANDBOXCP_LISTEN": f"tcp:0.0.0.0:{EXECUTOR_PORT}",
             "SANDBOXCP_CALLBACK_URL": self.callback_base_url,
             "SANDBOXCP_WORKSPACE": "/workspace",
@@ -325,6 +329,16 @@ class EcsRuntime:
                 f"task definition '{task_definition}' is not fit for sandboxes: {'; '.join(problems)}"
             )
         self._checked.add(task_definition)
+
+    def executor_url(self, container_id: str) -> str | None:
+        """The executor's address from ECS itself (the task ENI's private IPv4), never from the task."""
+        response = self.ecs.describe_tasks(cluster=self.cluster, tasks=[container_id])
+        for task in response.get("tasks") or []:
+            for attachment in task.get("attachments") or []:
+                details = {d.get("name"): d.get("value") for d in attachment.get("details") or []}
+                if details.get("privateIPv4Address"):
+                    return f"http://{details['privateIPv4Address']}:{EXECUTOR_PORT}"
+        return None
 
     def _describe(self, container_id: str) -> str | None:
         """The task's lastStatus, or None when ECS does not know it (never existed, or stopped long ago)."""

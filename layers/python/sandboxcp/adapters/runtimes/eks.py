@@ -92,6 +92,8 @@ def pod_manifest(spec: SandboxSpec, *, namespace: str, callback_base_url: str) -
     name = pod_name(spec.session_id)
     env = {
         **spec.env,
+        # As on ECS: in the Pod's environment until the executor is bound after start (docs/security.md).
+        **({"SANDBOXCP_CALLBACK_TOKEN": spec.callback_token} if spec.callback_token else {}),
         "SANDBOXCP_LISTEN": f"tcp:0.0.0.0:{EXECUTOR_PORT}",
         "SANDBOXCP_CALLBACK_URL": callback_base_url,
         "SANDBOXCP_CONTAINER_ID": name,
@@ -310,6 +312,12 @@ class EksRuntime:
                 return "missing"
             raise
         return _pod_state(json.loads(response.data or b"{}"))
+
+    def executor_url(self, container_id: str) -> str | None:
+        """The executor's address from the Kubernetes API (status.podIP), never from the Pod itself."""
+        response = self._call(self._api()[0].read_namespaced_pod, container_id, self.namespace)
+        ip = (json.loads(response.data or b"{}").get("status") or {}).get("podIP")
+        return f"http://{ip}:{EXECUTOR_PORT}" if ip else None
 
     def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]:
         """The executor's last `tail` log lines (optionally only those written since `since`)."""

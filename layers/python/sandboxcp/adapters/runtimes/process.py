@@ -2,10 +2,15 @@
 
 The sandbox gets: user namespace mapped to uid/gid 1000, every capability dropped, new pid/net/ipc/uts/
 cgroup namespaces (no network unless the template allows it), a read-only root with a read-only view of
-/usr and the Python prefix, a tmpfs /tmp (and /dev/shm), a private /workspace, and one directory
-(/run/sandbox) holding its own executor socket. The control plane is reached through a unix socket bound
-into the sandbox, so no network is needed for callbacks; the only credential inside is the session's own
-callback token.
+/usr and the Python prefix, a tmpfs /tmp (and /dev/shm), and a private /workspace: an ext4 image of the
+session's disk size (disk.py), so a session cannot fill the host's disk. The control plane is reached
+through a unix socket bound into the sandbox, so no network is needed for callbacks.
+
+The trust boundary (docs/security.md): the executor's listening socket is made *here*, in the session's
+host directory (never mounted into the sandbox), and handed to the executor as an inherited file
+descriptor, so no path the control plane connects to lies where sandbox code can write. The executor
+is PID 1 of the sandbox (`--as-pid-1`: no bubblewrap init holding our log file or environment), makes
+itself non-dumpable, and gets its callback token over that socket after start (the launch binds it).
 
 Limits (pids, memory without swap, CPU) come from a per-sandbox cgroup created under the launcher's own
 (cgroup v1, or v2 when the launcher sits at the root). rlimits cannot do this job: RLIMIT_NPROC is never
@@ -21,6 +26,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
+from sandboxcp.adapters.runtimes import disk, seccomp
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
 from sandboxcp.domain.resources import ResourceLimit
@@ -37,6 +44,7 @@ from sandboxcp.domain.resources import ResourceLimit
 log = logging.getLogger(__name__)
 
 SANDBOX_UID = 1000
+_EXECUTOR_SOCKET = "executor.sock"  # in the session's host dir, which the sandbox never sees
 _CP_SOCKET_IN_SANDBOX = "/run/controlplane.sock"
 _EXECUTOR_MOUNT = "/opt/sandbox-executor"
 
@@ -92,18 +100,25 @@ class ProcessRuntime:
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed on this host")
         container_id = f"proc-{spec.session_id}"
         sdir = self._session_dir(spec.session_id)
-        for sub in ("run", "workspace", "etc"):
-            (sdir / sub).mkdir(parents=True, exist_ok=True)
+        (sdir / "etc").mkdir(parents=True, exist_ok=True)
+        os.chmod(sdir, 0o700)
         # No chown: bwrap maps the launching user to uid 1000 inside, so the launcher's own directories are
         # the sandbox user's; a host uid 1000 would be unmapped ("nobody") in there.
         (sdir / "etc" / "passwd").write_text("sandbox:x:1000:1000:sandbox:/workspace:/bin/sh\n")
         (sdir / "etc" / "group").write_text("sandbox:x:1000:\n")
-        argv = self._bwrap_argv(spec, sdir)
+        workspace = self._workspace(sdir, spec)
+        filter_fd = seccomp.filter_fd()  # fails closed: no sandbox without the filter
+        try:
+            listener = _listen(sdir / _EXECUTOR_SOCKET)
+        except OSError:
+            os.close(filter_fd)
+            raise
+        argv = self._bwrap_argv(spec, sdir, filter_fd, workspace)
         procs = self._cgroups.create(spec.session_id, spec.resources)
         if procs:
             # Joins the cgroups, then becomes bwrap (same pid: --die-with-parent still holds). Fails closed.
             argv = ["/bin/sh", "-c", _JOIN_CGROUPS, "sandboxcp-cgroup", *procs, "--", *argv]
-        env = self._sandbox_env(spec, container_id)
+        env = self._sandbox_env(spec, container_id, listener.fileno())
         log = open(sdir / "executor.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             proc = self._spawner.submit(
@@ -114,13 +129,16 @@ class ProcessRuntime:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                pass_fds=(listener.fileno(), filter_fd),
             ).result()
         finally:
             log.close()
+            listener.close()  # the sandbox holds it now
+            os.close(filter_fd)
         self._procs[container_id] = proc
         (sdir / "pid").write_text(str(proc.pid))
         return SandboxHandle(
-            container_id=container_id, node="local", executor_url=f"unix://{sdir / 'run' / 'executor.sock'}"
+            container_id=container_id, node="local", executor_url=f"unix://{sdir / _EXECUTOR_SOCKET}"
         )
 
     def destroy(self, container_id: str) -> None:
@@ -128,7 +146,10 @@ class ProcessRuntime:
         pid = proc.pid if proc else self._pid_from_file(container_id)
         if pid is not None:
             _kill_group(pid, proc)
-        shutil.rmtree(self._session_dir(_session_of(container_id)) / "run", ignore_errors=True)
+        sdir = self._session_dir(_session_of(container_id))
+        with contextlib.suppress(FileNotFoundError):
+            (sdir / _EXECUTOR_SOCKET).unlink()
+        disk.remove(sdir)
         self._cgroups.remove(_session_of(container_id))
 
     def state(self, container_id: str) -> SandboxState:
@@ -199,12 +220,37 @@ class ProcessRuntime:
         except (OSError, ValueError):
             return None
 
-    def _bwrap_argv(self, spec: SandboxSpec, sdir: Path) -> list[str]:
+    def _workspace(self, sdir: Path, spec: SandboxSpec) -> Path | None:
+        """The session's disk-limited workspace (disk.py); None: a tmpfs of that size instead (no root or
+        no loop devices: the limit then also counts against memory)."""
+        if not disk.available():
+            self._warn_tmpfs("loop-mounted workspaces need root, loop devices and mkfs.ext4")
+            return None
+        try:
+            # Root outside is uid 1000 inside (bwrap's user namespace): the workspace is the sandbox's.
+            return disk.create(sdir, spec.resources.disk_mb, owner=(0, 0))
+        except disk.DiskUnavailable as exc:
+            raise SandboxUnavailable(f"Cannot make the session's workspace: {exc}") from None
+
+    _tmpfs_warned = False
+
+    @classmethod
+    def _warn_tmpfs(cls, reason: str) -> None:
+        if not cls._tmpfs_warned:
+            cls._tmpfs_warned = True
+            log.warning("workspaces are tmpfs (their size counts against memory): %s", reason)
+
+    def _bwrap_argv(self, spec: SandboxSpec, sdir: Path, filter_fd: int, workspace: Path | None) -> list[str]:
         python, prefix = _python_binary()
         argv = [
             "bwrap",
             "--unshare-all",
             *(["--share-net"] if spec.network_enabled else []),
+            "--unshare-user",  # explicit: --disable-userns needs it
+            "--disable-userns",
+            "--seccomp",
+            str(filter_fd),
+            "--as-pid-1",
             "--die-with-parent",
             "--new-session",
             "--uid",
@@ -260,13 +306,11 @@ class ProcessRuntime:
             "--ro-bind",
             str(_executor_source_dir()),
             _EXECUTOR_MOUNT,
-            "--bind",
-            str(sdir / "workspace"),
-            "/workspace",
-            "--bind",
-            str(sdir / "run"),
-            "/run/sandbox",
         ]
+        if workspace is not None:
+            argv += ["--bind", str(workspace), "/workspace"]
+        else:
+            argv += ["--size", str(spec.resources.disk_mb * 1024 * 1024), "--tmpfs", "/workspace"]
         if prefix:
             argv += ["--ro-bind", prefix, prefix]
         if self.callback_base_url.startswith("unix://"):
@@ -277,8 +321,8 @@ class ProcessRuntime:
         argv += ["--chdir", "/workspace", "--", python, "-m", "sandbox_executor"]
         return argv
 
-    def _sandbox_env(self, spec: SandboxSpec, container_id: str) -> dict[str, str]:
-        # Passed through the environment, never on the command line (argv is world-readable in /proc).
+    def _sandbox_env(self, spec: SandboxSpec, container_id: str, listen_fd: int) -> dict[str, str]:
+        # No callback token here: the launch hands it over the executor's socket after start.
         callback = self.callback_base_url
         if callback.startswith("unix://"):
             callback = f"unix://{_CP_SOCKET_IN_SANDBOX}"
@@ -289,11 +333,26 @@ class ProcessRuntime:
             "LANG": "C.UTF-8",
             "PYTHONPATH": _EXECUTOR_MOUNT,
             "PYTHONDONTWRITEBYTECODE": "1",
-            "SANDBOXCP_LISTEN": "unix:/run/sandbox/executor.sock",
+            "SANDBOXCP_LISTEN": f"fd:{listen_fd}",
             "SANDBOXCP_CALLBACK_URL": callback,
             "SANDBOXCP_CONTAINER_ID": container_id,
             "SANDBOXCP_WORKSPACE": "/workspace",
         }
+
+
+def _listen(path: Path) -> socket.socket:
+    """The executor's listening socket, bound by the control plane (0600, root's: only we connect)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _line_time(line: str) -> datetime | None:

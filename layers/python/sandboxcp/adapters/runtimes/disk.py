@@ -1,0 +1,86 @@
+"""A session's /workspace with a real disk limit on a local host: a sparse ext4 image of the session's
+`disk` size, loop-mounted in the session's host directory and bind-mounted into the sandbox.
+
+Why not a tmpfs: tmpfs pages are charged to the sandbox's memory cgroup, so filling a 1 GiB workspace in
+a 512 MiB sandbox OOM-kills the executor instead of failing the write. Why not a quota: the state dir's
+file system may not support project quotas. The image is sparse, so the host pays only for what was
+written, and never more than `disk`; a full workspace fails writes with ENOSPC, as a full disk does.
+
+Needs root, util-linux `mount` and e2fsprogs' `mkfs.ext4` (Debian has both by default) and loop devices.
+Where that is missing, `available()` says so and the runtimes fall back to a size-limited tmpfs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+IMAGE = "workspace.img"
+MOUNT_POINT = "workspace"
+_TIMEOUT_S = 30
+
+
+class DiskUnavailable(Exception):
+    """The workspace image could not be made or mounted."""
+
+
+def available() -> bool:
+    return (
+        os.geteuid() == 0
+        and os.path.exists("/dev/loop-control")
+        and shutil.which("mkfs.ext4") is not None
+        and shutil.which("mount") is not None
+    )
+
+
+def create(session_dir: Path, size_mb: int, owner: tuple[int, int]) -> Path:
+    """Make and mount the workspace of `size_mb` MiB in `session_dir`; returns the mount point. `owner`:
+    the uid/gid the workspace's root belongs to on the host."""
+    image, mount_point = session_dir / IMAGE, session_dir / MOUNT_POINT
+    remove(session_dir)  # never reuse what an earlier sandbox of the session could write
+    mount_point.mkdir(parents=True)
+    with open(image, "wb") as f:
+        f.truncate(size_mb * 1024 * 1024)
+    _run(
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-m",
+        "0",  # no blocks reserved for root: the session gets its whole limit
+        "-O",
+        "^has_journal",  # scratch space: no journal to write twice
+        "-E",
+        f"lazy_itable_init=1,root_owner={owner[0]}:{owner[1]}",
+        str(image),
+    )
+    _run("mount", "-o", "loop,nosuid,nodev", str(image), str(mount_point))
+    with contextlib.suppress(OSError):
+        (mount_point / "lost+found").rmdir()
+    return mount_point
+
+
+def remove(session_dir: Path) -> None:
+    """Unmount (lazily: a dying sandbox may still hold it) and delete the workspace image."""
+    mount_point = session_dir / MOUNT_POINT
+    if os.path.ismount(mount_point):
+        with contextlib.suppress(DiskUnavailable):
+            _run("umount", "-l", str(mount_point))
+    with contextlib.suppress(OSError):
+        mount_point.rmdir()
+    with contextlib.suppress(FileNotFoundError):
+        (session_dir / IMAGE).unlink()
+
+
+def _run(*argv: str) -> None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DiskUnavailable(f"{argv[0]}: {exc}") from None
+    if done.returncode != 0:
+        raise DiskUnavailable(f"{argv[0]} failed: {done.stderr.strip() or done.returncode}")
