@@ -3,7 +3,9 @@ These tests need bubblewrap; without it they fail with a clear message (scripts/
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -104,6 +106,30 @@ def executor_pids(session_id: str) -> list[int]:
         if b"sandbox_executor" in cmdline and f"SANDBOXCP_SESSION_ID={session_id}".encode() in environ:
             pids.append(int(entry.name))
     return pids
+
+
+def callback_token_of(session_id: str) -> str:
+    """The session's callback token, as only the host's root can get it: read from the memory of the
+    session's (non-dumpable) executor processes. Sandbox code, which shares their uid but has no
+    CAP_SYS_PTRACE, cannot (tests/security/test_executor_boundary.py)."""
+    pattern = re.compile(rb"cb_" + re.escape(session_id.encode()) + rb"\.[A-Za-z0-9_-]{20,}")
+    for pid in executor_pids(session_id):
+        with (
+            contextlib.suppress(OSError),
+            open(f"/proc/{pid}/maps") as maps,
+            open(f"/proc/{pid}/mem", "rb") as mem,
+        ):
+            for line in maps:
+                fields = line.split()
+                if "rw" not in fields[1] or (len(fields) > 5 and fields[5].startswith("/")):
+                    continue  # the token lives in writable anonymous memory (heap, arenas)
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                with contextlib.suppress(OSError, ValueError, OverflowError):
+                    mem.seek(start)
+                    found = pattern.search(mem.read(end - start))
+                    if found:
+                        return found.group().decode()
+    raise AssertionError(f"no callback token in the memory of the executors of {session_id}")
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import executor_pids, wait_for
+from tests.e2e.conftest import callback_token_of, executor_pids, wait_for
 
 pytestmark = pytest.mark.e2e
 TERMINAL = {"completed", "failed", "timeout", "crashed"}
@@ -135,16 +135,10 @@ def test_twenty_concurrent_submissions_all_complete_in_order(api, session):  # t
         assert earlier["completed_at"] <= later["started_at"], (earlier, later)
 
 
-def _callback_token(sid: str) -> str:
-    pid = executor_pids(sid)[0]
-    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return next(v.split(b"=", 1)[1].decode() for v in env if v.startswith(b"SANDBOXCP_CALLBACK_TOKEN="))
-
-
 def test_same_result_posted_ten_times_concurrently_is_stored_once(stack, api, session):  # type: ignore[no-untyped-def]
     done = run(api, session, "def handler(e):\n    return 'original'")
     eid = done["id"]
-    token = _callback_token(session)
+    token = callback_token_of(session)
     report = {
         "status": "success",
         "stdout": "forged\n",

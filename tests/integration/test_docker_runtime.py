@@ -3,6 +3,7 @@ a container killed from outside, and the adapter's own calls (state, logs, list_
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_session_container_is_hardened(docker_stack: Stack) -> None:
         assert not host.get("CapAdd")
         assert "no-new-privileges" in host["SecurityOpt"]
         assert host["Privileged"] is False
-        assert host["Init"] is True
+        assert not host.get("Init")  # our non-dumpable supervisor is PID 1, not docker-init
         assert host["PidsLimit"] == 128
         assert host["Memory"] == 512 * MiB
         assert host["MemorySwap"] == 512 * MiB  # no swap on top
@@ -61,10 +62,15 @@ def test_session_container_is_hardened(docker_stack: Stack) -> None:
         assert all(m["Type"] == "bind" for m in mounts.values())
         assert mounts["/run/controlplane.sock"]["Source"] == str(docker_stack.state_dir / "internal.sock")
         workspace = Path(mounts["/workspace"]["Source"])
-        assert workspace.is_relative_to(docker_stack.state_dir)
+        assert workspace.is_relative_to(docker_stack.state_dir) and os.path.ismount(workspace)  # ext4 image
         st = workspace.stat()
         assert (st.st_uid, st.st_gid) == (1000, 1000) and not st.st_mode & stat.S_IWOTH
+        run = Path(mounts["/run/sandbox"]["Source"])
+        st = run.stat()  # sealed: the sandbox (uid 1000) cannot replace its executor's socket
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o755)
+        assert os.listdir(run) == ["executor.sock"]
         env = dict(e.split("=", 1) for e in config["Env"])
+        assert "SANDBOXCP_CALLBACK_TOKEN" not in env
         assert env["SANDBOXCP_LISTEN"] == "unix:/run/sandbox/executor.sock"
         assert env["SANDBOXCP_CALLBACK_URL"] == "unix:///run/controlplane.sock"
         assert not any(k.startswith("AWS_") for k in env)

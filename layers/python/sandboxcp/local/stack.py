@@ -80,6 +80,9 @@ class LocalStack:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
+        from sandboxcp.adapters.runtimes import disk
+
+        disk.remove_all_under(self.state_dir)  # workspaces a killed stack left mounted
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, mode=0o755)
         self._aws = MotoAws()

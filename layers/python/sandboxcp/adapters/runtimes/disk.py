@@ -77,6 +77,20 @@ def remove(session_dir: Path) -> None:
         (session_dir / IMAGE).unlink()
 
 
+def remove_all_under(root: Path) -> None:
+    """Unmount every workspace below `root` (a local stack starting over a state dir that a killed
+    stack left behind)."""
+    prefix = str(root.resolve()).rstrip("/") + "/"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+    except OSError:
+        return
+    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
+        with contextlib.suppress(DiskUnavailable):
+            _run("umount", "-l", point)
+
+
 def _run(*argv: str) -> None:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)

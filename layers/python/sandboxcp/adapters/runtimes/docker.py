@@ -12,7 +12,8 @@ Labels `sandboxcp.managed=true` and `sandboxcp.session=<id>` mark what we own.
 Two ways to wire a sandbox, chosen per node:
 - **socket mode** (local engine, `unix://` DOCKER_HOST, and a `unix://` CALLBACK_BASE_URL, i.e. local
   mode): the control plane's socket is bind-mounted at /run/controlplane.sock, and a per-session host dir
-  (`<state>/sessions/<id>/run`) at /run/sandbox, where the executor's supervisor binds its socket once.
+  (`/run/sandboxcp/<hash>/<id>`, sockets.py) at /run/sandbox, where the executor's supervisor binds its
+  socket once.
   The moment that socket exists, `start` *seals* the dir (chown root, 0755): sandbox code, which runs as
   uid 1000 like the executor, can then neither remove, rename nor replace the socket, so the path the
   control plane connects to cannot be redirected (docs/security.md). The container needs no network.
@@ -43,7 +44,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sandboxcp.adapters.runtimes import disk, docker_tls
+from sandboxcp.adapters.runtimes import disk, docker_tls, sockets
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
 
@@ -319,6 +320,10 @@ class DockerRuntime:
     def _session_dir(self, session_id: str) -> Path:
         return self.state_dir / "sessions" / session_id
 
+    def _run_dir(self, session_id: str) -> Path:
+        """Bound at /run/sandbox; short (sockets.py) because the control plane connects to a socket in it."""
+        return sockets.socket_dir(self.state_dir) / session_id
+
     def socket_mode(self, node: DockerNode) -> bool:
         """Sandboxes reach the control plane through its bind-mounted unix socket (local mode)."""
         if not self.callback_base_url.startswith("unix://"):
@@ -342,10 +347,11 @@ class DockerRuntime:
         sdir = self._session_dir(spec.session_id)
         if socket_mode:
             try:
-                _prepare_dirs(sdir)
+                _prepare_dirs(sdir, self._run_dir(spec.session_id))
                 if disk.available():
                     disk.create(sdir, spec.resources.disk_mb, owner=(SANDBOX_UID, SANDBOX_UID))
             except (OSError, disk.DiskUnavailable) as exc:
+                _remove_dirs(sdir, self._run_dir(spec.session_id))
                 raise SandboxUnavailable(
                     f"Cannot prepare the sandbox's directories in {sdir}: {exc}"
                 ) from None
@@ -361,16 +367,16 @@ class DockerRuntime:
                     f"Docker could not start the sandbox of session {spec.session_id}: {exc.message}"
                 ) from None
         except SandboxUnavailable:
-            _remove_dirs(sdir)
+            _remove_dirs(sdir, self._run_dir(spec.session_id))
             raise
         self._started[container_id] = (node.node_id, spec.session_id)
         if socket_mode:
             try:
-                _seal_when_listening(sdir / "run", engine, container_id)
+                _seal_when_listening(self._run_dir(spec.session_id), engine, container_id)
             except SandboxUnavailable:
                 self.destroy(container_id)
                 raise
-            executor_url = f"unix://{sdir / 'run' / 'executor.sock'}"
+            executor_url = f"unix://{self._run_dir(spec.session_id) / 'executor.sock'}"
         else:
             executor_url = self._published_url(engine, node, container_id)
         return SandboxHandle(container_id=container_id, node=node.node_id, executor_url=executor_url)
@@ -388,7 +394,7 @@ class DockerRuntime:
         if session_id and self.nodes[node_id].is_local and self._no_container_of(engine, session_id):
             # Only when no container of the session is left: destroying a stale container of a session
             # that was relaunched (the orphan reaper does) must not pull the dirs from under the new one.
-            _remove_dirs(self._session_dir(session_id))
+            _remove_dirs(self._session_dir(session_id), self._run_dir(session_id))
 
     def state(self, container_id: str) -> SandboxState:
         try:
@@ -507,7 +513,7 @@ class DockerRuntime:
         if socket_mode:
             cp_socket = self.callback_base_url.removeprefix("unix://")
             host["Binds"] += [
-                f"{sdir / 'run'}:{RUN_DIR_IN_SANDBOX}:rw",
+                f"{self._run_dir(spec.session_id)}:{RUN_DIR_IN_SANDBOX}:rw",
                 f"{cp_socket}:{CP_SOCKET_IN_SANDBOX}:rw",
             ]
             host["NetworkMode"] = "bridge" if spec.network_enabled else "none"
@@ -595,24 +601,24 @@ def container_name(session_id: str) -> str:
     return f"sandbox-{session_id}"
 
 
-def _prepare_dirs(sdir: Path) -> None:
+def _prepare_dirs(sdir: Path, run: Path) -> None:
     """The session's run dir, owned by the sandbox user (uid 1000 inside is uid 1000 here: no user
     namespace remapping) until the executor's socket is in it. Only root can seal it afterwards, so only
     root may launch socket-mode sandboxes."""
     if os.geteuid() != 0:
         raise OSError("socket-mode sandboxes need a root launcher (the run dir is sealed with chown)")
     sdir.mkdir(parents=True, exist_ok=True)
-    os.chmod(sdir, 0o711)  # host users cannot list a sandbox's dirs; the engine's bind mount still works
-    run = sdir / "run"
+    os.chmod(sdir, 0o700)  # host users cannot reach into a sandbox's dirs
     shutil.rmtree(run, ignore_errors=True)  # never reuse what an earlier sandbox could write
     run.mkdir()
     os.chown(run, SANDBOX_UID, SANDBOX_UID)
     os.chmod(run, 0o700)
 
 
-def _remove_dirs(sdir: Path) -> None:
+def _remove_dirs(sdir: Path, run: Path) -> None:
     disk.remove(sdir)  # unmount first: rmtree must not walk into (or stop at) the workspace's mount
     shutil.rmtree(sdir, ignore_errors=True)
+    shutil.rmtree(run, ignore_errors=True)
 
 
 _SEAL_WAIT_S = 30.0

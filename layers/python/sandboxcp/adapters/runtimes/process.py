@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from sandboxcp.adapters.runtimes import disk, seccomp
+from sandboxcp.adapters.runtimes import disk, seccomp, sockets
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
 from sandboxcp.domain.resources import ResourceLimit
@@ -44,7 +44,6 @@ from sandboxcp.domain.resources import ResourceLimit
 log = logging.getLogger(__name__)
 
 SANDBOX_UID = 1000
-_EXECUTOR_SOCKET = "executor.sock"  # in the session's host dir, which the sandbox never sees
 _CP_SOCKET_IN_SANDBOX = "/run/controlplane.sock"
 _EXECUTOR_MOUNT = "/opt/sandbox-executor"
 
@@ -88,6 +87,10 @@ class ProcessRuntime:
             return cls._instances[key]
 
     # -- paths -------------------------------------------------------------------------------------
+    def _socket_path(self, session_id: str) -> Path:
+        """The executor's socket: in a short root-only dir (sockets.py), never visible to sandboxes."""
+        return sockets.socket_dir(self.state_dir) / f"{session_id}.sock"
+
     def _session_dir(self, session_id: str) -> Path:
         return self.state_dir / "sessions" / session_id
 
@@ -107,12 +110,17 @@ class ProcessRuntime:
         (sdir / "etc" / "passwd").write_text("sandbox:x:1000:1000:sandbox:/workspace:/bin/sh\n")
         (sdir / "etc" / "group").write_text("sandbox:x:1000:\n")
         workspace = self._workspace(sdir, spec)
-        filter_fd = seccomp.filter_fd()  # fails closed: no sandbox without the filter
         try:
-            listener = _listen(sdir / _EXECUTOR_SOCKET)
-        except OSError:
-            os.close(filter_fd)
+            filter_fd = seccomp.filter_fd()  # fails closed: no sandbox without the filter
+        except SandboxUnavailable:
+            disk.remove(sdir)
             raise
+        try:
+            listener = _listen(self._socket_path(spec.session_id))
+        except OSError as exc:
+            os.close(filter_fd)
+            disk.remove(sdir)
+            raise SandboxUnavailable(f"Cannot make the executor's socket: {exc}") from None
         argv = self._bwrap_argv(spec, sdir, filter_fd, workspace)
         procs = self._cgroups.create(spec.session_id, spec.resources)
         if procs:
@@ -131,6 +139,10 @@ class ProcessRuntime:
                 start_new_session=True,
                 pass_fds=(listener.fileno(), filter_fd),
             ).result()
+        except OSError as exc:
+            disk.remove(sdir)
+            self._cgroups.remove(spec.session_id)
+            raise SandboxUnavailable(f"Cannot start the sandbox: {exc}") from None
         finally:
             log.close()
             listener.close()  # the sandbox holds it now
@@ -138,7 +150,7 @@ class ProcessRuntime:
         self._procs[container_id] = proc
         (sdir / "pid").write_text(str(proc.pid))
         return SandboxHandle(
-            container_id=container_id, node="local", executor_url=f"unix://{sdir / _EXECUTOR_SOCKET}"
+            container_id=container_id, node="local", executor_url=f"unix://{self._socket_path(spec.session_id)}"
         )
 
     def destroy(self, container_id: str) -> None:
@@ -146,10 +158,9 @@ class ProcessRuntime:
         pid = proc.pid if proc else self._pid_from_file(container_id)
         if pid is not None:
             _kill_group(pid, proc)
-        sdir = self._session_dir(_session_of(container_id))
         with contextlib.suppress(FileNotFoundError):
-            (sdir / _EXECUTOR_SOCKET).unlink()
-        disk.remove(sdir)
+            self._socket_path(_session_of(container_id)).unlink()
+        disk.remove(self._session_dir(_session_of(container_id)))
         self._cgroups.remove(_session_of(container_id))
 
     def state(self, container_id: str) -> SandboxState:
