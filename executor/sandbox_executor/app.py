@@ -69,9 +69,7 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
         pid=os.getpid(),
         session_id=config.session_id or None,
         pool_id=config.pool_id,
-        listen=config.listen.kind
-        + ":"
-        + (config.listen.path or f"{config.listen.host}:{config.listen.port}"),
+        listen=config.listen.describe(),
         workspace=config.workspace,
     )
     persist = cell.save if cell is not None and identity.pooled else None

@@ -30,6 +30,11 @@ class ListenSpec:
     port: int = 0
     fd: int = -1
 
+    def describe(self) -> str:
+        if self.kind == "fd":
+            return f"fd:{self.fd}"
+        return f"unix:{self.path}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
+
     @classmethod
     def parse(cls, spec: str) -> ListenSpec:
         if spec.startswith("unix:"):

@@ -93,8 +93,10 @@ class Identity:
         with self._lock:
             current = self._binding
             if current is not None:
+                if self.pooled and current == binding:
+                    return False  # the control plane retrying its own bind
                 if self.pooled and current.session_id == binding.session_id:
-                    return False
+                    raise AlreadyBound("Executor is already bound to this session with another token")
                 raise AlreadyBound(
                     f"Executor is bound to session {current.session_id}"
                     if self.pooled

@@ -84,6 +84,9 @@ def test_pooled_agent_binds_runs_and_comes_back_bound_after_a_restart() -> None:
 
             again = ex.bind(_bind_body())
             assert again.status == 200 and again.json()["session_id"] == SESSION_ID
+            retoken = ex.bind(_bind_body(callback_token="cb_chosen_by_user_code"))
+            assert retoken.status == 409 and retoken.json()["error_code"] == "Executor.AlreadyBound"
+            ex.token = POOL_TOKEN  # the refused bind changed nothing
             other = ex.bind(_bind_body(session_id=OTHER_SESSION))
             assert other.status == 409 and other.json()["error_code"] == "Executor.AlreadyBound"
             time.sleep(0.2)
