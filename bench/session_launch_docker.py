@@ -171,7 +171,6 @@ def bare_run_seconds(image: str, work: Path, n: int) -> float:
         "ALL",
         "--security-opt",
         "no-new-privileges",
-        "--init",
         "--pids-limit",
         "128",
         "--memory",

@@ -175,7 +175,9 @@ class EcsSandboxes(SandboxRuntime):
             # Fargate bind-mount volumes live on the task's ephemeral storage and die with the task.
             volumes=[ecs.Volume(name="tmp"), ecs.Volume(name="workspace")],
         )
-        linux = ecs.LinuxParameters(self, f"{pascal(template.template_id)}Linux", init_process_enabled=True)
+        # No init process: the executor's non-dumpable supervisor is PID 1 and reaps orphans itself; an
+        # init would hold the task's environment (the callback token) where user code can read it.
+        linux = ecs.LinuxParameters(self, f"{pascal(template.template_id)}Linux", init_process_enabled=False)
         linux.drop_capabilities(ecs.Capability.ALL)
         container = task_definition.add_container(
             CONTAINER_NAME,

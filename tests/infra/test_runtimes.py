@@ -350,7 +350,7 @@ def test_a_hardened_task_definition_per_template(ecs: Synthesized, template_id: 
     assert container["User"] == "1000:1000"
     assert container["ReadonlyRootFilesystem"] is True
     assert container["Privileged"] is False
-    assert container["LinuxParameters"] == {"Capabilities": {"Drop": ["ALL"]}, "InitProcessEnabled": True}
+    assert container["LinuxParameters"] == {"Capabilities": {"Drop": ["ALL"]}, "InitProcessEnabled": False}
     assert container["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp"}]
     assert "Environment" not in container  # the adapter's RunTask overrides carry the session's
     assert sorted((m["ContainerPath"], m["ReadOnly"]) for m in container["MountPoints"]) == [
