@@ -3,9 +3,9 @@ with a key but an oversized body, costs the stack neither the memory nor the tim
 (on the public API over TCP and on the sandboxes' internal API over the unix socket); and GET /metrics
 shows a tenant its own figures only.
 
-The gateway is the same whatever the runtime, so one runtime (process) is enough here. Bodies are
-generated while sending, never held in memory; a refused upload is sent "blindly" (without looking for
-an early answer, as most clients do): if the stack read it all, every byte would go through."""
+The gateway is the same whatever the runtime; the attacks run on both local runtimes all the same.
+Bodies are generated while sending, never held in memory; a refused upload is sent "blindly" (without
+looking for an early answer, as most clients do): if the stack read it all, every byte would go through."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Stack, start_stack, stop_stack
+from tests.e2e.conftest import Stack
 from tests.security.conftest import tenant_key
 
 pytestmark = pytest.mark.e2e
@@ -32,10 +32,9 @@ Connect = Callable[[], socket.socket]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = start_stack(tmp_path_factory.mktemp("gateway-limits"), runtime="process")
-    yield s
-    stop_stack(s)
+def stack(runtime_stack: Stack) -> Stack:
+    """The local stack on each local runtime (tests/security/conftest.py)."""
+    return runtime_stack
 
 
 @dataclass

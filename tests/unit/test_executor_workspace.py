@@ -38,19 +38,21 @@ PREFIX = f"workspace/{SESSION_ID}/"
 MIB = 1 << 20
 
 
-@pytest.fixture(scope="module")
+# Function-scoped on purpose: a fresh executor, workspace and fake S3 per test, so no test sees files,
+# objects or an ETag cache another test left behind (these used to fail depending on the order).
+@pytest.fixture
 def cp() -> Iterator[FakeControlPlane]:
     with FakeControlPlane() as plane:
         yield plane
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def s3() -> Iterator[FakeS3]:
     with FakeS3() as fake:
         yield fake
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ex(cp: FakeControlPlane) -> Iterator[ExecutorProcess]:
     executor = ExecutorProcess(cp)
     try:
