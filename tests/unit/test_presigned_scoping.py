@@ -70,3 +70,27 @@ def test_policy_expires_within_the_hour(store):
     expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
     remaining = (expires - datetime.now(UTC)).total_seconds()
     assert 3500 < remaining <= 3600
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "us-east-1"])
+def test_in_aws_links_use_the_regional_virtual_hosted_name(monkeypatch, region):
+    """Outside us-east-1 a new bucket's global name answers with redirects for hours, and sandboxes
+    without internet reach S3 only through the region's endpoint: the host names the region."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    store = S3WorkspaceStore("ws-bucket", region=region)
+    get = urlparse(store.presign_get(SID, "a.txt"))
+    assert get.scheme == "https" and get.hostname == f"ws-bucket.s3.{region}.amazonaws.com"
+    assert f"/{region}/s3/aws4_request" in parse_qs(get.query)["X-Amz-Credential"][0]
+    post = store.presign_post(SID, path="b.bin", max_bytes=10)
+    assert urlparse(post["url"]).hostname == f"ws-bucket.s3.{region}.amazonaws.com"
+
+
+def test_against_a_custom_endpoint_links_stay_path_style(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5999")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    get = urlparse(S3WorkspaceStore("ws-bucket", region="eu-west-1").presign_get(SID, "a.txt"))
+    assert (get.hostname, get.port) == ("127.0.0.1", 5999) and get.path.startswith("/ws-bucket/workspace/")

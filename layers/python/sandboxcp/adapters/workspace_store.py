@@ -4,6 +4,7 @@ session prefix and a normalized path, and every presigned URL or POST policy is 
 from __future__ import annotations
 
 import mimetypes
+import os
 from functools import cached_property
 from typing import Any
 from urllib.parse import quote
@@ -31,15 +32,33 @@ def content_disposition(path: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
+def s3_client_config(*, custom_endpoint: bool) -> Config:
+    """SigV4 everywhere (presigned URLs and POST policies carry their own expiry and scope), and in AWS
+    regional virtual-hosted URLs (`<bucket>.s3.<region>.amazonaws.com`): the global name of a new bucket
+    answers with redirects for hours outside us-east-1, and sandboxes without internet reach S3 only
+    through the region's endpoint. A custom endpoint (moto) keeps path-style addressing."""
+    if custom_endpoint:
+        return Config(signature_version="s3v4", s3={"addressing_style": "path"})
+    return Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+    )
+
+
 class S3WorkspaceStore:
-    def __init__(self, bucket: str, client: Any = None) -> None:
+    def __init__(self, bucket: str, client: Any = None, region: str = "") -> None:
         self.bucket = bucket
+        self.region = region
         self._injected = client
 
     @cached_property
     def _s3(self) -> Any:
-        # SigV4 everywhere: presigned URLs and POST policies carry their own expiry and scope.
-        return self._injected or boto3.client("s3", config=Config(signature_version="s3v4"))
+        if self._injected is not None:
+            return self._injected
+        custom = bool(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+        return boto3.client(
+            "s3", region_name=self.region or None, config=s3_client_config(custom_endpoint=custom)
+        )
 
     def key(self, session_id: str, path: str) -> str:
         return workspace_prefix(session_id) + path

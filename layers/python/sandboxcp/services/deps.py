@@ -70,7 +70,7 @@ class Dependencies:
     def workspace(self) -> WorkspaceStore:
         from sandboxcp.adapters.workspace_store import S3WorkspaceStore
 
-        return S3WorkspaceStore(self.settings.workspace_bucket)
+        return S3WorkspaceStore(self.settings.workspace_bucket, region=self.settings.aws_region)
 
     @cached_property
     def launch(self) -> LaunchWorkflow:
