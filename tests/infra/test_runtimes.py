@@ -5,6 +5,7 @@ network paths, and the `runtime` access string granting exactly that runtime's p
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +359,11 @@ def test_a_hardened_task_definition_per_template(ecs: Synthesized, template_id: 
         ("/workspace", False),
     ]
     assert sorted(v["Name"] for v in props["Volumes"]) == ["tmp", "workspace"]
+    # Fargate creates a task volume's mount point root-owned unless the image declares it a VOLUME (then
+    # it copies the image's directory and its ownership): every mount point must be declared.
+    dockerfile = (REPO_ROOT / "executor" / "images" / template_id / "Dockerfile").read_text()
+    declared = json.loads(re.search(r"^VOLUME (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
+    assert {m["ContainerPath"] for m in container["MountPoints"]} <= set(declared)
     assert all(set(v) == {"Name"} for v in props["Volumes"])  # task storage, no host paths
     logging = container["LogConfiguration"]
     assert logging["LogDriver"] == "awslogs"
