@@ -13,6 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from sandboxcp import metric_catalog
 from sandboxcp.routes import AUTHORIZERS, JOBS, LAUNCH_STEPS, ROUTES, Access, Job, Route, all_modules
 from sandboxcp_infra.layers import ARCHITECTURE, ASSET_EXCLUDES, REPO_ROOT, RUNTIME
 from sandboxcp_infra.nag import acknowledge
@@ -25,7 +26,7 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"
 # CPU scales with memory; 512 MB keeps cold starts (pydantic, powertools, boto3 imports) well under a second.
 MEMORY_MB = 512
 SERVICE_NAME = "sandboxcp"
-METRICS_NAMESPACE = "SandboxControlPlane"  # sandboxcp.observability's Metrics namespace
+METRICS_NAMESPACE = metric_catalog.NAMESPACE  # sandboxcp.observability's Metrics namespace
 # What Lambda needs to attach a function to a VPC (AWSLambdaVPCAccessExecutionRole's actions, inline): EC2's
 # network-interface calls on ENIs that do not exist yet, so no resource-level scoping is possible.
 VPC_ACCESS_ACTIONS = (

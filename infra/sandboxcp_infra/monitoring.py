@@ -19,22 +19,43 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from sandboxcp import metric_catalog
 from sandboxcp_infra.functions import METRICS_NAMESPACE
 from sandboxcp_infra.naming import pascal
 from sandboxcp_infra.schedules import Schedules
 
-METRICS_SERVICE = "sandbox-control-plane"  # sandboxcp.observability.SERVICE: the `service` dimension
+METRICS_SERVICE = metric_catalog.SERVICE  # the `service` dimension powertools adds to every metric
 PERIOD = Duration.minutes(5)
 PUBLIC_5XX_RATE = 0.05  # API Gateway's 5XXError averaged over requests is the share of 5xx answers
 WIDGET_WIDTH = 12
 
 
-def custom_metric(name: str, statistic: str = "Sum", **dimensions: str) -> cw.Metric:
-    return cw.Metric(
-        namespace=METRICS_NAMESPACE,
-        metric_name=name,
-        dimensions_map={"service": METRICS_SERVICE, **dimensions},
-        statistic=statistic,
+def custom_metric(
+    name: str, statistic: str = "Sum", *, combine: bool = True, **dimensions: str
+) -> cw.Metric | cw.MathExpression:
+    """A metric of sandboxcp.metric_catalog, read the way the code emits it (CloudWatch treats each
+    dimension set as another metric). With every catalogued dimension given: that one series. Otherwise
+    a SEARCH over the metric's dimension set: one line per dimension value, or summed into one line
+    (`combine`, Sum only: percentiles do not add up)."""
+    spec = metric_catalog.CATALOG[name]
+    if set(dimensions) - set(spec.dimensions):
+        raise ValueError(f"{name} has no dimension {sorted(set(dimensions) - set(spec.dimensions))}")
+    if set(dimensions) == set(spec.dimensions):
+        return cw.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": METRICS_SERVICE, **dimensions},
+            statistic=statistic,
+            period=PERIOD,
+        )
+    schema = ",".join([METRICS_NAMESPACE, *sorted(("service", *spec.dimensions))])
+    terms = " ".join([f'MetricName="{name}"', *(f'{k}="{v}"' for k, v in sorted(dimensions.items()))])
+    search = f"SEARCH('{{{schema}}} {terms}', '{statistic}', {int(PERIOD.to_seconds())})"
+    summed = combine and statistic == "Sum"
+    return cw.MathExpression(
+        expression=f"SUM({search})" if summed else search,
+        using_metrics={},
+        label=name if summed else "",
         period=PERIOD,
     )
 
@@ -53,6 +74,7 @@ class Monitoring(Construct):
         launch: sfn.StateMachine,
         schedules: Schedules,
         alarm_email: str | None,
+        runtime: str,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -188,31 +210,21 @@ class Monitoring(Construct):
             cw.GraphWidget(
                 title="Sessions",
                 left=[custom_metric("SessionsCreated"), custom_metric("SessionsTerminated")],
-                right=[custom_metric("LaunchLatencyMs", "p90")],
+                right=[custom_metric("LaunchLatency", "p90", runtime=runtime)],
                 width=WIDGET_WIDTH,
             ),
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(
                 title="Executions completed by outcome",
-                left=[
-                    cw.MathExpression(
-                        expression=(
-                            f"SEARCH('{{{METRICS_NAMESPACE},outcome,service}} "
-                            "MetricName=\"ExecutionsCompleted\"', 'Sum', 300)"
-                        ),
-                        using_metrics={},
-                        label="",
-                        period=PERIOD,
-                    )
-                ],
+                left=[custom_metric("ExecutionsCompleted", combine=False)],
                 width=WIDGET_WIDTH,
             ),
             cw.GraphWidget(
                 title="Execution duration and crashes",
                 left=[
-                    custom_metric("ExecutionDurationMs", "p50"),
-                    custom_metric("ExecutionDurationMs", "p90"),
+                    custom_metric("ExecutionDuration", "p50"),
+                    custom_metric("ExecutionDuration", "p90"),
                 ],
                 right=[custom_metric("ExecutionsCrashed")],
                 width=WIDGET_WIDTH,

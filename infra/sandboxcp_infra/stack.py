@@ -117,6 +117,7 @@ class SandboxControlPlaneStack(Stack):
             launch=workflow.state_machine,
             schedules=schedules,
             alarm_email=config.alarm_email,
+            runtime=config.runtime,
         )
 
         CfnOutput(self, "PublicApiUrl", value=public_api.base_url, description="SANDBOXCP_URL for clients")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from sandboxcp import observability
+from sandboxcp import metric_catalog, observability
 from sandboxcp.routes import JOBS, all_modules
 from sandboxcp_infra.functions import METRICS_NAMESPACE
 from sandboxcp_infra.monitoring import METRICS_SERVICE
@@ -17,10 +18,11 @@ CUSTOM_METRICS = (
     "SessionsCreated",
     "SessionsTerminated",
     "ExecutionsCompleted",
-    "LaunchLatencyMs",
-    "ExecutionDurationMs",
+    "LaunchLatency",
+    "ExecutionDuration",
     "ExecutionsCrashed",
 )
+SEARCH = re.compile(r"SEARCH\('\{([^}]*)\} MetricName=\\?\"(\w+)\\?\"")
 
 
 def _alarm(synth: Synthesized, name: str) -> dict[str, Any]:
@@ -145,3 +147,48 @@ def test_dashboard_covers_apis_functions_state_machines_and_custom_metrics(synth
         assert metric in text, metric
     assert "outcome" in text  # ExecutionsCompleted by its outcome dimension (a SEARCH expression)
     assert len(all_modules()) == len(h.function_ids(synthesized))
+
+
+def _dashboard_json(synth: Synthesized) -> dict[str, Any]:
+    """The dashboard body as CloudWatch gets it, with every CloudFormation reference as a placeholder."""
+    (dashboard,) = h.of_type(synth, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]
+    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
+    return dict(json.loads("".join(p if isinstance(p, str) else "REF" for p in parts)))
+
+
+def _custom_metrics_read(synth: Synthesized) -> list[tuple[str, set[str]]]:
+    """(metric name, dimension names) of every custom metric the dashboard and the alarms read."""
+    read: list[tuple[str, set[str]]] = []
+    for widget in _dashboard_json(synth)["widgets"]:
+        for entry in widget.get("properties", {}).get("metrics", []):
+            if isinstance(entry[-1], dict) and "expression" in entry[-1]:
+                for schema, name in SEARCH.findall(entry[-1]["expression"]):
+                    namespace, *dims = schema.split(",")
+                    if namespace == METRICS_NAMESPACE:
+                        read.append((name, set(dims)))
+            elif entry[0] == METRICS_NAMESPACE:
+                fields = [f for f in entry[2:] if not isinstance(f, dict)]
+                read.append((entry[1], set(fields[0::2])))
+    for alarm in h.of_type(synth, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        stats = (
+            [props]
+            if "MetricName" in props
+            else [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        )
+        for stat in stats:
+            if stat.get("Namespace") == METRICS_NAMESPACE:
+                read.append((stat["MetricName"], {d["Name"] for d in stat.get("Dimensions", [])}))
+    return read
+
+
+def test_the_dashboard_and_alarms_read_what_the_code_emits(synthesized: Synthesized) -> None:
+    """Each custom series is the metric the code emits with exactly its dimension set (+ service): a
+    renamed metric or another dimension set is another CloudWatch metric, and its series stays empty."""
+    read = _custom_metrics_read(synthesized)
+    assert {name for name, _ in read} >= set(CUSTOM_METRICS)
+    for name, dims in read:
+        spec = metric_catalog.CATALOG.get(name)
+        assert spec is not None, f"{name} is read but never emitted"
+        assert dims == {"service", *spec.dimensions}, (name, dims)

@@ -20,14 +20,15 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from sandboxcp import metric_catalog
 from sandboxcp.domain import clock
 
-SERVICE = "sandbox-control-plane"
+SERVICE = metric_catalog.SERVICE
 PROM_PREFIX = "sandboxcp"
 
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
-metrics = Metrics(namespace="SandboxControlPlane", service=SERVICE)
+metrics = Metrics(namespace=metric_catalog.NAMESPACE, service=SERVICE)
 
 
 # -- request context ---------------------------------------------------------------------------------------
@@ -216,6 +217,9 @@ def record_metric(
     adds to a counter, any other unit (Milliseconds, Seconds, Bytes, ...) is an observation of a summary.
     Pass `tenant` for anything done for one tenant; figures without it are shown to admins only."""
     labels = {k: str(v) for k, v in dimensions.items() if v is not None}
+    wrong = metric_catalog.problem(name, set(dimensions))
+    if wrong:  # never fails the request; tests/unit/test_metric_catalog.py keeps the calls right
+        logger.warning("metric not in the catalogue", extra={"metric": name, "problem": wrong})
     REGISTRY.record(name, float(value), unit, {**labels, TENANT_LABEL: tenant} if tenant else labels)
     try:
         if not labels and not tenant:
