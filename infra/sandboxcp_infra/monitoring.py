@@ -11,6 +11,7 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -75,6 +76,8 @@ class Monitoring(Construct):
         schedules: Schedules,
         alarm_email: str | None,
         runtime: str,
+        internal_api: apigw.RestApi,
+        tables: Mapping[str, dynamodb.Table],
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -137,6 +140,41 @@ class Monitoring(Construct):
                 f"{pascal(module)}Errors",
                 function.metric_errors(period=PERIOD),
                 description=f"The periodic job {module} failed",
+            )
+        for module, function in schedules.job_functions.items():
+            # A job that stops running raises no error: alarm on its absence. Sub-minute jobs are invoked
+            # by their sweeper, the others by their EventBridge rule: either way, at least once in 5 min.
+            self._alarm(
+                f"{pascal(module)}Stopped",
+                function.metric_invocations(period=PERIOD),
+                threshold=1,
+                below=True,
+                description=f"The periodic job {module} did not run in the last 5 min",
+            )
+        self._alarm(
+            "InternalApi5xxRate",
+            internal_api.metric_server_error(statistic="Average", period=PERIOD),
+            threshold=PUBLIC_5XX_RATE,
+            description="Executor callbacks answered 5xx (results or heartbeats may be lost) over 5 min",
+        )
+        self._alarm(
+            "LambdaThrottles",
+            # Account-wide: an alarm reads at most 10 metrics, and there is a function per route.
+            cw.Metric(namespace="AWS/Lambda", metric_name="Throttles", statistic="Sum", period=PERIOD),
+            description="Lambda throttled invocations in this account and region (concurrency quota)",
+        )
+        for name, table in tables.items():
+            self._alarm(
+                f"{pascal(name)}TableThrottles",
+                cw.MathExpression(
+                    expression="reads + writes",
+                    using_metrics={
+                        "reads": table.metric("ReadThrottleEvents", statistic="Sum", period=PERIOD),
+                        "writes": table.metric("WriteThrottleEvents", statistic="Sum", period=PERIOD),
+                    },
+                    period=PERIOD,
+                ),
+                description=f"DynamoDB throttled requests to the {name} table",
             )
         for module, sweeper in schedules.sweepers.items():
             self._alarm(
@@ -232,16 +270,26 @@ class Monitoring(Construct):
         )
 
     def _alarm(
-        self, name: str, metric: cw.Metric | cw.MathExpression, *, description: str, threshold: float = 0
+        self,
+        name: str,
+        metric: cw.Metric | cw.MathExpression,
+        *,
+        description: str,
+        threshold: float = 0,
+        below: bool = False,
     ) -> None:
+        """Alarm when `metric` goes above `threshold` (missing data is fine: nothing happened), or with
+        `below` when it falls under it (missing data breaches: something that must run stopped)."""
         alarm = metric.create_alarm(
             self,
             name,
             alarm_description=description,
             threshold=threshold,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD
+            if below
+            else cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=1,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=cw.TreatMissingData.BREACHING if below else cw.TreatMissingData.NOT_BREACHING,
         )
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
         self.alarms[name] = alarm

@@ -118,6 +118,8 @@ class SandboxControlPlaneStack(Stack):
             schedules=schedules,
             alarm_email=config.alarm_email,
             runtime=config.runtime,
+            internal_api=internal_api.rest_api,
+            tables=data.tables,
         )
 
         CfnOutput(self, "PublicApiUrl", value=public_api.base_url, description="SANDBOXCP_URL for clients")

@@ -68,7 +68,9 @@ def test_every_alarm_notifies_the_topic(synthesized: Synthesized) -> None:
     assert len(alarms) == len(synthesized.stack.monitoring.alarms)
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
-        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+        # Absence alarms (a job that stopped) breach on missing data; the others do not.
+        stopped = alarm["Properties"]["ComparisonOperator"] == "LessThanThreshold"
+        assert alarm["Properties"]["TreatMissingData"] == ("breaching" if stopped else "notBreaching")
 
 
 def test_public_api_5xx_rate_alarm(synthesized: Synthesized) -> None:
@@ -192,3 +194,34 @@ def test_the_dashboard_and_alarms_read_what_the_code_emits(synthesized: Synthesi
         spec = metric_catalog.CATALOG.get(name)
         assert spec is not None, f"{name} is read but never emitted"
         assert dims == {"service", *spec.dimensions}, (name, dims)
+
+
+def test_a_job_that_stops_running_alarms(synthesized: Synthesized) -> None:
+    periodic = synthesized.stack.schedules.job_functions
+    assert set(periodic) == {job.module for job in JOBS if job.every_s}
+    for module in periodic:
+        alarm = _alarm(synthesized, f"{pascal(module)}Stopped")
+        assert (alarm["MetricName"], alarm["Statistic"], alarm["Threshold"]) == ("Invocations", "Sum", 1)
+        assert alarm["ComparisonOperator"] == "LessThanThreshold" and alarm["TreatMissingData"] == "breaching"
+        function_id = synthesized.logical_id(periodic[module])
+        assert h.refs(alarm["Dimensions"]) == {function_id}
+
+
+def test_internal_api_lambda_and_dynamodb_throttle_alarms(synthesized: Synthesized) -> None:
+    internal = _alarm(synthesized, "InternalApi5xxRate")
+    assert internal["Dimensions"] == [
+        {"Name": "ApiName", "Value": synthesized.stack.internal_api.rest_api.rest_api_name}
+    ]
+    throttles = _alarm(synthesized, "LambdaThrottles")
+    assert (throttles["Namespace"], throttles["MetricName"], throttles.get("Dimensions")) == (
+        "AWS/Lambda",
+        "Throttles",
+        None,
+    )
+    for name, table in synthesized.stack.data.tables.items():
+        alarm = _alarm(synthesized, f"{pascal(name)}TableThrottles")
+        assert _metric_names(alarm) == {"ReadThrottleEvents", "WriteThrottleEvents"}
+        refs = set().union(
+            *(h.refs(m["MetricStat"]["Metric"]["Dimensions"]) for m in alarm["Metrics"] if "MetricStat" in m)
+        )
+        assert refs == {synthesized.logical_id(table)}
