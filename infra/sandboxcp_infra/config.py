@@ -65,7 +65,9 @@ class DeploymentConfig:
 
     @property
     def data_removal_policy(self) -> RemovalPolicy:
-        return RemovalPolicy.RETAIN if self.retain_data else RemovalPolicy.DESTROY
+        """Kept on stack updates and deletes, but removed when the stack's *creation* fails and rolls
+        back (CloudFormation's RetainExceptOnCreate): a failed first deploy leaves no debris."""
+        return RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if self.retain_data else RemovalPolicy.DESTROY
 
     @classmethod
     def from_context(cls, node: Node) -> DeploymentConfig:

@@ -96,7 +96,9 @@ class DataTables(Construct):
         super().__init__(scope, construct_id)
         self.tables: dict[str, dynamodb.Table] = {}
         self.environment: dict[str, str] = {}
-        retain = removal_policy == RemovalPolicy.RETAIN
+        # No deletion protection: it would also stop the rollback of a failed first deploy from removing
+        # the new tables. RetainExceptOnCreate keeps them on updates and stack deletion instead.
+        retain = False
 
         for name, (model, settings_field) in TABLES.items():
             schema = table_schema(model)

@@ -155,13 +155,20 @@ def test_idempotency_table_has_ttl(synthesized: Synthesized) -> None:
     assert props["BillingMode"] == "PAY_PER_REQUEST"
 
 
-def test_data_is_retained_by_default(synthesized: Synthesized) -> None:
-    for name in TABLES:
-        table = synthesized.resources[h.table_ids(synthesized)[name]]
-        assert table["DeletionPolicy"] == "Retain", name
-        assert table["Properties"]["DeletionProtectionEnabled"] is True, name
-    bucket = synthesized.resources[synthesized.logical_id(synthesized.stack.storage.bucket)]
-    assert bucket["DeletionPolicy"] == "Retain"
+def test_data_is_retained_on_update_and_delete_but_not_after_a_failed_create(synthesized: Synthesized) -> None:
+    """RetainExceptOnCreate: a failed first deploy rolls back without leaving tables or buckets behind
+    (deletion protection would block that rollback, so it is off); later deletes and replacements keep
+    the data."""
+    retained = [synthesized.resources[h.table_ids(synthesized)[name]] for name in TABLES] + [
+        synthesized.resources[synthesized.logical_id(bucket)]
+        for bucket in (synthesized.stack.storage.bucket, synthesized.stack.storage.access_logs)
+    ]
+    for resource in retained:
+        assert resource["DeletionPolicy"] == "RetainExceptOnCreate"
+        assert resource["UpdateReplacePolicy"] == "Retain"
+        assert not resource["Properties"].get("DeletionProtectionEnabled")
+    for resource in synthesized.resources.values():  # nothing else outlives a failed create
+        assert resource.get("DeletionPolicy") in (None, "Delete", "RetainExceptOnCreate"), resource["Type"]
 
 
 # --- storage ------------------------------------------------------------------------------------------------
