@@ -135,9 +135,11 @@ class ApiGatewayLoggingRole(Construct):
             assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
             managed_policies=[policy],
         )
-        role.apply_removal_policy(RemovalPolicy.RETAIN)
+        # Kept when the stack goes (the account setting is region-wide and other APIs may log through this
+        # role), but not after a failed first deploy: RetainExceptOnCreate.
+        role.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
         self.account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
-        self.account.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.account.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
         acknowledge(
             role,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
