@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, CfnRule, CfnRuleAssertion, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
@@ -36,6 +36,21 @@ class SandboxControlPlaneStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
 
         self.config = config
+        if not self.bundling_required:
+            # Synthesized without bundling (tests, `-c bundling=false`): the dependencies layer holds only
+            # requirements.txt and every function would fail at import. CloudFormation checks rules before
+            # it creates anything, so such a template is refused whole instead of rolling back half-made.
+            CfnRule(
+                self,
+                "RefuseUnbundledTemplate",
+                assertions=[
+                    CfnRuleAssertion(
+                        assert_=Fn.condition_equals("bundled", "not bundled"),
+                        assert_description="This template was synthesized without bundling (its Lambda"
+                        " layers lack their packages): synthesize it again without -c bundling=false",
+                    )
+                ],
+            )
         self.data = data = DataTables(self, "Data", removal_policy=config.data_removal_policy)
         self.storage = storage = WorkspaceStorage(self, "Storage", removal_policy=config.data_removal_policy)
         self.network = network = Network(

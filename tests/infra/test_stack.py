@@ -489,3 +489,12 @@ def test_warm_pool_context_is_validated_and_passed_to_the_functions(synthesized:
     functions = h.of_type(synthesized, "AWS::Lambda::Function")
     envs = [f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions.values()]
     assert any("SANDBOX_WARM_POOL" in env for env in envs)
+
+
+def test_a_template_synthesized_without_bundling_cannot_be_deployed(synthesized: Synthesized) -> None:
+    """The tests synthesize without bundling (no pip install): CloudFormation must refuse that template
+    before creating anything (a rule that never holds), rather than deploy functions that cannot import."""
+    rule = synthesized.template["Rules"]["RefuseUnbundledTemplate"]
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Equals": ["bundled", "not bundled"]}
+    assert "bundling" in assertion["AssertDescription"]
