@@ -142,6 +142,9 @@ class LocalStack:
         if self._aws is not None:
             self._aws.stop()
 
+        from sandboxcp.adapters.runtimes import disk
+
+        disk.remove_all_under(self.state_dir)  # workspaces of sandboxes that were still starting
 
 def run(host: str, port: int, runtime: str, state_dir: str | None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and the emulator's access logs
