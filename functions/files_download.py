@@ -13,7 +13,7 @@ ROUTE = route_for("files_download")
 
 
 @app.get(resolver_path(ROUTE.path))
-def get_file(session_id: str):  # type: ignore[no-untyped-def]  # binary body: no response validation
+def get_file(session_id: str):  # no return annotation: a binary body, no response validation
     path = (app.current_event.path_parameters or {}).get("path", "")
     kind, payload = download(get_deps(), caller(app), session_id, path)
     if kind == "redirect":

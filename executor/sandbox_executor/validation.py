@@ -1,4 +1,5 @@
-"""``POST /execute`` request validation (executor-api.yaml ``ExecutionRequest``)."""
+"""``POST /execute`` request validation (executor-api.yaml ``ExecutionRequest``), with the limits the control
+plane applies too (sandbox_executor.contract)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-LANGUAGES = ("python", "javascript", "shell")
-MAX_CODE_BYTES = 1 << 20  # 1 MiB of UTF-8
-DEFAULT_TIMEOUT_S = 30
-MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1, 3600
-EXECUTION_ID_RE = re.compile(r"exec_[0-9]{8}_[a-z0-9]{8}")
+from sandbox_executor.contract import (
+    DEFAULT_TIMEOUT_S,
+    EXECUTION_ID_PATTERN,
+    LANGUAGES,
+    MAX_CODE_BYTES,
+    MAX_EVENT_BYTES,
+    MAX_TIMEOUT_S,
+    MIN_TIMEOUT_S,
+    json_size,
+    json_value_problem,
+    utf8_size,
+)
+
+EXECUTION_ID_RE = re.compile(EXECUTION_ID_PATTERN)
 
 
 class ValidationError(ValueError):
@@ -149,7 +159,7 @@ def parse_execute_request(body: Any) -> ExecutionRequest:
     code = body.get("code")
     if not isinstance(code, str) or not code.strip():
         raise ValidationError("Field 'code' must be a non-empty string")
-    if len(code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
+    if utf8_size(code) > MAX_CODE_BYTES:
         raise ValidationError(f"Field 'code' must be at most {MAX_CODE_BYTES} bytes")
     language = body.get("language")
     if language not in LANGUAGES:
@@ -163,6 +173,10 @@ def parse_execute_request(body: Any) -> ExecutionRequest:
     if event is not None:
         if not isinstance(event, dict):
             raise ValidationError("Field 'event' must be a JSON object")
+        if problem := json_value_problem(event, "event"):
+            raise ValidationError(f"Field {problem}")
+        if json_size(event) > MAX_EVENT_BYTES:
+            raise ValidationError(f"Field 'event' must be at most {MAX_EVENT_BYTES} bytes as JSON")
         return ExecutionRequest(execution_id, code, language, timeout, event, workspace=workspace)
     if stdin:
         return ExecutionRequest(

@@ -42,6 +42,7 @@ _ACCESS_LOG_FORMAT = apigw.AccessLogFormat.custom(
 
 AUTH_SOLUTION = "Send 'Authorization: Bearer <token>' with a valid token"
 ROUTE_SOLUTION = "Check the method and path against the API contract"
+NO_ROUTE_DETAIL = "No route serves this method on this path"
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,17 @@ class GatewayError:
     error_code: str
     description: str
     solution: str
+    detail: str | None = None  # None: API Gateway's own message ($context.error.messageString)
 
     @property
     def template(self) -> str:
         # $context.error.messageString is already a quoted JSON string; $context.requestId is a bare value.
+        detail = json.dumps(self.detail) if self.detail is not None else "$context.error.messageString"
         return (
             "{"
             f'"error_code":{json.dumps(self.error_code)},'
             f'"description":{json.dumps(self.description)},'
-            '"error_detail":$context.error.messageString,'
+            f'"error_detail":{detail},'
             f'"solution":{json.dumps(self.solution)},'
             '"request_id":"$context.requestId"'
             "}"
@@ -76,13 +79,17 @@ GATEWAY_ERRORS: tuple[GatewayError, ...] = (
     GatewayError(
         apigw.ResponseType.ACCESS_DENIED, "403", "Sandbox.Forbidden", "Access denied", AUTH_SOLUTION
     ),
-    # API Gateway's answer for a path or method it does not serve.
+    # API Gateway's answer for a path or a method it does not serve (HEAD on a GET route included): it
+    # cannot tell the two apart, so both are a 404 here, where the local emulator and the handlers answer
+    # an unserved method with 405 and `Allow` (docs/api.md, "Protocol errors"). Its own message ("Missing
+    # Authentication Token") would mislead: the detail says what happened.
     GatewayError(
         apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
         "404",
         "Sandbox.NotFound",
         "Not found",
         ROUTE_SOLUTION,
+        detail=NO_ROUTE_DETAIL,
     ),
     GatewayError(
         apigw.ResponseType.REQUEST_TOO_LARGE,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,11 @@ from constructs import Construct
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # layers/python/sandboxcp -> /opt/python/sandboxcp, which the Python runtime puts on sys.path.
 SHARED_CODE_DIR = REPO_ROOT / "layers"
+# The control plane imports the contract it shares with the executor from the executor's package
+# (sandbox_executor.contract, standard library only): the layer ships that module and the package's
+# side-effect-free __init__ next to sandboxcp, and nothing else of the executor.
+EXECUTOR_PACKAGE_DIR = REPO_ROOT / "executor" / "sandbox_executor"
+SHARED_EXECUTOR_MODULES = ("__init__.py", "contract.py")
 DEPENDENCIES_DIR = Path(__file__).resolve().parent / "dependencies"
 REQUIREMENTS_FILE = "requirements.txt"
 
@@ -25,6 +33,26 @@ PIP_PLATFORM = "manylinux2014_aarch64"
 PIP_PYTHON_VERSION = "3.12"
 
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "**/.mypy_cache", "**/.pytest_cache"]
+
+
+def stage_shared_code(target: Path) -> Path:
+    """The shared-code layer's content in `target`: python/sandboxcp from layers/, and
+    python/sandbox_executor with SHARED_EXECUTOR_MODULES only."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".mypy_cache", ".pytest_cache")
+    shutil.copytree(SHARED_CODE_DIR, target, ignore=ignore, dirs_exist_ok=True)
+    package = target / "python" / "sandbox_executor"
+    package.mkdir(parents=True, exist_ok=True)
+    for name in SHARED_EXECUTOR_MODULES:
+        shutil.copy2(EXECUTOR_PACKAGE_DIR / name, package / name)
+    return target
+
+
+def _staged_shared_code() -> Path:
+    """A fresh staging directory per synth (CDK copies the asset into the cloud assembly and hashes its
+    content, not its path); removed when the process exits."""
+    target = Path(tempfile.mkdtemp(prefix="sandboxcp-layer-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    return stage_shared_code(target)
 
 
 def pip_install_command(
@@ -75,7 +103,8 @@ class LocalPipInstall:
 
 
 class SharedLayers(Construct):
-    """`code`: the sandboxcp package from layers/; `dependencies`: the pinned third-party wheels."""
+    """`code`: the sandboxcp package from layers/ and sandbox_executor.contract; `dependencies`: the pinned
+    third-party wheels."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
@@ -83,8 +112,8 @@ class SharedLayers(Construct):
         self.code = lambda_.LayerVersion(
             self,
             "SharedCode",
-            description="sandboxcp domain, services and adapters (layers/python/sandboxcp)",
-            code=lambda_.Code.from_asset(str(SHARED_CODE_DIR), exclude=ASSET_EXCLUDES),
+            description="sandboxcp domain, services and adapters (layers/python), sandbox_executor.contract",
+            code=lambda_.Code.from_asset(str(_staged_shared_code()), exclude=ASSET_EXCLUDES),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )

@@ -27,6 +27,10 @@ class Stack:
     admin_key: str
     state_dir: Path
     process: subprocess.Popen[str]
+    log_path: Path | None = None  # the stack's stdout and stderr
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
     def client(self, key: str | None = None) -> httpx.Client:
         return httpx.Client(
@@ -42,6 +46,9 @@ def start_stack(tmp: Path, runtime: str = "process") -> Stack:
     port = free_port()
     key = "sk_e2e_admin_key_for_tests_only"
     env = {**os.environ, "SANDBOXCP_API_KEY": key}
+    # A file, not a pipe: nobody reads a pipe while tests run, and a full one would freeze the stack.
+    log_path = tmp / "stack.log"
+    log = open(log_path, "w")  # noqa: SIM115 - the child keeps it; closed here once handed over
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -56,18 +63,19 @@ def start_stack(tmp: Path, runtime: str = "process") -> Stack:
             str(tmp / "state"),
         ],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    log.close()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"local stack exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+            pytest.fail(f"local stack exited early:\n{log_path.read_text(errors='replace')}")
         try:
             if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                return Stack(url, key, tmp / "state", proc)
+                return Stack(url, key, tmp / "state", proc, log_path)
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
@@ -82,7 +90,7 @@ def stop_stack(stack: Stack) -> str:
             stack.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             stack.process.kill()
-    return stack.process.stdout.read() if stack.process.stdout else ""
+    return stack.output()
 
 
 @pytest.fixture(scope="module")

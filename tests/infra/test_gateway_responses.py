@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sandboxcp_infra.api import GATEWAY_ERRORS, GatewayError
+from sandboxcp_infra.api import GATEWAY_ERRORS, NO_ROUTE_DETAIL, GatewayError
 from tests.infra import helpers as h
 from tests.infra.conftest import Synthesized
 
@@ -48,7 +48,14 @@ def test_both_apis_answer_refusals_in_the_contract_body(synthesized: Synthesized
         body = render(props["ResponseTemplates"]["application/json"], message="Missing Authentication Token")
         assert set(body) == CONTRACT_FIELDS
         assert body["error_code"] == code
-        assert body["error_detail"] == "Missing Authentication Token"
+        # API Gateway's own message, except where it would mislead: "Missing Authentication Token" is how it
+        # answers a path or a method it does not serve (HEAD included).
+        detail = (
+            NO_ROUTE_DETAIL
+            if response_type == "MISSING_AUTHENTICATION_TOKEN"
+            else "Missing Authentication Token"
+        )
+        assert body["error_detail"] == detail
         assert body["request_id"] == "req-1"
         assert body["description"] and body["solution"]
 
@@ -56,9 +63,12 @@ def test_both_apis_answer_refusals_in_the_contract_body(synthesized: Synthesized
 def test_templates_quote_the_context_values_correctly() -> None:
     for error in GATEWAY_ERRORS:
         # messageString comes quoted; requestId does not.
-        assert '"error_detail":$context.error.messageString' in error.template
         assert '"request_id":"$context.requestId"' in error.template
-        assert render(error.template, message='say "hi"')["error_detail"] == 'say "hi"'
+        if error.detail is None:
+            assert '"error_detail":$context.error.messageString' in error.template
+            assert render(error.template, message='say "hi"')["error_detail"] == 'say "hi"'
+        else:
+            assert render(error.template, message='say "hi"')["error_detail"] == error.detail
 
 
 # --- parity with the local emulator -------------------------------------------------------------------------
@@ -80,7 +90,7 @@ class _Functions:
         return {"principalId": "t", "policyDocument": {"Statement": [{"Effect": "Deny"}]}}
 
 
-def _emulator_body(authorizer: str, method: str, path: str, **headers: str) -> tuple[int, dict[str, Any]]:
+def _emulator_response(authorizer: str, method: str, path: str, **headers: str) -> Any:
     from werkzeug.test import EnvironBuilder
     from werkzeug.wrappers import Request
 
@@ -92,7 +102,11 @@ def _emulator_body(authorizer: str, method: str, path: str, **headers: str) -> t
     environ = builder.get_environ()
     if length is not None:  # a declared size, without sending the bytes
         environ["CONTENT_LENGTH"] = length
-    response = emulator.handle(Request(environ))
+    return emulator.handle(Request(environ))
+
+
+def _emulator_body(authorizer: str, method: str, path: str, **headers: str) -> tuple[int, dict[str, Any]]:
+    response = _emulator_response(authorizer, method, path, **headers)
     return response.status_code, json.loads(response.get_data())
 
 
@@ -123,6 +137,34 @@ def test_same_answer_as_the_local_emulator(
     fields = ("error_code", "description", "solution") if int(status) < 500 else ("error_code", "description")
     for field in fields:
         assert deployed[field] == emulated[field], field
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("HEAD", "/api/v1/health", "GET"),
+        ("HEAD", "/api/v1/sessions/sess_0000000000000001", "DELETE, GET"),
+        ("PATCH", "/api/v1/sessions", "GET, POST"),
+        ("GET", "/internal/executions/exec_20260101_00000001/heartbeat", "POST"),
+    ],
+)
+def test_an_unserved_method_is_405_locally_and_404_deployed(method: str, path: str, allow: str) -> None:
+    """The emulator (and the handlers) answer a method the path is not served with - HEAD included - with
+    405 and `Allow`, before any authorizer. API Gateway answers MISSING_AUTHENTICATION_TOKEN for an unserved
+    method and an unknown path alike, so the deployed API says 404 with the same solution (docs/api.md)."""
+    response = _emulator_response("raise", method, path)  # no key: the authorizer would refuse
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+    emulated = json.loads(response.get_data())
+    assert set(emulated) == CONTRACT_FIELDS
+    assert emulated["error_code"] == "Sandbox.MethodNotAllowed"
+    assert emulated["error_detail"] == f"{method} is not allowed on {path}; allowed: {allow}"
+    (deployed_error,) = [
+        e for e in GATEWAY_ERRORS if e.response_type.response_type == "MISSING_AUTHENTICATION_TOKEN"
+    ]
+    deployed = render(deployed_error.template)
+    assert deployed_error.status == "404" and deployed["error_code"] == "Sandbox.NotFound"
+    assert deployed["solution"] == emulated["solution"]
 
 
 def test_both_apis_pass_file_bodies_as_binary(synthesized: Synthesized) -> None:

@@ -155,7 +155,7 @@ def test_idempotency_table_has_ttl(synthesized: Synthesized) -> None:
     assert props["BillingMode"] == "PAY_PER_REQUEST"
 
 
-def test_data_is_retained_on_update_and_delete_but_not_after_a_failed_create(synthesized: Synthesized) -> None:
+def test_data_is_retained_on_update_and_delete_not_after_a_failed_create(synthesized: Synthesized) -> None:
     """RetainExceptOnCreate: a failed first deploy rolls back without leaving tables or buckets behind
     (deletion protection would block that rollback, so it is off); later deletes and replacements keep
     the data."""

@@ -112,7 +112,9 @@ def test_fork_bomb_stops_at_the_pids_limit_and_the_session_survives(stack: Stack
         "    return {'refused': refused}\n"
     )
     with stack.client() as api:
-        sid = create_running_session(api, resources={"max_processes": 64})
+        sid = create_running_session(
+            api, resources={"cpu": "1", "memory": "512Mi", "disk": "1Gi", "max_processes": 64}
+        )
         status, result = run_code(api, sid, code, timeout=90)
         assert status in ("completed", "failed"), (status, result)
         if status == "completed":
@@ -128,7 +130,7 @@ def test_allocating_past_the_memory_limit_ends_the_run_not_the_session(stack: St
         "    return len(data)\n"
     )
     with stack.client() as api:
-        sid = create_running_session(api, resources={"memory": "256Mi"})
+        sid = create_running_session(api, resources={"cpu": "1", "memory": "256Mi", "disk": "1Gi"})
         status, result = run_code(api, sid, code, timeout=90)
         assert status == "failed", (status, result)
         assert result.get("return_value") is None

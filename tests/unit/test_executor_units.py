@@ -61,9 +61,11 @@ def test_timeout_bounds_rejected(timeout: object) -> None:
 
 
 def test_code_limit_is_in_utf8_bytes() -> None:
-    parse_execute_request(_req(code="x" * (1 << 20)))
+    # The control plane's limit (sandbox_executor.contract.MAX_CODE_BYTES: 100 KiB), not the 1 MiB the
+    # executor's own contract would allow.
+    parse_execute_request(_req(code="x" * (100 * 1024)))
     with pytest.raises(ValidationError, match="code"):
-        parse_execute_request(_req(code="é" * ((1 << 19) + 1)))
+        parse_execute_request(_req(code="é" * (50 * 1024 + 1)))
     with pytest.raises(ValidationError, match="code"):
         parse_execute_request(_req(code="   \n"))
 

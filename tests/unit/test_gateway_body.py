@@ -97,6 +97,23 @@ def test_bodies_reach_the_handler_as_api_gateway_passes_them() -> None:
     assert (event["body"], event["isBase64Encoded"]) == (None, False)
 
 
+@pytest.mark.parametrize(("method", "status"), [("PUT", 405), ("HEAD", 405), ("POST", 404)])
+def test_an_unserved_method_or_path_is_refused_before_the_authorizer_and_the_body(
+    method: str, status: int
+) -> None:
+    functions, stream = _Functions(True), _Stream(b'{"template_id": "x"}' * 1000)
+    path = "/api/v1/sessions" if status == 405 else "/api/v1/nowhere"
+    env = EnvironBuilder(method=method, path=path, headers=[("Authorization", "Bearer k")]).get_environ()
+    env.update({"wsgi.input": stream, "CONTENT_LENGTH": str(20_000)})
+    response = ApiGatewayEmulator(functions).handle(Request(env))  # type: ignore[arg-type]
+    assert response.status_code == status
+    assert functions.events == [] and stream.read_bytes == 0
+    assert json.loads(response.get_data())["error_code"] == (
+        "Sandbox.MethodNotAllowed" if status == 405 else "Sandbox.NotFound"
+    )
+    assert response.headers.get("Allow") == ("GET, POST" if status == 405 else None)
+
+
 def test_a_malformed_chunked_body_is_a_400_in_the_contract_body() -> None:
     class Broken(_Stream):
         def readinto(self, buf: Any) -> int:

@@ -1,18 +1,31 @@
-"""Response bodies, shaped as reference/control-plane-api.yaml says."""
+"""Response bodies, shaped as reference/control-plane-api.yaml says.
+
+A field the contract types as a string (not nullable) is left out while it has no value (`runtime_node`,
+`container_id` and `pod_name` before the sandbox runs, a template's `base_image`, a container's `node_name`)
+rather than answered `null`. Fields this API adds (`error_message`, `started_at`, ...) are `null` then."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_serializer
+from pydantic import BaseModel, Field, WithJsonSchema, field_serializer
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.clock import iso
+from sandboxcp.domain.inputs import RequestBody
 from sandboxcp.domain.models import Execution, ExecutionMetrics, Session, Template
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES
 from sandboxcp.domain.workspace import Artifact, WorkspaceFile
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+# A contract string that is omitted, never null, while unknown (the schema says: optional string).
+OptionalString = Annotated[str | None, Field(exclude_if=_is_none), WithJsonSchema({"type": "string"})]
 
 
 class _Out(BaseModel):
@@ -26,9 +39,9 @@ class SessionResponse(_Out):
     template_id: str
     status: str
     runtime_type: str
-    runtime_node: str | None = None
-    container_id: str | None = None
-    pod_name: str | None = None
+    runtime_node: OptionalString = None
+    container_id: OptionalString = None
+    pod_name: OptionalString = Field(default=None, description="The container id on eks (the pod's name)")
     workspace_path: str
     resources: ResourceLimit
     env_vars: dict[str, str]
@@ -39,7 +52,10 @@ class SessionResponse(_Out):
 
     @classmethod
     def of(cls, s: Session) -> SessionResponse:
-        return cls(**s.model_dump(include=set(cls.model_fields)))
+        return cls(
+            pod_name=s.container_id if s.runtime_type == "eks" else None,
+            **s.model_dump(include=set(cls.model_fields) - {"pod_name"}),
+        )
 
 
 class SessionList(BaseModel):
@@ -140,7 +156,7 @@ class TemplateResponse(_Out):
     id: str
     name: str
     image: str
-    base_image: str | None = None
+    base_image: OptionalString = None
     pre_installed_packages: list[str]
     default_resources: ResourceLimit
     security_context: dict[str, Any]
@@ -176,7 +192,7 @@ class UploadedFile(BaseModel):
     size: int
 
 
-class UploadUrlRequest(BaseModel):
+class UploadUrlRequest(RequestBody):
     path: str = Field(min_length=1, max_length=4096)
     size: int = Field(ge=0, description="Exact size in bytes; the upload policy refuses more")
 
@@ -200,13 +216,13 @@ class ContainerInfo(_Out):
     runtime node; `pod_name` is set on eks, where the container id is the pod name."""
 
     container_id: str
-    pod_name: str | None = None
+    pod_name: OptionalString = None
     runtime_type: str
     status: str
     session_id: str
     tenant_id: str
     template_id: str
-    node_name: str | None = None
+    node_name: OptionalString = None
     resources: ResourceLimit
     created_at: datetime
     started_at: datetime | None = None

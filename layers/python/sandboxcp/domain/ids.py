@@ -7,10 +7,12 @@ import secrets
 import string
 from datetime import UTC, datetime
 
+from sandbox_executor.contract import EXECUTION_ID_PATTERN, SESSION_ID_PATTERN
+
 _ALPHABET = string.ascii_lowercase + string.digits
 
-SESSION_ID_RE = re.compile(r"^sess_[a-z0-9]{16}$")
-EXECUTION_ID_RE = re.compile(r"^exec_[0-9]{8}_[a-z0-9]{8}$")
+SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)  # use fullmatch: `$` also matches before a final newline
+EXECUTION_ID_RE = re.compile(EXECUTION_ID_PATTERN)
 
 
 def _random(n: int) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from sandbox_executor.contract import json_value_problem
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import ExecutionStatus, SessionStatus
 from sandboxcp.domain.workspace import Artifact
 
-Language = Literal["python", "javascript", "shell"]
+Language = Literal["python", "javascript", "shell"]  # sandbox_executor.contract.LANGUAGES
 
 
 class Principal(BaseModel):
@@ -63,6 +64,8 @@ class Session(BaseModel):
 
 
 class ExecutionMetrics(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     duration_ms: float = Field(ge=0)
     cpu_time_ms: float | None = Field(default=None, ge=0)
     peak_memory_mb: float | None = Field(default=None, ge=0)
@@ -73,10 +76,12 @@ class ExecutionMetrics(BaseModel):
 class ExecutionOutcome(BaseModel):
     """What the executor reports at the end of a run (internal-api ExecutionResultReport)."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     status: Literal["success", "failed", "timeout", "crashed"]
     stdout: str = ""
     stderr: str = ""
-    exit_code: int
+    exit_code: StrictInt
     execution_time: float = Field(ge=0)
     return_value: Any = None
     metrics: ExecutionMetrics
@@ -92,6 +97,13 @@ class ExecutionOutcome(BaseModel):
                 {"path": v, "size": 0, "mime_type": "application/octet-stream"} if isinstance(v, str) else v
                 for v in value
             ]
+        return value
+
+    @field_validator("return_value")
+    @classmethod
+    def _finite_json(cls, value: Any) -> Any:
+        if problem := json_value_problem(value, "return_value"):
+            raise ValueError(problem)
         return value
 
     stderr_truncated: bool = False

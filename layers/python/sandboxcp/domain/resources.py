@@ -1,4 +1,5 @@
-"""Resource limits (FR-001): parsing and the allowed ranges."""
+"""Resource limits (FR-001): parsing and the allowed ranges. Strict types: `max_processes` is a JSON integer
+(not `"64"`, `64.0` or `true`); cpu, memory and disk are strings as in the contract."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _QUANTITY = re.compile(r"^([0-9]+)(Mi|Gi)$")
+_CPU = r"^[0-9]+(\.[0-9]+)?$"
 
 CPU_RANGE = (0.5, 4.0)
 MEMORY_RANGE_MB = (256, 8192)
@@ -22,11 +24,11 @@ def quantity_mb(value: str) -> int:
 
 
 class ResourceLimit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    cpu: str = Field(default="1", pattern=r"^[0-9]+(\.[0-9]+)?$", examples=["1"])
-    memory: str = Field(default="512Mi", examples=["512Mi"])
-    disk: str = Field(default="1Gi", examples=["1Gi"])
+    cpu: str = Field(default="1", pattern=_CPU, max_length=16, examples=["1"])
+    memory: str = Field(default="512Mi", max_length=16, examples=["512Mi"])
+    disk: str = Field(default="1Gi", max_length=16, examples=["1Gi"])
     max_processes: int = Field(default=128, ge=32, le=1024)
 
     @field_validator("cpu")
@@ -61,3 +63,12 @@ class ResourceLimit(BaseModel):
     @property
     def disk_mb(self) -> int:
         return quantity_mb(self.disk)
+
+
+class ResourceLimitRequest(ResourceLimit):
+    """Resources as a request body gives them (contract `ResourceLimit`): cpu, memory and disk are required;
+    max_processes defaults to 128."""
+
+    cpu: str = Field(pattern=_CPU, max_length=16, examples=["1"])
+    memory: str = Field(max_length=16, examples=["512Mi"])
+    disk: str = Field(max_length=16, examples=["1Gi"])

@@ -10,11 +10,11 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel
 
+from sandbox_executor.contract import MAX_PATH_BYTES
 from sandboxcp.domain.errors import InvalidParameter
 
 MAX_FILE_BYTES = 100 * 1024 * 1024  # contract: one file at most 100 MB
 INLINE_BYTES = 4 * 1024 * 1024  # through API Gateway + Lambda (6 MB payload, base64): larger -> presigned
-MAX_PATH_BYTES = 1024
 PRESIGN_EXPIRY_S = 3600
 WORKSPACE_RETENTION = timedelta(hours=24)  # an ended session's files are kept this long (FR-007)
 
@@ -44,7 +44,11 @@ def normalize_path(raw: str) -> str:
         if once == decoded:
             break
         decoded = once
-    if len(decoded.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+    try:
+        size = len(decoded.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidParameter("The file path is not valid Unicode (an unpaired surrogate)") from None
+    if size > MAX_PATH_BYTES:
         raise InvalidParameter(f"The file path is longer than {MAX_PATH_BYTES} bytes")
     if any(unicodedata.category(ch) == "Cc" for ch in decoded):
         raise InvalidParameter("The file path contains NUL or control characters")

@@ -2,9 +2,11 @@
 the same proxy events Lambda receives in AWS, runs the same Lambda authorizers first, and shapes refusals
 like the deployed gateway responses (the contract's error body).
 
-The order matters for what a caller without a key can make the stack do: match the route, refuse a
-declared Content-Length over the limit, run the authorizer (it sees headers, path and query, as API
-Gateway's REQUEST authorizers do), and only then read the body, bounded (see body.py)."""
+The order matters for what a caller without a key can make the stack do: match the route (an unknown path
+is a 404, a method the path is not served with - HEAD included - a 405 with `Allow`), refuse a declared
+Content-Length over the limit, run the authorizer (it sees headers, path and query, as API Gateway's
+REQUEST authorizers do), and only then read the body, bounded (see body.py). What the body holds (media
+type, encoding, JSON) is the handler's to judge, as behind API Gateway (sandboxcp.api.resolver)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
+from sandboxcp.api.resolver import error_body, error_headers, no_route
 from sandboxcp.local.body import MAX_PAYLOAD, BodyRefused, read_body, too_large
 from sandboxcp.local.functions import LocalFunctions
 from sandboxcp.routes import AUTHORIZERS, ROUTES, Route
@@ -80,14 +83,10 @@ class ApiGatewayEmulator:
         try:
             index, params = adapter.match()
         except (NotFound, MethodNotAllowed, RequestRedirect):
-            return _gateway_error(
-                404,
-                "Sandbox.NotFound",
-                "Not found",
-                f"No route for {request.method} {request.path}",
-                request_id,
-            )
+            return self._no_route(request, None, request_id)
         route = self.routes[index]
+        if request.method != route.method:  # werkzeug serves HEAD with a GET rule; API Gateway does not
+            return self._no_route(request, route.path, request_id)
         event = self._proxy_event(request, route, dict(params), request_id)
         try:
             if (request.content_length or 0) > MAX_PAYLOAD:
@@ -102,6 +101,15 @@ class ApiGatewayEmulator:
             return _gateway_error(refused.status, code, refused.description, refused.detail, request_id)
         result = self.functions.invoke(route.module, event)
         return self._response(result)
+
+    def _no_route(self, request: Request, resource: str | None, request_id: str) -> Response:
+        """404, or 405 with `Allow` when the path is served with other methods: the resolver's answer
+        (sandboxcp.api.resolver.no_route), before any authorizer, as API Gateway refuses what it does not
+        serve (there, always 404: docs/api.md, "Protocol errors")."""
+        err = no_route(self.routes, request.method, resource, request.path)
+        body = json.dumps(error_body(err, request_id))
+        headers = error_headers(err)
+        return Response(body, status=err.status_code, headers=headers, content_type="application/json")
 
     def _proxy_event(
         self, request: Request, route: Route, params: dict[str, str], request_id: str

@@ -66,7 +66,7 @@ def authenticate_callback(deps: Dependencies, authorization: str | None) -> str:
     """Return the session id whose callback token this is; the token is valid for that session only."""
     token = bearer(authorization)
     session_id = token.removeprefix(CALLBACK_PREFIX).split(".", 1)[0]
-    if not token.startswith(CALLBACK_PREFIX) or not SESSION_ID_RE.match(session_id):
+    if not token.startswith(CALLBACK_PREFIX) or not SESSION_ID_RE.fullmatch(session_id):
         raise Unauthorized("Malformed callback token")
     session = deps.sessions.get(session_id)
     if (

@@ -67,13 +67,13 @@ def list_containers(
 def get_container(deps: Dependencies, caller: Principal, container_id: str) -> Session:
     tenant = None if caller.is_admin else caller.tenant_id
     session: Session | None = None
-    if SESSION_ID_RE.match(container_id):
+    if SESSION_ID_RE.fullmatch(container_id):
         session = deps.sessions.get(container_id)
     elif (m := _EMBEDDED_SESSION.search(container_id)) is not None:
         session = deps.sessions.get(m.group(0))
         if session is not None and session.container_id != container_id:
             session = None
-    if session is None and not SESSION_ID_RE.match(container_id) and len(container_id) <= 512:
+    if session is None and not SESSION_ID_RE.fullmatch(container_id) and len(container_id) <= 512:
         session = deps.ops.find_by_container(container_id, tenant_id=tenant)
     if session is None or session.container_id is None or (tenant and session.tenant_id != tenant):
         raise ContainerNotFound(f"Container '{container_id}' does not exist")

@@ -123,7 +123,7 @@ def get_execution(
 ) -> Execution:
     execution = (
         deps.executions.get(execution_id, with_outcome=with_outcome)
-        if EXECUTION_ID_RE.match(execution_id)
+        if EXECUTION_ID_RE.fullmatch(execution_id)
         else None
     )
     if execution is None or execution.tenant_id != caller.tenant_id:

@@ -56,7 +56,7 @@ def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequ
 
 def get_session(deps: Dependencies, caller: Principal, session_id: str) -> Session:
     """Another tenant's session is indistinguishable from a missing one (404)."""
-    session = deps.sessions.get(session_id) if SESSION_ID_RE.match(session_id) else None
+    session = deps.sessions.get(session_id) if SESSION_ID_RE.fullmatch(session_id) else None
     if session is None or session.tenant_id != caller.tenant_id:
         raise SessionNotFound(f"Session '{session_id}' does not exist")
     return session

@@ -21,20 +21,21 @@ Admin writes (FR-030/031/034/035):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from sandbox_executor.contract import LANGUAGES, SANDBOX_UID, json_size
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import Forbidden, InvalidParameter, SandboxError, StateConflict, TemplateNotFound
+from sandboxcp.domain.inputs import RequestBody
 from sandboxcp.domain.models import Language, Principal, Template
 from sandboxcp.domain.ports import Page
-from sandboxcp.domain.resources import ResourceLimit
+from sandboxcp.domain.resources import ResourceLimit, ResourceLimitRequest
 from sandboxcp.observability import audit, record_metric
 from sandboxcp.services.deps import Dependencies
 
@@ -112,17 +113,20 @@ IMAGE_RE = re.compile(
     rf"^(?:{_HOST}/)?{_PATH}(?:/{_PATH})*(?P<tag>:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
     r"(?P<digest>@sha256:[a-f0-9]{64})?$"
 )
-SANDBOX_ID = 1000
+SANDBOX_ID = SANDBOX_UID
+MAX_NAME_CHARS = 128
+MAX_IMAGE_CHARS = 512
 MAX_PACKAGES = 200
-MAX_SECURITY_CONTEXT_BYTES = 4096
+MAX_PACKAGE_CHARS = 200
+MAX_SECURITY_CONTEXT_BYTES = 4096  # as compact JSON
 
 
 def image_problem(image: str) -> str | None:
     """Why `image` is not an acceptable image reference, or None."""
     if not image or image != image.strip() or any(c.isspace() for c in image):
         return "must be a non-empty image reference without spaces"
-    if len(image) > 512:
-        return "is longer than 512 characters"
+    if len(image) > MAX_IMAGE_CHARS:
+        return f"is longer than {MAX_IMAGE_CHARS} characters"
     m = IMAGE_RE.match(image)
     if not m:
         return "is not an image reference like registry.example.com/team/repo:tag (lowercase repository)"
@@ -154,19 +158,17 @@ def security_context_problems(ctx: dict[str, Any]) -> list[str]:
         type(ctx["max_processes"]) is not int or not 32 <= ctx["max_processes"] <= 1024
     ):
         problems.append("max_processes must be an integer between 32 and 1024")
-    if len(json.dumps(ctx, default=str)) > MAX_SECURITY_CONTEXT_BYTES:
-        problems.append(f"the security context is larger than {MAX_SECURITY_CONTEXT_BYTES} bytes")
+    if json_size(ctx) > MAX_SECURITY_CONTEXT_BYTES:
+        problems.append(f"the security context is larger than {MAX_SECURITY_CONTEXT_BYTES} bytes as JSON")
     return problems
 
 
-class _TemplateFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _TemplateFields(RequestBody):
     @field_validator("image", "base_image", check_fields=False)
     @classmethod
     def _image(cls, v: str | None) -> str | None:
         if v is not None and (problem := image_problem(v)):
-            raise ValueError(f"'{v}' {problem}")
+            raise ValueError(f"'{v[:MAX_IMAGE_CHARS]}' {problem}")
         return v
 
     @field_validator("pre_installed_packages", check_fields=False)
@@ -177,8 +179,18 @@ class _TemplateFields(BaseModel):
         if len(v) > MAX_PACKAGES:
             raise ValueError(f"at most {MAX_PACKAGES} packages")
         for pkg in v:
-            if not pkg.strip() or len(pkg) > 200 or any(ord(c) < 32 for c in pkg):
-                raise ValueError(f"'{pkg}' is not a package requirement")
+            if not pkg.strip() or len(pkg) > MAX_PACKAGE_CHARS or any(ord(c) < 32 for c in pkg):
+                raise ValueError(
+                    f"'{pkg[:MAX_PACKAGE_CHARS]}' is not a package requirement "
+                    f"(1-{MAX_PACKAGE_CHARS} characters, no control characters)"
+                )
+        return v
+
+    @field_validator("languages", check_fields=False)
+    @classmethod
+    def _languages(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("languages must not repeat")
         return v
 
     @field_validator("security_context", check_fields=False)
@@ -191,24 +203,24 @@ class _TemplateFields(BaseModel):
 
 class CreateTemplateRequest(_TemplateFields):
     id: str = Field(pattern=TEMPLATE_ID_RE.pattern, examples=["python-custom"])
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     image: str = Field(examples=["registry.example.com/sandbox-python:3.11-custom"])
     base_image: str | None = None
     pre_installed_packages: list[str] = Field(default_factory=list)
-    default_resources: ResourceLimit
+    default_resources: ResourceLimitRequest
     security_context: dict[str, Any] = Field(default_factory=dict)
-    languages: list[Language] = Field(default=["python", "shell"], min_length=1)
+    languages: list[Language] = Field(default=["python", "shell"], min_length=1, max_length=len(LANGUAGES))
     deprecated: bool = False
 
 
 class UpdateTemplateRequest(_TemplateFields):
-    name: str | None = Field(default=None, min_length=1, max_length=128)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
     image: str | None = None
     base_image: str | None = None
     pre_installed_packages: list[str] | None = None
-    default_resources: ResourceLimit | None = None
+    default_resources: ResourceLimitRequest | None = None
     security_context: dict[str, Any] | None = None
-    languages: list[Language] | None = Field(default=None, min_length=1)
+    languages: list[Language] | None = Field(default=None, min_length=1, max_length=len(LANGUAGES))
     deprecated: bool | None = None
 
 
@@ -250,7 +262,7 @@ def create_template(deps: Dependencies, caller: Principal, req: CreateTemplateRe
         now = clock.now()
         template = Template(
             **req.model_dump(exclude={"security_context", "default_resources"}),
-            default_resources=req.default_resources,
+            default_resources=ResourceLimit.model_validate(req.default_resources.model_dump()),
             security_context=_secure_defaults(req.security_context),
             created_at=now,
             updated_at=now,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.models import Model
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 M = TypeVar("M", bound=Model)
+D = TypeVar("D", bound=BaseModel)
 
 
 def condition_failed(err: Exception) -> bool:
@@ -40,3 +42,15 @@ def page_slice(results: Iterable[M], limit: int, offset: int) -> list[M]:
         if i >= offset:
             out.append(item)
     return out
+
+
+def record_fields(entity: type[BaseModel], *, exclude: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The fields of a domain entity that its table stores as attributes of the same name."""
+    return tuple(name for name in entity.model_fields if name not in exclude)
+
+
+def from_record(entity: type[D], record: Model, fields: Iterable[str], **extra: Any) -> D:
+    """The entity from a record's attributes of the same names. A missing attribute (None) takes the
+    entity's default, so attributes added to a table later read back as their defaults."""
+    values = {name: value for name in fields if (value := getattr(record, name)) is not None}
+    return entity.model_validate({**values, **extra})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -9,7 +10,14 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from sandboxcp.adapters.dynamo.common import condition_failed, get_item, page_slice, update_actions
+from sandboxcp.adapters.dynamo.common import (
+    condition_failed,
+    from_record,
+    get_item,
+    page_slice,
+    record_fields,
+    update_actions,
+)
 from sandboxcp.adapters.tables import ExecutionRecord
 from sandboxcp.domain.errors import StateConflict
 from sandboxcp.domain.models import OUTCOME_TO_STATUS, Execution, ExecutionOutcome
@@ -18,7 +26,11 @@ from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus
 
 INFLIGHT = "1"
 # DynamoDB items hold at most 400 KB; an outcome (up to 1 MB of stdout and of stderr) above this goes to S3.
+# Measured as stored (JSON with non-ASCII escaped), next to at most 100 KiB of code and 192 KiB of event.
 INLINE_OUTCOME_LIMIT = 64 * 1024
+# Every Execution field but the outcome is an ExecutionRecord attribute of the same name; the outcome is
+# `outcome` (inline) or `outcome_key` (S3).
+EXECUTION_FIELDS = record_fields(Execution, exclude=frozenset({"outcome"}))
 
 
 class DynamoExecutionRepository:
@@ -31,24 +43,7 @@ class DynamoExecutionRepository:
             outcome = ExecutionOutcome.model_validate(r.outcome)
         elif with_outcome and r.outcome_key:
             outcome = ExecutionOutcome.model_validate_json(self._results.get(r.outcome_key))
-        return Execution(
-            execution_id=r.execution_id,
-            session_id=r.session_id,
-            tenant_id=r.tenant_id,
-            status=ExecutionStatus(r.status),
-            code=r.code,
-            language=r.language,  # type: ignore[arg-type]
-            timeout=int(r.timeout),
-            event=r.event or {},
-            outcome=outcome,
-            error_message=r.error_message,
-            retry_count=int(r.retry_count or 0),
-            parent_execution_id=r.parent_execution_id,
-            created_at=r.created_at,
-            started_at=r.started_at,
-            completed_at=r.completed_at,
-            last_heartbeat_at=r.last_heartbeat_at,
-        )
+        return from_record(Execution, r, EXECUTION_FIELDS, outcome=outcome)
 
     def create(self, execution: Execution) -> None:
         data = execution.model_dump(exclude={"status", "outcome", "last_heartbeat_at"})
@@ -122,15 +117,15 @@ class DynamoExecutionRepository:
         return self._to_domain(current, with_outcome=False)
 
     def record_outcome(self, execution_id: str, outcome: ExecutionOutcome, *, now: datetime) -> Execution:
-        body = outcome.model_dump_json()
+        inline = outcome.model_dump(mode="json")
         fields: dict[str, Any] = {"completed_at": now}
-        if len(body) <= INLINE_OUTCOME_LIMIT:
-            fields["outcome"] = outcome.model_dump(mode="json")
+        if len(json.dumps(inline)) <= INLINE_OUTCOME_LIMIT:  # as the JSONAttribute stores it (ASCII)
+            fields["outcome"] = inline
         else:
             # Written before the conditional update: a losing writer leaves an unreferenced object at
             # worst (its key is per attempt), never a half-stored result.
             key = f"results/{execution_id}/{uuid.uuid4().hex}.json"
-            self._results.put(key, body.encode())
+            self._results.put(key, outcome.model_dump_json().encode())
             fields["outcome_key"] = key
         stored = self.transition(execution_id, OUTCOME_TO_STATUS[outcome.status], now=now, fields=fields)
         return stored.model_copy(update={"outcome": outcome})

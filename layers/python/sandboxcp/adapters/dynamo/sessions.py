@@ -8,7 +8,14 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from sandboxcp.adapters.dynamo.common import condition_failed, get_item, page_slice, update_actions
+from sandboxcp.adapters.dynamo.common import (
+    condition_failed,
+    from_record,
+    get_item,
+    page_slice,
+    record_fields,
+    update_actions,
+)
 from sandboxcp.adapters.tables import SessionRecord
 from sandboxcp.domain.errors import StateConflict
 from sandboxcp.domain.models import Session
@@ -19,31 +26,15 @@ from sandboxcp.domain.workspace import WORKSPACE_RETENTION
 PURGE_PENDING = "1"
 
 
+# Every Session field is a SessionRecord attribute of the same name (tests/unit/test_contract_constants.py);
+# the record adds only the index keys (tenant_status, active_status, purge_*).
+SESSION_FIELDS = record_fields(Session)
+
+
 class DynamoSessionRepository:
     @staticmethod
     def _to_domain(r: SessionRecord) -> Session:
-        return Session(
-            session_id=r.session_id,
-            tenant_id=r.tenant_id,
-            template_id=r.template_id,
-            status=SessionStatus(r.status),
-            runtime_type=r.runtime_type,
-            runtime_node=r.runtime_node,
-            container_id=r.container_id,
-            executor_url=r.executor_url,
-            workspace_path=r.workspace_path,
-            resources=r.resources,
-            env_vars=r.env_vars or {},
-            timeout=int(r.timeout),
-            callback_token_hash=r.callback_token_hash,
-            task_token=r.task_token,
-            error_message=r.error_message,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-            started_at=r.started_at,
-            terminated_at=r.terminated_at,
-            last_activity_at=r.last_activity_at,
-        )
+        return from_record(Session, r, SESSION_FIELDS)
 
     @staticmethod
     def _status_fields(tenant_id: str, status: SessionStatus, now: datetime | None = None) -> dict[str, Any]:
