@@ -22,6 +22,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from sandboxcp.local.aws import MotoAws, aws_environment, free_port, local_settings_env, provision
 from sandboxcp.local.body import GatewayRequestHandler
+from sandboxcp.local.docs_ui import DocsUi
 from sandboxcp.local.functions import LocalFunctions
 from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint
 from sandboxcp.local.s3_forwarder import S3Forwarder
@@ -115,7 +116,7 @@ class LocalStack:
             S3Forwarder(self._aws.endpoint, internal, bucket=deps.settings.workspace_bucket),
         )
         os.chmod(self.state_dir / "internal.sock", 0o666)
-        self._serve(self.host, self.port, ApiGatewayEmulator(functions))
+        self._serve(self.host, self.port, DocsUi(ApiGatewayEmulator(functions)))  # + OpenAPI docs, Swagger UI
         self._ticker = LocalTicker(functions)
         self._ticker.start()
 
@@ -141,10 +142,10 @@ class LocalStack:
             server.server_close()
         if self._aws is not None:
             self._aws.stop()
-
         from sandboxcp.adapters.runtimes import disk
 
         disk.remove_all_under(self.state_dir)  # workspaces of sandboxes that were still starting
+
 
 def run(host: str, port: int, runtime: str, state_dir: str | None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and the emulator's access logs
