@@ -1,6 +1,10 @@
-"""POST /api/v1/sessions: record a session (`creating`) and start its launch workflow; 201 at once."""
+"""POST /api/v1/sessions: record a session (`creating`) and start its launch workflow; 201 at once.
 
-from typing import Annotated
+With an `Idempotency-Key` header the create happens at most once per tenant and key within 24 h: a repeat
+with the same body answers 200 with the stored session, one with another body 422
+(sandboxcp.services.idempotent_create)."""
+
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -9,8 +13,12 @@ from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.api.schemas import SessionResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
+from sandboxcp.services.idempotent_create import (
+    IDEMPOTENCY_HEADER,
+    create_session_once,
+    register_lambda_context,
+)
 from sandboxcp.services.requests import CreateSessionRequest
-from sandboxcp.services.sessions import create_session
 
 app = make_resolver()
 ROUTE = route_for("sessions_create")
@@ -18,8 +26,15 @@ ROUTE = route_for("sessions_create")
 
 @app.post(resolver_path(ROUTE.path))
 def create(body: Annotated[CreateSessionRequest, Body()]) -> Response[SessionResponse]:
-    session = create_session(get_deps(), caller(app), body)
-    return Response(201, "application/json", SessionResponse.of(session))
+    key = app.current_event.headers.get(IDEMPOTENCY_HEADER)
+    created = create_session_once(get_deps(), caller(app), body, key)
+    status = 200 if created.replayed else 201
+    return Response(status, "application/json", SessionResponse.of(created.session))
 
 
-handler = lambda_entry(app)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    register_lambda_context(context)
+    return _entry(event, context)
+
+
+_entry = lambda_entry(app)

@@ -20,6 +20,7 @@ PY=${PYTHON:-python3}
 if ! $PY -c "import sandboxcp, aws_cdk, moto, cdk_nag, ruff" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .sandboxcp-installed ]; then
   echo "setup: pip install -e .[dev]"
+  $PY -m pip install -q --disable-pip-version-check -e ./clients/python
   $PY -m pip install -q --disable-pip-version-check -e ".[dev]"
   touch .sandboxcp-installed
 fi

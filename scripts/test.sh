@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 PY=${PYTHON:-python3}
 echo "== ruff"; $PY -m ruff check .
-echo "== mypy"; $PY -m mypy layers/python executor functions infra
+echo "== mypy"; $PY -m mypy layers/python executor functions infra clients/python
 echo "== pytest"; $PY -m pytest "$@"

@@ -51,7 +51,9 @@ WR, WRW = "workspace:r", "workspace:rw"
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/health", "health", auth="none", access=(TR, WR, "runtime")),
-    Route("POST", "/api/v1/sessions", "sessions_create", access=(SRW, TR, "launch:start")),
+    Route(
+        "POST", "/api/v1/sessions", "sessions_create", access=(SRW, TR, "launch:start", "idempotency:rw")
+    ),
     Route("GET", "/api/v1/sessions", "sessions_list", access=(SR,)),
     Route("GET", "/api/v1/sessions/{session_id}", "sessions_get", access=(SR,)),
     Route("DELETE", "/api/v1/sessions/{session_id}", "sessions_terminate", access=(SRW, "runtime")),
