@@ -139,7 +139,9 @@ def test_created_vpc_is_isolated_with_endpoints(ecs: Synthesized) -> None:
         json.dumps(e["Properties"]["ServiceName"]).split(".")[-1].rstrip('"]}'): e["Properties"]
         for e in h.of_type(ecs, "AWS::EC2::VPCEndpoint").values()
     }
-    assert set(endpoints) == {"dynamodb", "s3", "execute-api", "ecs", "api", "dkr", "logs"}
+    # states: container_ready runs in the VPC (it asks ECS for the executor's address) and answers the
+    # launch workflow's task token.
+    assert set(endpoints) == {"dynamodb", "s3", "execute-api", "ecs", "api", "dkr", "logs", "states"}
     assert endpoints["dynamodb"]["VpcEndpointType"] == endpoints["s3"]["VpcEndpointType"] == "Gateway"
     # The internal API is reached by its endpoint-specific name: no private DNS to clash with anything.
     assert endpoints["execute-api"]["PrivateDnsEnabled"] is False

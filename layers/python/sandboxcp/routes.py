@@ -88,7 +88,8 @@ ROUTES: tuple[Route, ...] = (
         "internal_container_ready",
         "internal",
         "callback",
-        access=(SRW, "launch:callback"),
+        # runtime: on ecs/eks the executor's address is asked of the runtime (DescribeTasks, the Pod).
+        access=(SRW, "launch:callback", "runtime"),
     ),
     Route(
         "POST",

@@ -69,11 +69,13 @@ def _runtime_address(deps: Dependencies, session_id: str) -> str | None:
     """For runtimes whose start returns no address (ecs: the task's ENI, eks: the Pod IP, known only once
     it runs), ask the runtime now; None when the session already has one (process, docker) or the
     runtime cannot tell yet."""
+    lookup = getattr(deps.runtime, "executor_url", None)
+    if lookup is None:  # process, docker: start gave the address; no extra read on the launch path
+        return None
     session = deps.sessions.get(session_id)
     if session is None or session.executor_url or not session.container_id:
         return None
-    lookup = getattr(deps.runtime, "executor_url", None)
-    return lookup(session.container_id) if lookup is not None else None
+    return str(lookup(session.container_id))
 
 
 def container_exited(
