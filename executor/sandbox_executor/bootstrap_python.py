@@ -15,7 +15,7 @@ Protocol with the executor:
 ``-u`` matters: on a timeout the child is SIGKILLed, and block-buffered prints would be lost.
 """
 
-PYTHON_BOOTSTRAP = r"""
+_HANDLER_RUNTIME = r"""
 import json, linecache, os, sys, traceback, types
 
 def _print_user_traceback(exc):
@@ -37,8 +37,7 @@ def _call(handler, event):
         result = asyncio.run(_await(result))
     return result
 
-def _main():
-    ret_fd = int(sys.argv[1])
+def _main(ret_fd):
     os.set_inheritable(ret_fd, False)
     sys.argv = ["<handler>"]
     request = json.loads(sys.stdin.buffer.read())
@@ -67,6 +66,89 @@ def _main():
     with os.fdopen(ret_fd, "wb") as out:
         out.write(data.encode("utf-8"))
     return 0
+"""
 
-sys.exit(_main())
+PYTHON_BOOTSTRAP = _HANDLER_RUNTIME + "\nsys.exit(_main(int(sys.argv[1])))\n"
+
+# The fork server (forkserver.py): an interpreter that has already started and imported what
+# every handler run needs, and forks one child per execution. The child gets its stdin, stdout,
+# stderr and return pipe as fds 0-3 over the unix socket (SCM_RIGHTS), starts a session of its own,
+# dies with the server, and is dumpable again (the server is not: its children run user code as
+# our uid and must not be able to rewrite it for the runs after theirs). The server reports each
+# child's pid, then its wait status and rusage; it serves one run at a time.
+PYTHON_FORKSERVER = _HANDLER_RUNTIME + r"""
+import array, ctypes, fcntl, signal, socket
+
+def _child_exit(main):
+    # What interpreter exit does that a run can see (join its threads, run its atexit functions,
+    # flush), without tearing the interpreter down: that alone would take longer than the run.
+    try:
+        try:
+            code = main(3)
+        except SystemExit as exc:
+            code = exc.code
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            sys.stderr.write("%s\n" % (code,))
+            code = 1
+        import atexit, threading
+        threading._shutdown()
+        atexit._run_exitfuncs()
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    return code & 0xFF
+
+def _serve(sock_fd):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    sock = socket.socket(fileno=sock_fd)
+    sock.set_inheritable(False)
+    server = os.getpid()
+    while True:
+        fds = array.array("i")
+        msg, ancdata, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(4 * fds.itemsize))
+        if not msg:
+            return 0
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+        request = json.loads(msg)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                os.setsid()
+                libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+                if os.getppid() != server:
+                    os._exit(137)
+                libc.prctl(4, 1, 0, 0, 0)
+                high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]  # received ones may be 0-3
+                for fd in fds:
+                    os.close(fd)
+                for target, fd in enumerate(high):
+                    os.dup2(fd, target)
+                    os.close(fd)
+                os.environ.clear()
+                os.environ.update(request["env"])
+                os.chdir(request["cwd"])
+            except BaseException:
+                os._exit(126)
+            os._exit(_child_exit(_main))
+        for fd in fds:
+            os.close(fd)
+        sock.sendall(json.dumps({"pid": pid}).encode())
+        _, status, usage = os.wait4(pid, 0)
+        sock.sendall(json.dumps({
+            "pid": pid, "status": status,
+            "rusage": [usage.ru_utime, usage.ru_stime, usage.ru_maxrss],
+        }).encode())
+
+sys.exit(_serve(int(sys.argv[1])))
 """

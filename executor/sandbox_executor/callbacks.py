@@ -53,6 +53,8 @@ class Backoff:
 READY_BACKOFF = Backoff(first_s=0.2, max_s=5.0, budget_s=60.0)
 # status=running is informative only (the result is what counts), so give up quietly after ~10 s.
 STATUS_BACKOFF = Backoff(first_s=0.2, max_s=5.0, budget_s=10.0)
+# live output: one quick retry; the stream keeps what was not delivered for its next batch.
+OUTPUT_BACKOFF = Backoff(first_s=0.1, max_s=0.5, budget_s=1.0)
 
 
 def result_backoff(base_s: float) -> Backoff:
@@ -182,3 +184,10 @@ class CallbackClient:
             timeout=30.0,  # the body can be several MiB
             extra_headers={"Idempotency-Key": execution_id},
         )
+
+    def output(self, path: str, payload: dict[str, Any]) -> bool:
+        """One batch of live output (streaming.py): True once the control plane has it or refused it
+        for good, False to keep it and try again with the next batch. A short try: a live chunk that
+        comes late is worth little, and the result carries the whole output anyway."""
+        delivery = self.post(path, payload, backoff=OUTPUT_BACKOFF, timeout=2.0, quiet=True)
+        return delivery.outcome is not Outcome.GAVE_UP

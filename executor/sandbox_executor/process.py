@@ -20,8 +20,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sandbox_executor import linux
 from sandbox_executor.capture import BoundedBuffer
@@ -34,6 +35,8 @@ DRAIN_GRACE_S = 2.0
 # After a SIGKILL, how long to wait for the kernel to reap before we report and move on.
 KILL_GRACE_S = 10.0
 _CHUNK = 65536
+# Called with ("stdout" | "stderr", bytes) for every read of the child's output (live output).
+OnOutput = Callable[[str, bytes], None]
 
 
 class SpawnError(RuntimeError):
@@ -122,6 +125,7 @@ def run_process(
     timeout_s: float,
     return_pipe: bool,
     registry: ChildRegistry,
+    on_output: OnOutput | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion or ``timeout_s``; raises SpawnError if it cannot be started.
 
@@ -156,57 +160,100 @@ def run_process(
     finally:
         if return_pipe:
             os.close(ret_w)  # only the child may hold the write end, or we would never see EOF
-    started = time.monotonic()
-    registry.add(proc.pid)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     reaper = _Reaper(proc.pid)
     reaper.start()
-    stdout, stderr = BoundedBuffer(OUTPUT_LIMIT), BoundedBuffer(OUTPUT_LIMIT)
-    ret = BoundedBuffer(RETURN_LIMIT) if return_pipe else None
     try:
-        timed_out = _pump(proc, reaper, stdin_data, stdout, stderr, ret, ret_r, started + timeout_s)
+        result = supervise(
+            Child(proc.pid, proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno(), ret_r, reaper),
+            stdin_data=stdin_data,
+            timeout_s=timeout_s,
+            registry=registry,
+            on_output=on_output,
+        )
     finally:
-        if not reaper.done.is_set():
-            kill_group(proc.pid)  # the pump failed or gave up: never leave user code running unsupervised
-        registry.discard(proc.pid)
         if return_pipe:
             os.close(ret_r)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-    status = reaper.status
-    exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
+            with contextlib.suppress(OSError):
+                stream.close()
     # We reaped the child ourselves; tell Popen so it never waits on (or warns about) the pid.
-    proc.returncode = exit_code if exit_code is not None else -1
-    end = reaper.finished_at if reaper.done.is_set() else time.monotonic()
-    return ProcessResult(exit_code, timed_out, stdout, stderr, ret, end - started, reaper.rusage)
+    proc.returncode = result.exit_code if result.exit_code is not None else -1
+    return result
+
+
+class ExitWaiter(Protocol):
+    """Learns how a child ended: ``done`` is set once ``status`` (a wait status) and ``rusage`` are known
+    (status None: never learnt, e.g. whoever reaped it vanished)."""
+
+    done: threading.Event
+    status: int | None
+    rusage: resource.struct_rusage | None
+    finished_at: float
+
+
+@dataclass
+class Child:
+    """A started child seen through its pipes (our ends) and whatever learns its exit."""
+
+    pid: int  # also its process group id (it runs in a session of its own)
+    stdin_fd: int
+    stdout_fd: int
+    stderr_fd: int
+    ret_fd: int  # -1: no return-value pipe
+    waiter: ExitWaiter
+
+
+def supervise(
+    child: Child,
+    *,
+    stdin_data: bytes,
+    timeout_s: float,
+    registry: ChildRegistry,
+    on_output: OnOutput | None = None,
+) -> ProcessResult:
+    """Feed, drain and time out ``child`` until it is gone; the caller closes the fds afterwards."""
+    started = time.monotonic()
+    registry.add(child.pid)
+    stdout, stderr = BoundedBuffer(OUTPUT_LIMIT), BoundedBuffer(OUTPUT_LIMIT)
+    ret = BoundedBuffer(RETURN_LIMIT) if child.ret_fd >= 0 else None
+    try:
+        timed_out = _pump(child, stdin_data, stdout, stderr, ret, started + timeout_s, on_output)
+    finally:
+        if not child.waiter.done.is_set():
+            kill_group(child.pid)  # the pump failed or gave up: never leave user code running unsupervised
+        registry.discard(child.pid)
+    status = child.waiter.status
+    exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
+    end = child.waiter.finished_at if child.waiter.done.is_set() else time.monotonic()
+    return ProcessResult(exit_code, timed_out, stdout, stderr, ret, end - started, child.waiter.rusage)
 
 
 def _pump(
-    proc: subprocess.Popen[bytes],
-    reaper: _Reaper,
+    child: Child,
     stdin_data: bytes,
     stdout: BoundedBuffer,
     stderr: BoundedBuffer,
     ret: BoundedBuffer | None,
-    ret_r: int,
     deadline: float,
+    on_output: OnOutput | None = None,
 ) -> bool:
     """Feed stdin and drain the output pipes until the child is gone; True if it timed out."""
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    reaper = child.waiter
     sel = selectors.DefaultSelector()
-    readers = {proc.stdout.fileno(): stdout, proc.stderr.fileno(): stderr}
+    readers = {child.stdout_fd: (stdout, "stdout"), child.stderr_fd: (stderr, "stderr")}
     if ret is not None:
-        readers[ret_r] = ret
-    for fd, buf in readers.items():
-        sel.register(fd, selectors.EVENT_READ, buf)
-    stdin_fd = proc.stdin.fileno()
+        readers[child.ret_fd] = (ret, "")
+    for fd, reader in readers.items():
+        sel.register(fd, selectors.EVENT_READ, reader)
+    stdin_fd = child.stdin_fd
     pending = memoryview(stdin_data)
+    stdin_open = [True]
     if pending:
         os.set_blocking(stdin_fd, False)  # a child that never reads stdin must not block us
         sel.register(stdin_fd, selectors.EVENT_WRITE, None)
     else:
-        proc.stdin.close()
+        _close_stdin(child, stdin_open)
     timed_out = False
     stop_at: float | None = None  # set once the child is gone: drain leftovers until then
     try:
@@ -215,16 +262,16 @@ def _pump(
             if stop_at is None and reaper.done.is_set():
                 # Leftover background processes of the group would keep our pipes open; the
                 # invocation is over, so they go too (like a Lambda sandbox being frozen).
-                kill_group(proc.pid)
+                kill_group(child.pid)
                 stop_at = now + DRAIN_GRACE_S
             elif stop_at is None and not timed_out and now >= deadline:
                 timed_out = True
-                kill_group(proc.pid)
+                kill_group(child.pid)
                 if not reaper.done.is_set():
                     # The leader may have left its group. Not Popen.kill(): it polls, and could
                     # reap the child before our wait4 and lose its rusage.
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(proc.pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(child.pid, signal.SIGKILL)
             elif timed_out and stop_at is None and now >= deadline + KILL_GRACE_S:
                 break  # unkillable (e.g. stuck in the kernel): report what we have
             open_readers = [k for k in sel.get_map().values() if k.data is not None]
@@ -241,30 +288,51 @@ def _pump(
                 continue
             for key, _ in sel.select(min(wait, 0.5)):
                 if key.data is None:
-                    pending = _write_stdin(sel, proc, stdin_fd, pending)
+                    pending = _write_stdin(sel, child, stdin_open, pending)
                     continue
                 chunk = os.read(key.fd, _CHUNK)
                 if chunk:
-                    key.data.feed(chunk)
+                    buf, name = key.data
+                    buf.feed(chunk)
+                    if on_output is not None and name:
+                        on_output(name, chunk)
                 else:
                     sel.unregister(key.fd)
     finally:
         sel.close()
+        _close_stdin(child, stdin_open)
     return timed_out
 
 
+def _close_stdin(child: Child, stdin_open: list[bool]) -> None:
+    """EOF for the child. The fd's owner (a file object, or the caller) closes it later, so its
+    number must stay ours: dup2 puts /dev/null in its place, which closes the pipe atomically."""
+    if stdin_open[0]:
+        stdin_open[0] = False
+        with contextlib.suppress(OSError):
+            os.dup2(_devnull(), child.stdin_fd)
+
+
+_DEVNULL: list[int] = []
+
+
+def _devnull() -> int:
+    if not _DEVNULL:
+        _DEVNULL.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    return _DEVNULL[0]
+
+
 def _write_stdin(
-    sel: selectors.BaseSelector, proc: subprocess.Popen[bytes], fd: int, pending: memoryview
+    sel: selectors.BaseSelector, child: Child, stdin_open: list[bool], pending: memoryview
 ) -> memoryview:
     try:
-        written = os.write(fd, pending[:_CHUNK])
+        written = os.write(child.stdin_fd, pending[:_CHUNK])
         pending = pending[written:]
     except BlockingIOError:
         return pending
     except OSError:  # EPIPE: the child exited or closed stdin without reading it all
         pending = pending[:0]
     if not pending:
-        sel.unregister(fd)
-        assert proc.stdin is not None
-        proc.stdin.close()
+        sel.unregister(child.stdin_fd)
+        _close_stdin(child, stdin_open)
     return pending

@@ -21,9 +21,17 @@ from sandbox_executor.artifacts import list_artifact_files, run_clock_ns
 from sandbox_executor.bootstrap_node import NODE_BOOTSTRAP
 from sandbox_executor.bootstrap_python import PYTHON_BOOTSTRAP
 from sandbox_executor.config import Config
+from sandbox_executor.forkserver import ForkServer
 from sandbox_executor.identity import Identity
 from sandbox_executor.logs import log
-from sandbox_executor.process import RETURN_LIMIT, ChildRegistry, ProcessResult, SpawnError, run_process
+from sandbox_executor.process import (
+    RETURN_LIMIT,
+    ChildRegistry,
+    OnOutput,
+    ProcessResult,
+    SpawnError,
+    run_process,
+)
 from sandbox_executor.validation import ExecutionRequest
 from sandbox_executor.workspace import SyncError, WorkspaceSync, artifact
 
@@ -114,12 +122,15 @@ class Runner:
         registry: ChildRegistry,
         environ: Mapping[str, str] | None = None,
         identity: Identity | None = None,
+        *,
+        use_forkserver: bool = True,
     ):
         self._config = config
         self._registry = registry
         self._identity = identity  # its binding's env is added to user code's (warm-pool mode)
         self._base_env = child_env(config.workspace, os.environ if environ is None else environ)
         self.workspace_sync = WorkspaceSync(config.workspace, config.s3_via)
+        self.forkserver = ForkServer(sys.executable, registry) if use_forkserver else None
 
     def _binary(self, name: str) -> str:
         found = shutil.which(name, path=self._base_env.get("PATH"))
@@ -127,7 +138,7 @@ class Runner:
             raise SpawnError(f"{name!r} not found on PATH")
         return found
 
-    def run(self, req: ExecutionRequest) -> RunOutcome:
+    def run(self, req: ExecutionRequest, on_output: OnOutput | None = None) -> RunOutcome:
         plan = req.workspace
         newest_input_ns = 0
         if plan is not None:
@@ -139,7 +150,7 @@ class Runner:
                 log("workspace_sync_error", execution_id=req.execution_id, error=type(exc).__name__)
                 return sync_failure(f"internal error ({type(exc).__name__})")
         try:
-            outcome, started_ns = self._run(req, newest_input_ns)
+            outcome, started_ns = self._run(req, newest_input_ns, on_output)
         except SpawnError as exc:
             return spawn_failure(req.language, str(exc))
         # Timeouts and failures too: partial outputs are worth keeping.
@@ -159,7 +170,9 @@ class Runner:
             outcome.stderr = _append_line(outcome.stderr, note)
         return outcome
 
-    def _run(self, req: ExecutionRequest, not_before_ns: int) -> tuple[RunOutcome, int]:
+    def _run(
+        self, req: ExecutionRequest, not_before_ns: int, on_output: OnOutput | None
+    ) -> tuple[RunOutcome, int]:
         """The outcome, and the run's start on the file clock (after ``not_before_ns``)."""
         event_json = json.dumps(req.event)
         env = dict(self._base_env)
@@ -185,6 +198,18 @@ class Runner:
                 env["SANDBOX_EVENT"] = event_json
             return_pipe = False
         started_ns = _start_after(not_before_ns)
+        if req.language == "python" and self.forkserver is not None:
+            try:
+                forked = self.forkserver.run(
+                    env=env,
+                    cwd=self._config.workspace,
+                    stdin_data=stdin,
+                    timeout_s=req.timeout,
+                    on_output=on_output,
+                )
+                return outcome_from(forked, req.timeout), started_ns
+            except SpawnError as exc:
+                log("forkserver_unavailable", execution_id=req.execution_id, error=str(exc))
         result = run_process(
             argv,
             env=env,
@@ -193,6 +218,7 @@ class Runner:
             timeout_s=req.timeout,
             return_pipe=return_pipe,
             registry=self._registry,
+            on_output=on_output,
         )
         return outcome_from(result, req.timeout), started_ns
 

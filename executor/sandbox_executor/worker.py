@@ -18,7 +18,9 @@ from collections import OrderedDict, deque
 from sandbox_executor.callbacks import CallbackClient, Outcome
 from sandbox_executor.clock import utc_now_iso
 from sandbox_executor.logs import log
+from sandbox_executor.process import OnOutput
 from sandbox_executor.runner import Runner, RunOutcome, shrink_report
+from sandbox_executor.streaming import OutputStream
 from sandbox_executor.validation import ExecutionRequest
 
 QUEUE_BOUND = 64
@@ -218,7 +220,13 @@ class ExecutionQueue:
         status.start()
         # Heartbeats go on (since acceptance) until the result is delivered: a control plane that
         # answers 5xx to the result for a while must not take the execution for crashed meanwhile.
-        outcome = self._run(req)
+        live = OutputStream(
+            lambda chunks: self._callbacks.output(f"/executions/{eid}/output", {"chunks": chunks})
+        )
+        try:
+            outcome = self._run(req, live.feed)
+        finally:
+            live.close()  # every live chunk is with the control plane before the result
         log(
             "execution_finished",
             execution_id=eid,
@@ -254,9 +262,9 @@ class ExecutionQueue:
                 http_status=delivery.status,
             )
 
-    def _run(self, req: ExecutionRequest) -> RunOutcome:
+    def _run(self, req: ExecutionRequest, on_output: OnOutput) -> RunOutcome:
         try:
-            return self._runner.run(req)
+            return self._runner.run(req, on_output)
         except Exception as exc:
             log("execution_internal_error", execution_id=req.execution_id, error=type(exc).__name__)
             return RunOutcome(
