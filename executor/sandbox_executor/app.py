@@ -17,11 +17,15 @@ from sandbox_executor import __version__, linux
 from sandbox_executor.advertise import advertised_url
 from sandbox_executor.callbacks import CallbackClient, Outcome
 from sandbox_executor.config import Config, ConfigError, load_config
+from sandbox_executor.contexts import Contexts
 from sandbox_executor.identity import BindingCell, Identity, initial_identity
+from sandbox_executor.interactive_api import Interactive
 from sandbox_executor.logs import log
 from sandbox_executor.process import ChildRegistry
+from sandbox_executor.processes import Processes
 from sandbox_executor.runner import Runner
 from sandbox_executor.server import Service, TCPServer, UnixServer, bound_port, make_server
+from sandbox_executor.spawner import Spawner
 from sandbox_executor.worker import ExecutionQueue
 
 EXIT_OK = 0
@@ -83,8 +87,15 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
         log("workspace_unavailable", workspace=config.workspace, error=type(exc).__name__)
 
     registry = ChildRegistry()
+    spawner = Spawner()
+    runner = Runner(config, registry, identity=identity)
+    interactive = Interactive(
+        Contexts(spawner, runner.child_environment, config.workspace, config.node_bin),
+        Processes(spawner, runner.child_environment, config.workspace, config.bash_bin, callbacks.output),
+    )
+    runner.contexts = interactive.contexts
     executions = ExecutionQueue(
-        Runner(config, registry, identity=identity),
+        runner,
         callbacks,
         heartbeat_s=config.heartbeat_s,
         retry_base_s=config.retry_base_s,
@@ -92,7 +103,9 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
     )
     try:
         server = make_server(
-            config.listen, Service(executions, config.workspace, identity, config.pool_id, persist), listener
+            config.listen,
+            Service(executions, config.workspace, identity, config.pool_id, persist, interactive),
+            listener,
         )
     except OSError as exc:
         log("bind_failed", error=f"{type(exc).__name__}: {exc}")
@@ -110,7 +123,9 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
         while not identity.bound.wait(0.2) and not shutdown.event.is_set():
             pass
     if shutdown.event.is_set():
-        return _shut_down(shutdown.signum, server, config, callbacks, registry, identity, listener is None)
+        return _shut_down(
+            shutdown.signum, server, config, callbacks, registry, identity, listener is None, interactive
+        )
     session_id = identity.session_id()
     executor_url = advertised_url(config, port, shutdown.event)
     if executor_url:
@@ -123,7 +138,9 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
             return EXIT_CONFIG if delivery.outcome is Outcome.REJECTED else EXIT_NOT_READY
         log("ready", session_id=session_id, container_id=config.container_id, port=port)
         shutdown.event.wait()
-    return _shut_down(shutdown.signum, server, config, callbacks, registry, identity, listener is None)
+    return _shut_down(
+        shutdown.signum, server, config, callbacks, registry, identity, listener is None, interactive
+    )
 
 
 def _shut_down(
@@ -134,11 +151,14 @@ def _shut_down(
     registry: ChildRegistry,
     identity: Identity,
     owned: bool,
+    interactive: Interactive,
 ) -> int:
     exit_code, reason = _SIGNALS.get(signal.Signals(signum) if signum else signal.SIGTERM, (143, "sigterm"))
     log("shutting_down", signal=signum, exit_reason=reason)
     # Untrusted code stops first: it must not outlive the agent that supervises it.
     killed = registry.kill_all()
+    interactive.processes.kill_all()
+    interactive.contexts.stop_all()
     if killed:
         log("children_killed", count=killed)
     if identity.bound.is_set():

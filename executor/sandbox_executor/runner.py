@@ -21,6 +21,7 @@ from sandbox_executor.artifacts import list_artifact_files, run_clock_ns
 from sandbox_executor.bootstrap_node import NODE_BOOTSTRAP
 from sandbox_executor.bootstrap_python import PYTHON_BOOTSTRAP
 from sandbox_executor.config import Config
+from sandbox_executor.contexts import ContextError, Contexts
 from sandbox_executor.forkserver import ForkServer
 from sandbox_executor.identity import Identity
 from sandbox_executor.logs import log
@@ -51,7 +52,7 @@ MAX_START_WAIT_S = 0.1
 class RunOutcome:
     """What the result callback reports (internal-api.yaml ``ExecutionResultReport``)."""
 
-    status: str  # success | failed | timeout
+    status: str  # success | failed | timeout | crashed (a context's interpreter died)
     exit_code: int
     stdout: str = ""
     stderr: str = ""
@@ -62,9 +63,10 @@ class RunOutcome:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     artifacts: list[dict[str, Any]] = field(default_factory=list)  # {path, size, mime_type, type}
+    outputs: list[dict[str, Any]] | None = None  # a context cell's rich outputs (MIME bundles)
 
     def to_report(self) -> dict[str, Any]:
-        return {
+        report = {
             "status": self.status,
             "stdout": self.stdout,
             "stderr": self.stderr,
@@ -80,6 +82,9 @@ class RunOutcome:
             "stdout_truncated": self.stdout_truncated,
             "stderr_truncated": self.stderr_truncated,
         }
+        if self.outputs is not None:
+            report["outputs"] = self.outputs
+        return report
 
 
 SHRUNK_OUTPUT_BYTES = 256 * 1024
@@ -124,6 +129,7 @@ class Runner:
         identity: Identity | None = None,
         *,
         use_forkserver: bool = True,
+        contexts: Contexts | None = None,
     ):
         self._config = config
         self._registry = registry
@@ -131,6 +137,7 @@ class Runner:
         self._base_env = child_env(config.workspace, os.environ if environ is None else environ)
         self.workspace_sync = WorkspaceSync(config.workspace, config.s3_via)
         self.forkserver = ForkServer(sys.executable, registry) if use_forkserver else None
+        self.contexts = contexts
 
     def _binary(self, name: str) -> str:
         found = shutil.which(name, path=self._base_env.get("PATH"))
@@ -174,11 +181,11 @@ class Runner:
         self, req: ExecutionRequest, not_before_ns: int, on_output: OnOutput | None
     ) -> tuple[RunOutcome, int]:
         """The outcome, and the run's start on the file clock (after ``not_before_ns``)."""
+        if req.context_id is not None:
+            started_ns = _start_after(not_before_ns)
+            return self._run_cell(req, req.context_id, on_output), started_ns
         event_json = json.dumps(req.event)
-        env = dict(self._base_env)
-        if self._identity is not None:
-            env.update(self._identity.env())  # names already checked: no SANDBOXCP_* nor AWS_*
-            env["HOME"] = self._config.workspace
+        env = self.child_environment()
         return_pipe = True
         if req.language == "python":
             argv = [sys.executable, "-u", "-c", PYTHON_BOOTSTRAP]
@@ -221,6 +228,47 @@ class Runner:
             on_output=on_output,
         )
         return outcome_from(result, req.timeout), started_ns
+
+
+    def child_environment(self) -> dict[str, str]:
+        """What user code's environment is: ours minus secrets, plus the session's env vars."""
+        env = dict(self._base_env)
+        if self._identity is not None:
+            env.update(self._identity.env())  # names already checked: no SANDBOXCP_* nor AWS_*
+            env["HOME"] = self._config.workspace
+        return env
+
+    def _run_cell(self, req: ExecutionRequest, context_id: str, on_output: OnOutput | None) -> RunOutcome:
+        try:
+            if self.contexts is None:
+                raise ContextError("NotFound", "this executor has no contexts")
+            kernel = self.contexts.get(context_id)
+        except ContextError:
+            return RunOutcome(status="failed", exit_code=-1, stderr=f"context {context_id} not found\n")
+        if kernel.language != req.language:
+            detail = f"context {context_id} runs {kernel.language}, not {req.language}\n"
+            return RunOutcome(status="failed", exit_code=-1, stderr=detail)
+        cell = kernel.run(
+            req.code,
+            execution_id=req.execution_id,
+            workspace=self._config.workspace,
+            timeout_s=req.timeout,
+            on_output=on_output,
+        )
+        stderr = cell.stderr.text()
+        return RunOutcome(
+            status=cell.status,
+            exit_code=cell.exit_code,
+            stdout=cell.stdout.text(),
+            stderr=_append_line(stderr, cell.note) if cell.note else stderr,
+            return_value=cell.result_text,
+            duration_ms=cell.duration_ms,
+            cpu_time_ms=cell.cpu_time_ms,
+            peak_memory_mb=cell.peak_memory_mb,
+            stdout_truncated=cell.stdout.truncated,
+            stderr_truncated=cell.stderr.truncated,
+            outputs=cell.outputs,
+        )
 
 
 def _start_after(not_before_ns: int) -> int:

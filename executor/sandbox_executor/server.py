@@ -20,9 +20,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from sandbox_executor import __version__
+from sandbox_executor import __version__, interactive_api
 from sandbox_executor.config import ListenSpec
 from sandbox_executor.identity import AlreadyBound, Binding, Identity, parse_bind_request
+from sandbox_executor.interactive_api import Interactive
 from sandbox_executor.logs import log
 from sandbox_executor.validation import ValidationError, parse_execute_request
 from sandbox_executor.worker import ExecutionQueue, QueueFull
@@ -44,8 +45,10 @@ class Service:
         identity: Identity | None = None,
         pool_id: str | None = None,
         persist: Callable[[Binding], None] | None = None,
+        interactive: Interactive | None = None,
     ) -> None:
         self.executions = executions
+        self.interactive = interactive
         self.workspace = workspace
         self.identity = identity or Identity(Binding("", ""))
         self.pool_id = pool_id
@@ -92,6 +95,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
+        if interactive_api.handles(self.path.split("?", 1)[0]):
+            self._interactive("GET")
+            return
         if self.path.split("?", 1)[0] != "/health":
             self._send(
                 404, _error("Executor.NotFound", "Not found", f"No route for GET {self.path}", "Use /health")
@@ -113,8 +119,31 @@ class Handler(BaseHTTPRequestHandler):
             payload["pool_id"] = self.service.pool_id
         self._send(200, payload)
 
+    def do_DELETE(self) -> None:
+        self._interactive("DELETE")
+
+    def _interactive(self, method: str) -> None:
+        """Contexts and background processes (interactive_api.py): bound and keyed like /execute."""
+        route = self.path.split("?", 1)[0]
+        interactive = self.service.interactive
+        if interactive is None or not interactive_api.handles(route):
+            self.close_connection = True
+            detail = f"No route for {method} {self.path}"
+            self._send(404, _error("Executor.NotFound", "Not found", detail, "See executor-api.yaml"))
+            return
+        body = self._read_body() if method == "POST" else None
+        if method == "POST" and body is None:
+            return
+        if not self._bound_and_authorized():
+            return
+        status, payload = interactive_api.handle(interactive, method, route, body)
+        self._send(status, payload)
+
     def do_POST(self) -> None:
         route = self.path.split("?", 1)[0]
+        if interactive_api.handles(route):
+            self._interactive("POST")
+            return
         if route not in ("/execute", "/bind"):
             self.close_connection = True  # we did not read the body
             self._send(
@@ -181,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
         )
         return False
 
-    def _execute(self, body: bytes) -> None:
+    def _bound_and_authorized(self) -> bool:
         if not self.service.identity.bound.is_set():
             self._send(
                 409,
@@ -192,8 +221,11 @@ class Handler(BaseHTTPRequestHandler):
                     "POST /bind first",
                 ),
             )
-            return
-        if not self._authorized():
+            return False
+        return self._authorized()
+
+    def _execute(self, body: bytes) -> None:
+        if not self._bound_and_authorized():
             return
         try:
             req = parse_execute_request(json.loads(body))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sandbox_executor.contract import (
@@ -22,6 +22,7 @@ from sandbox_executor.contract import (
 )
 
 EXECUTION_ID_RE = re.compile(EXECUTION_ID_PATTERN)
+CONTEXT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ValidationError(ValueError):
@@ -39,6 +40,8 @@ class ExecutionRequest:
     stdin: str | None = None
     # Files to sync before and after the run (see workspace.py); None: no sync, artifacts listed only.
     workspace: WorkspacePlan | None = None
+    # Run as a cell of this code context (contexts.py) instead of as a handler in a fresh process.
+    context_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,22 @@ def parse_execute_request(body: Any) -> ExecutionRequest:
     if stdin is not None and not isinstance(stdin, str):
         raise ValidationError("Field 'stdin' must be a string")
     workspace = parse_workspace_plan(body.get("workspace"))
+    context_id = body.get("context_id")
+    if context_id is not None and not (isinstance(context_id, str) and CONTEXT_ID_RE.fullmatch(context_id)):
+        raise ValidationError(f"Field 'context_id' must match {CONTEXT_ID_RE.pattern}")
+    request = _request(execution_id, code, language, timeout, event, stdin, workspace)
+    return replace(request, context_id=context_id) if context_id else request
+
+
+def _request(
+    execution_id: str,
+    code: str,
+    language: str,
+    timeout: int,
+    event: Any,
+    stdin: Any,
+    workspace: WorkspacePlan | None,
+) -> ExecutionRequest:
     if event is not None:
         if not isinstance(event, dict):
             raise ValidationError("Field 'event' must be a JSON object")
