@@ -56,7 +56,7 @@ class OutputStream:
         self._cut = {"stdout": False, "stderr": False}
         self._decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name in self._fed}
         self._closing = False
-        self._sending = False
+        self._in_flight = 0  # chunks at the head of _pending that the sender is posting
         self._thread = threading.Thread(target=self._run, name="output-stream", daemon=True)
         self._thread.start()
 
@@ -81,8 +81,15 @@ class OutputStream:
                 self._add(stream, self._decoders[stream].decode(b"", final=True) + TRUNCATED_NOTE)
 
     def _add(self, stream: str, text: str) -> None:
-        # Chunks stay under the control plane's per-chunk limit (4 bytes per character at most).
+        # Reads of one stream waiting in the same batch become one chunk (the control plane stores
+        # each chunk with a write of its own), within its per-chunk limit (4 bytes per character at
+        # most). A chunk already handed to the sender is never touched again.
         step = MAX_CHUNK_BYTES // 4
+        last = self._pending[-1] if len(self._pending) > self._in_flight else None
+        if last is not None and last["stream"] == stream and len(last["data"]) + len(text) <= step:
+            last["data"] += text
+            self._pending_bytes += len(text)
+            text = ""
         for start in range(0, len(text), step):
             self._seq += 1
             piece = text[start : start + step]
@@ -122,8 +129,10 @@ class OutputStream:
                         timeout = max(0.0, self._first_pending_at + self._interval_s - time.monotonic())
                     self._cond.wait(timeout)
                 batch = self._pending[:MAX_BATCH_CHUNKS]
+                self._in_flight = len(batch)
             delivered = self._deliver(batch)
             with self._cond:
+                self._in_flight = 0
                 if delivered:
                     del self._pending[: len(batch)]
                     self._pending_bytes = sum(len(c["data"]) for c in self._pending)
