@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -453,11 +454,17 @@ class Contexts:
 
     def create(self, context_id: str, language: str, cwd: str | None) -> Kernel:
         directory = self._directory(cwd)
-        argv = (
-            [sys.executable, "-u", "-c", PYTHON_KERNEL]
-            if language == "python"
-            else [self._node_bin, "-e", NODE_KERNEL]
-        )
+        if language == "python":
+            argv = [sys.executable, "-u", "-c", PYTHON_KERNEL]
+        else:
+            node = shutil.which(self._node_bin, path=self._env().get("PATH"))
+            if node is None:
+                raise ContextError(
+                    "ValidationError",
+                    f"javascript needs {self._node_bin!r}, which this sandbox's image does not have: "
+                    "use a template with Node.js (nodejs-basic)",
+                )
+            argv = [node, "-e", NODE_KERNEL]
         with self._lock:
             if context_id in self._kernels:
                 raise ContextError("Conflict", f"Context {context_id} already exists")

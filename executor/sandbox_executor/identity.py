@@ -5,8 +5,12 @@ environment user code can read, never in a file. So a sandbox normally starts *u
 executor with ``SANDBOXCP_POOL_ID``, or a cold one with only ``SANDBOXCP_SESSION_ID``) and the
 control plane binds it over the executor's socket (session id, token, env vars). The binding lives in
 a ``BindingCell``, an anonymous shared mapping between the (non-dumpable) supervisor and the agents it
-forks, so a restarted agent comes back bound. Remote runtimes that cannot bind yet (ecs, eks) still pass
-``SANDBOXCP_CALLBACK_TOKEN``; the supervisor moves it into the cell and out of the environment.
+forks, so a restarted agent comes back bound. The listener may be TCP (``SANDBOXCP_LISTEN=tcp:0.0.0.0:8080``,
+ecs): the control plane then binds at the address the *runtime* reports for the sandbox (the task's
+ENI), never one the sandbox announced; the first bind wins and every later one is refused (409), except
+the same binding again (the control plane retrying a bind whose answer it lost: only it knows the token).
+A runtime that cannot bind yet (eks) still passes ``SANDBOXCP_CALLBACK_TOKEN``; the supervisor moves it
+into the cell and out of the environment.
 """
 
 from __future__ import annotations

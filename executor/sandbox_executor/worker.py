@@ -29,6 +29,13 @@ DONE_MEMORY = 4096
 STATUS_JOIN_S = 15.0  # the running-status post gives up after ~10 s; never wait forever for it
 HEARTBEAT_SENDERS = 4  # heartbeat posts in flight at most
 HEARTBEAT_IDLE_POLL_S = 0.5
+# The first beat of an execution comes this long after acceptance (or one interval, if shorter): the
+# control plane gives an execution 15 s from its creation before it wants one, and most runs are over
+# sooner, so they cost no heartbeat at all.
+FIRST_BEAT_S = 1.0
+# "running" is posted only for runs still going after this long: a run that ends sooner reports its
+# result alone (pending -> completed), one callback instead of two on the path of every short run.
+RUNNING_STATUS_DELAY_S = 0.05
 
 QUEUED, RUNNING, DONE = "queued", "running", "done"
 
@@ -77,9 +84,9 @@ class Heartbeats:
             thread.start()
 
     def hold(self, execution_id: str) -> None:
-        """Beat for ``execution_id`` now and every interval from now on."""
+        """Beat for ``execution_id`` soon (FIRST_BEAT_S) and every interval from then on."""
         with self._cond:
-            self._due[execution_id] = time.monotonic()
+            self._due[execution_id] = time.monotonic() + min(FIRST_BEAT_S, self._interval)
             self._cond.notify_all()
 
     def release(self, execution_id: str) -> None:
@@ -211,12 +218,13 @@ class ExecutionQueue:
         log("execution_started", execution_id=eid, language=req.language)
         # Posted in the background so a slow control plane never delays the user's code; joined
         # before the result so "running" cannot arrive after the final state.
-        status = threading.Thread(
-            target=self._callbacks.execution_running,
-            args=(eid, started_at),
-            name=f"status-{eid}",
-            daemon=True,
-        )
+        finished = threading.Event()
+
+        def post_running() -> None:
+            if not finished.wait(RUNNING_STATUS_DELAY_S):
+                self._callbacks.execution_running(eid, started_at)
+
+        status = threading.Thread(target=post_running, name=f"status-{eid}", daemon=True)
         status.start()
         # Heartbeats go on (since acceptance) until the result is delivered: a control plane that
         # answers 5xx to the result for a while must not take the execution for crashed meanwhile.
@@ -226,6 +234,7 @@ class ExecutionQueue:
         try:
             outcome = self._run(req, live.feed)
         finally:
+            finished.set()
             live.close()  # every live chunk is with the control plane before the result
         log(
             "execution_finished",
@@ -240,11 +249,12 @@ class ExecutionQueue:
             # from container_exited and the missing heartbeats instead of a misleading result.
             log("result_dropped", execution_id=eid, reason="shutdown")
         else:
-            self._report(eid, outcome)
+            self._report(eid, outcome, started_at)
         self._set_state(eid, DONE)
 
-    def _report(self, eid: str, outcome: RunOutcome) -> None:
-        delivery = self._callbacks.execution_result(eid, outcome.to_report(), self._retry_base_s)
+    def _report(self, eid: str, outcome: RunOutcome, started_at: str) -> None:
+        report = {**outcome.to_report(), "started_at": started_at}
+        delivery = self._callbacks.execution_result(eid, report, self._retry_base_s)
         if delivery.status == 413:
             # The control plane (API Gateway / Lambda payload limits) refused the size: report a
             # smaller result rather than none at all.
