@@ -4,7 +4,7 @@ Handlers then refuse (403) any resource of another session."""
 from typing import Any
 
 from sandboxcp.api.authorizer import authorize
-from sandboxcp.observability import logger
+from sandboxcp.observability import job_entry
 from sandboxcp.services.auth import authenticate_callback
 from sandboxcp.services.deps import get_deps
 
@@ -14,6 +14,6 @@ def _session(authorization: str | None) -> tuple[str, dict[str, str]]:
     return session_id, {"session_id": session_id}
 
 
-@logger.inject_lambda_context(clear_state=True)
+@job_entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return authorize(event, _session)

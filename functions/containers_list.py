@@ -9,7 +9,7 @@ from sandboxcp.api.schemas import ContainerInfo, ContainerList
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import bind_request
 from sandboxcp.routes import resolver_path, route_for
-from sandboxcp.services.containers import RuntimeFilter, list_containers
+from sandboxcp.services.containers import RuntimeFilter, container_usage, list_containers
 from sandboxcp.services.deps import get_deps
 
 app = make_resolver()
@@ -25,10 +25,13 @@ def list_(
 ) -> ContainerList:
     who = caller(app)
     bind_request(tenant_id=who.tenant_id)
-    page = list_containers(
-        get_deps(), who, status=status, runtime_type=runtime_type, limit=limit, offset=offset
+    deps = get_deps()
+    page = list_containers(deps, who, status=status, runtime_type=runtime_type, limit=limit, offset=offset)
+    usage = container_usage(deps, page.items)
+    return ContainerList(
+        containers=[ContainerInfo.of(s, usage=usage.get(s.container_id or "")) for s in page.items],
+        total=page.total,
     )
-    return ContainerList(containers=[ContainerInfo.of(s) for s in page.items], total=page.total)
 
 
 handler = lambda_entry(app)

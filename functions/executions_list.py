@@ -21,9 +21,17 @@ def list_(
     status: Annotated[ExecutionStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10000)] = 0,
+    next_token: Annotated[
+        str | None,
+        Query(min_length=1, max_length=4096, description="A page's `next_token` (instead of offset)"),
+    ] = None,
 ) -> ExecutionList:
-    page = list_executions(get_deps(), caller(app), session_id, status=status, limit=limit, offset=offset)
-    return ExecutionList(executions=[ExecutionSummary.of(e) for e in page.items], total=page.total)
+    page = list_executions(
+        get_deps(), caller(app), session_id, status=status, limit=limit, offset=offset, next_token=next_token
+    )
+    return ExecutionList(
+        executions=[ExecutionSummary.of(e) for e in page.items], total=page.total, next_token=page.next_token
+    )
 
 
 handler = lambda_entry(app)

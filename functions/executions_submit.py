@@ -19,7 +19,10 @@ ROUTE = route_for("executions_submit")
 def submit(session_id: str, body: Annotated[ExecuteRequest, Body()]) -> ExecuteResponse:
     execution = submit_execution(get_deps(), caller(app), session_id, body)
     return ExecuteResponse(
-        execution_id=execution.execution_id, status=execution.status, submitted_at=execution.created_at
+        execution_id=execution.execution_id,
+        status=execution.status,
+        submitted_at=execution.created_at,
+        context_id=execution.context_id,
     )
 
 

@@ -25,7 +25,10 @@ def submit_and_wait(
     if execution.outcome is not None:
         return Response(200, "application/json", ExecutionResultResponse.of(execution))
     pending = ExecuteResponse(
-        execution_id=execution.execution_id, status=execution.status, submitted_at=execution.created_at
+        execution_id=execution.execution_id,
+        status=execution.status,
+        submitted_at=execution.created_at,
+        context_id=execution.context_id,
     )
     return Response(202, "application/json", pending)
 

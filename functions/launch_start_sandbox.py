@@ -2,12 +2,12 @@
 
 from typing import Any
 
-from sandboxcp.observability import logger
+from sandboxcp.observability import job_entry, logger
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.launch import start_sandbox
 
 
-@logger.inject_lambda_context(clear_state=True)
+@job_entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.append_keys(session_id=event["session_id"])
     return start_sandbox(get_deps(), event["session_id"], event["task_token"])

@@ -2,13 +2,12 @@
 
 from typing import Any
 
-from sandboxcp.observability import logger, metrics
+from sandboxcp.observability import job_entry, logger
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.nodes import probe_nodes
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
+@job_entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     report = probe_nodes(get_deps())
     if report.became_unhealthy or report.became_healthy:

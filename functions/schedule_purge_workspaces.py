@@ -2,12 +2,12 @@
 
 from typing import Any
 
-from sandboxcp.observability import logger
+from sandboxcp.observability import job_entry, logger
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.files import purge_due_workspaces
 
 
-@logger.inject_lambda_context(clear_state=True)
+@job_entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     purged = purge_due_workspaces(get_deps())
     if purged:

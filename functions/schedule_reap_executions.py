@@ -3,13 +3,12 @@ past their timeout become timeout."""
 
 from typing import Any
 
-from sandboxcp.observability import logger, metrics
+from sandboxcp.observability import job_entry, logger, metrics
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.reaper import reap_executions
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
+@job_entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     report = reap_executions(get_deps())
     metrics.add_metric(name="ExecutionsCrashed", unit="Count", value=len(report.crashed))
@@ -21,4 +20,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "crashed": report.crashed,
         "timed_out": report.timed_out,
         "retried": report.retried,
+        "scheduled": report.scheduled,
     }

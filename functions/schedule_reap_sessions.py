@@ -2,13 +2,12 @@
 
 from typing import Any
 
-from sandboxcp.observability import logger, metrics
+from sandboxcp.observability import job_entry, logger, metrics
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.session_reaper import reap_sessions
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
+@job_entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     report = reap_sessions(get_deps())
     metrics.add_metric(

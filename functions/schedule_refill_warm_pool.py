@@ -1,13 +1,14 @@
-"""Every 10 s: keep each warm pool (SANDBOX_WARM_POOL) at its size, retiring dead warm sandboxes."""
+"""Every 10 s: size each warm pool (SANDBOX_WARM_POOL) to its demand between floor and ceiling, retire
+dead and surplus warm sandboxes, start new ones where placement puts them (services/warm_pool.py)."""
 
 from typing import Any
 
-from sandboxcp.observability import logger
+from sandboxcp.observability import job_entry, logger
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.warm_pool import refill
 
 
-@logger.inject_lambda_context(clear_state=True)
+@job_entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     report = refill(get_deps())
     if report.started or report.retired:

@@ -2,12 +2,12 @@
 
 from typing import Any
 
-from sandboxcp.observability import logger
+from sandboxcp.observability import job_entry, logger
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.templates import seed_default_templates
 
 
-@logger.inject_lambda_context(clear_state=True)
+@job_entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[str]]:
     created = seed_default_templates(get_deps())
     logger.info("templates seeded", extra={"templates_created": created})

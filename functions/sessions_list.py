@@ -21,11 +21,23 @@ def list_(
     template_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10000)] = 0,
+    next_token: Annotated[
+        str | None,
+        Query(min_length=1, max_length=4096, description="A page's `next_token` (instead of offset)"),
+    ] = None,
 ) -> SessionList:
     page = list_sessions(
-        get_deps(), caller(app), status=status, template_id=template_id, limit=limit, offset=offset
+        get_deps(),
+        caller(app),
+        status=status,
+        template_id=template_id,
+        limit=limit,
+        offset=offset,
+        next_token=next_token,
     )
-    return SessionList(sessions=[SessionResponse.of(s) for s in page.items], total=page.total)
+    return SessionList(
+        sessions=[SessionResponse.of(s) for s in page.items], total=page.total, next_token=page.next_token
+    )
 
 
 handler = lambda_entry(app)

@@ -151,6 +151,8 @@ finish_rootfs() {
 import_rootfs() {  # name rootfs hash
   local name=$1 root=$2 hash=$3 old
   old=$("${DOCKER[@]}" image inspect --format '{{.Id}}' "sandboxcp/$name:latest" 2>/dev/null || true)
+  # VOLUME as in the Dockerfiles: on Fargate (and the ECS stand-in) task volumes mounted there then start
+  # as copies of the image's /workspace (uid 1000) and /tmp (1777), not as root-owned mount points.
   tar --numeric-owner -C "$root" -c . | "${DOCKER[@]}" import \
     --change 'USER 1000:1000' \
     --change 'WORKDIR /workspace' \
@@ -160,6 +162,7 @@ import_rootfs() {  # name rootfs hash
     --change 'ENV PYTHONPATH=/opt/sandbox-executor' \
     --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
     --change 'EXPOSE 8080/tcp' \
+    --change 'VOLUME ["/workspace", "/tmp"]' \
     --change 'ENTRYPOINT ["/usr/bin/python3.11","-m","sandbox_executor"]' \
     --change "LABEL sandboxcp.template=$name" \
     --change "LABEL sandboxcp.build-hash=$hash" \

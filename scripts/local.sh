@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install what is missing, then start the local stack: the API on http://127.0.0.1:8000 with real
 # sandboxes (bubblewrap by default). Arguments go to `sandboxcp local` (e.g. --port 8001,
-# --runtime docker). With --runtime docker, the Docker engine is started and the template images are
-# built first. Ctrl-C stops everything.
+# --runtime docker, --runtime ecs). With --runtime docker or ecs (the ECS stand-in, docs/runtimes-cloud.md),
+# the Docker engine is started and the template images are built first. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-if [[ " $* " == *" --runtime docker "* || " $* " == *" --runtime=docker "* ]]; then
+if [[ " $* " =~ \ --runtime[=\ ](docker|ecs)\  ]]; then  # ecs: the stand-in runs tasks on Docker
   ./scripts/start_dockerd.sh
   ./scripts/build_images.sh
 fi

@@ -79,6 +79,16 @@ class HealthResponse(BaseModel):
 
 # --- what a handler's signature does not say ------------------------------------------------------------
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string", "enum": ["message", "complete"]},
+        "data": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
 SUCCESS: dict[str, dict[int, dict[str, Any]]] = {
     # status -> {"description", "content" or "model" (a component's name; else the handler's return
     # model), optional "headers"}
@@ -113,6 +123,19 @@ SUCCESS: dict[str, dict[int, dict[str, Any]]] = {
     "containers_logs": {200: {"description": "The last `tail` log lines", "content": TEXT}},
     "metrics_prometheus": {200: {"description": "Prometheus text format 0.0.4", "content": TEXT}},
     "keys_create": {201: {"description": "Key issued; the secret is shown only in this answer"}},
+    "executions_output": {
+        200: {
+            "description": "A page of chunks (JSON), or with `stream=sse` the same as Server-Sent Events",
+            "content": {
+                "application/json": {"schema": {"$ref": REF + "ExecutionOutput"}},
+                # One schema per event (how OpenAPI 3.1 tools read a stream): `id` is the chunk's seq,
+                # `data` the chunk as JSON; `event: complete` ends the stream.
+                "text/event-stream": {"schema": SSE_EVENT},
+            },
+        }
+    },
+    "contexts_create": {201: {"description": "Context ready in the sandbox"}},
+    "processes_create": {201: {"description": "Process started in the sandbox"}},
 }
 
 SUMMARIES = {
@@ -127,6 +150,7 @@ SUMMARIES = {
     "executions_get": "Get an execution",
     "executions_status": "Get an execution's status",
     "executions_result": "Get an execution's result",
+    "executions_output": "Read an execution's live output (long poll or SSE)",
     "files_upload": "Upload a file (multipart, up to 4 MB)",
     "files_presign_upload": "Get a presigned upload (up to 100 MB)",
     "files_list": "List the workspace's files",
@@ -141,12 +165,28 @@ SUMMARIES = {
     "containers_logs": "Get a container's logs",
     "metrics_prometheus": "Prometheus metrics",
     "keys_create": "Issue an API key (admin)",
+    "tenants_quotas_get": "Get a tenant's quotas and usage",
+    "tenants_quotas_put": "Set a tenant's quotas (admin)",
+    "internal_execution_artifacts": "Report an execution's artifacts",
+    "contexts_create": "Create a code context",
+    "contexts_list": "List a session's code contexts",
+    "contexts_get": "Get a code context",
+    "contexts_delete": "Delete a code context",
+    "contexts_restart": "Restart a code context's interpreter",
+    "processes_create": "Start a background process",
+    "processes_list": "List a session's background processes",
+    "processes_get": "Get a background process",
+    "processes_stdin": "Write to a process's stdin",
+    "processes_signal": "Signal a process",
+    "processes_output": "Read a process's output",
+    "internal_process_output": "Report a process's output and exit",
     "internal_container_ready": "Report the executor ready",
     "internal_container_exited": "Report the sandbox exited",
     "internal_workspace_urls": "Get fresh workspace URLs",
     "internal_execution_status": "Report an execution's status",
     "internal_heartbeat": "Heartbeat of a running execution",
     "internal_execution_result": "Report an execution's result",
+    "internal_execution_output": "Post a batch of live output",
 }
 
 # Error statuses beyond the derived ones (400/401/403/404/413/500, see the module docstring).
@@ -159,15 +199,37 @@ EXTRA_ERRORS: dict[str, dict[int, str]] = {
     "sessions_terminate": {503: "The runtime could not destroy the sandbox"},
     "executions_submit": {
         409: "The session is not running",
-        429: "The session already has 32 executions pending or running",
         503: "The session's executor is unreachable",
     },
     "executions_submit_sync": {
         409: "The session is not running",
-        429: "The session already has 32 executions pending or running",
         503: "The session's executor is unreachable",
     },
     "executions_result": {409: "The execution has not ended yet: poll its status"},
+    "sessions_list": {400: "Invalid parameter, or a next_token this listing did not issue"},
+    "tenants_quotas_get": {403: "Another tenant's quotas, without an admin key"},
+    "executions_list": {400: "Invalid parameter, or a next_token this listing did not issue"},
+    "templates_list": {400: "Invalid parameter, or a next_token this listing did not issue"},
+    "contexts_create": {
+        409: "The session is not running",
+        429: "The session already has 8 code contexts (Retry-After)",
+        503: "The session's executor is unreachable",
+    },
+    "contexts_delete": {503: "The session's executor is unreachable"},
+    "contexts_restart": {409: "The session is not running", 503: "The session's executor is unreachable"},
+    "processes_create": {
+        409: "The session is not running",
+        429: "The session already has 16 processes running (Retry-After)",
+        503: "The session's executor is unreachable",
+    },
+    "processes_stdin": {
+        409: "The session is not running, or the process exited or closed its stdin",
+        503: "The session's executor is unreachable",
+    },
+    "processes_signal": {
+        409: "The session is not running, or the process exited",
+        503: "The session's executor is unreachable",
+    },
     "files_upload": {409: "The session has ended: its workspace is read-only"},
     "files_presign_upload": {409: "The session has ended: its workspace is read-only"},
     "templates_create": {409: "A template with this id exists"},
@@ -179,6 +241,23 @@ EXTRA_ERRORS: dict[str, dict[int, str]] = {
     "internal_execution_status": {409: "The execution cannot move to this status"},
     "internal_heartbeat": {409: "The execution is not running"},
     "internal_execution_result": {409: "The execution ended already, or the same result is being recorded"},
+    "internal_execution_output": {409: "The execution ended: its output is closed"},
+}
+
+# Per-tenant quotas (docs/api.md "Quotas"): every keyed request counts against requests per second.
+RATE_429 = "Over the tenant's quota of API requests per second; retry after Retry-After"
+SUBMIT_429 = (
+    "The session already has 32 executions pending or running, or the tenant is over its quota of executions "
+    "in flight or of requests per second; retry after Retry-After"
+)
+QUOTA_429 = {
+    "sessions_create": "Over the tenant's quota of live sessions, CPU or memory, or of requests per second; "
+    "retry after Retry-After",
+    "executions_submit": SUBMIT_429,
+    "executions_submit_sync": SUBMIT_429,
+}
+RETRY_AFTER_HEADER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
 }
 
 ERROR_CODES = {
@@ -208,6 +287,9 @@ NOT_FOUND = {
     "execution_id": "Sandbox.ExecutionNotFound",
     "template_id": "Sandbox.TemplateNotFound",
     "container_id": "Sandbox.ContainerNotFound",
+    "tenant_id": "Sandbox.NotFound",
+    "context_id": "Sandbox.ContextNotFound",
+    "process_id": "Sandbox.ProcessNotFound",
     "path": "Sandbox.FileNotFound, Sandbox.NotFound",
 }
 EXTRA_PARAMETERS: dict[str, list[dict[str, Any]]] = {
@@ -417,11 +499,15 @@ def _operation(route: Route, api: Api, path: str, components: dict[str, Any]) ->
     if "application/json" in operation.get("requestBody", {}).get("content", {}):
         errors[415] = ERROR_TEXT[415]
     errors[500] = ERROR_TEXT[500]
+    if route.auth in ("api_key", "admin"):
+        errors[429] = QUOTA_429.get(route.module, RATE_429)
     errors.update(EXTRA_ERRORS.get(route.module, {}))
     for status, text in errors.items():
         if str(status) not in responses:
             code = f" ({ERROR_CODES[status]})" if status in ERROR_CODES else ""
             responses[str(status)] = _error(text + code)
+            if status == 429:
+                responses[str(status)]["headers"] = copy.deepcopy(RETRY_AFTER_HEADER)
     operation["responses"] = dict(sorted(responses.items()))
     return operation
 

@@ -1,5 +1,12 @@
-"""End-to-end: the real local stack (`sandboxcp local`) in a subprocess, with real bubblewrap sandboxes.
-These tests need bubblewrap; without it they fail with a clear message (scripts/setup.sh installs it)."""
+"""End-to-end: the real local stack (`sandboxcp local`) in a subprocess, with real sandboxes on the runtime
+the `--runtime` option names (default process):
+
+- `process`: bubblewrap sandboxes (scripts/setup.sh installs bubblewrap; without it the tests fail);
+- `docker`: hardened containers on the local engine (started, and the images built, by the scripts);
+- `ecs`: the ECS stand-in (sandboxcp.local.ecs_standin): Fargate-like tasks as real containers, reached
+  over HTTP at the address DescribeTasks reports; they call the internal API over HTTP by URL.
+
+`pytest tests/e2e --runtime ecs`. More runtimes (eks, docker-remote) are one entry in RUNTIMES each."""
 
 from __future__ import annotations
 
@@ -20,6 +27,55 @@ import pytest
 
 from sandboxcp.local.aws import free_port
 
+REPO = Path(__file__).resolve().parents[2]
+# Each runtime the suite runs on, and what it needs on the machine first (scripts run before the stack).
+RUNTIMES: dict[str, tuple[str, ...]] = {
+    "process": (),
+    "docker": ("start_dockerd.sh", "build_images.sh"),
+    "ecs": ("start_dockerd.sh", "build_images.sh"),
+}
+_selected = {"runtime": "process"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--runtime",
+        default="process",
+        choices=sorted(RUNTIMES),
+        help="the sandbox runtime of the e2e stacks (default: process)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    with contextlib.suppress(ValueError):
+        _selected["runtime"] = str(config.getoption("--runtime"))
+
+
+def selected_runtime() -> str:
+    """The runtime the suite runs on (`--runtime`)."""
+    return _selected["runtime"]
+
+
+@pytest.fixture(scope="session")
+def runtime() -> str:
+    return selected_runtime()
+
+
+def prepare_runtime(runtime: str) -> None:
+    """What `runtime` needs before a stack can start it (both scripts are idempotent and quick when done)."""
+    for script in RUNTIMES[runtime]:
+        try:
+            done = subprocess.run(
+                ["bash", str(REPO / "scripts" / script)], capture_output=True, text=True, timeout=1200
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"scripts/{script} did not finish within 1200 s")
+        if done.returncode != 0:
+            pytest.fail(
+                f"scripts/{script} failed (exit {done.returncode}):\n"
+                f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+            )
+
 
 @dataclass
 class Stack:
@@ -28,6 +84,7 @@ class Stack:
     state_dir: Path
     process: subprocess.Popen[str]
     log_path: Path | None = None  # the stack's stdout and stderr
+    runtime: str = "process"
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
@@ -40,9 +97,12 @@ class Stack:
         )
 
 
-def start_stack(tmp: Path, runtime: str = "process") -> Stack:
-    if shutil.which("bwrap") is None:
+def start_stack(tmp: Path, runtime: str | None = None) -> Stack:
+    """A local stack on `runtime` (default: the `--runtime` option's)."""
+    runtime = runtime or selected_runtime()
+    if runtime == "process" and shutil.which("bwrap") is None:
         pytest.fail("bubblewrap (bwrap) is not installed: run scripts/setup.sh (apt-get install bubblewrap)")
+    prepare_runtime(runtime)
     port = free_port()
     key = "sk_e2e_admin_key_for_tests_only"
     env = {**os.environ, "SANDBOXCP_API_KEY": key}
@@ -75,7 +135,7 @@ def start_stack(tmp: Path, runtime: str = "process") -> Stack:
             pytest.fail(f"local stack exited early:\n{log_path.read_text(errors='replace')}")
         try:
             if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                return Stack(url, key, tmp / "state", proc, log_path)
+                return Stack(url, key, tmp / "state", proc, log_path, runtime)
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
@@ -162,6 +222,6 @@ def session(api: httpx.Client) -> Iterator[str]:
     sid = str(
         api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600}).json()["session_id"]
     )
-    assert wait_for(lambda: api.get(f"/sessions/{sid}").json()["status"] == "running", timeout=10)
+    assert wait_for(lambda: api.get(f"/sessions/{sid}").json()["status"] == "running", timeout=30)
     yield sid
     api.delete(f"/sessions/{sid}")

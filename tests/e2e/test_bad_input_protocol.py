@@ -46,6 +46,9 @@ NOT_FOUND = {
     "execution_id": "Sandbox.ExecutionNotFound",
     "template_id": "Sandbox.TemplateNotFound",
     "container_id": "Sandbox.ContainerNotFound",
+    "tenant_id": "Sandbox.NotFound",
+    "context_id": "Sandbox.ContextNotFound",
+    "process_id": "Sandbox.ProcessNotFound",
 }
 TIMEOUT_S = 30
 PARAM = re.compile(r"\{(\w+)\+?\}")
@@ -118,6 +121,9 @@ class Client:
             "execution_id": "exec_20260101_00000001",
             "template_id": "python-basic",
             "path": "data/input.csv",
+            "tenant_id": "tenant-e2e",
+            "context_id": "ctx-0000000000000000",
+            "process_id": "proc-0000000000000000",
         }[name]
 
     def call(self, route: Route, params: dict[str, str] | None = None, **kw: Any) -> Answer:

@@ -30,6 +30,7 @@ from sandboxcp.domain.states import SessionStatus
 from sandboxcp.local.functions import LocalContext
 from sandboxcp.services.deps import Dependencies, set_deps
 from sandboxcp.settings import get_settings
+from tests.functional.interactive_double import InteractiveExecutorDouble
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SAMPLE_SESSION = "sess_0000000000000001"
@@ -38,7 +39,11 @@ TENANT = "tenant-a"
 
 
 class RecordingRuntime:
+    """A double of ports.Runtime (all of it: callers never probe for optional methods)."""
+
     name = "process"
+    default_node = "local"
+    addresses_at_start = True
 
     def __init__(self) -> None:
         self.started: list[SandboxSpec] = []
@@ -58,8 +63,20 @@ class RecordingRuntime:
     def state(self, container_id: str) -> SandboxState:
         return "missing" if container_id in self.destroyed else "running"
 
+    def executor_url(self, container_id: str) -> str | None:
+        return f"unix:///tmp/{container_id.removeprefix('proc-')}.sock"
 
-class RecordingExecutor:
+    def logs(self, container_id: str, tail: int = 100, since: Any = None) -> list[str]:
+        return []
+
+    def list_managed(self) -> list[Any]:
+        return []
+
+    def ping(self) -> bool:
+        return True
+
+
+class RecordingExecutor(InteractiveExecutorDouble):  # + code contexts and background processes
     def __init__(self) -> None:
         self.submitted: list[Any] = []
         self.workspaces: list[Any] = []

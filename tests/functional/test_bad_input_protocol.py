@@ -43,6 +43,9 @@ NOT_FOUND = {
     "execution_id": "Sandbox.ExecutionNotFound",
     "template_id": "Sandbox.TemplateNotFound",
     "container_id": "Sandbox.ContainerNotFound",
+    "tenant_id": "Sandbox.NotFound",
+    "context_id": "Sandbox.ContextNotFound",
+    "process_id": "Sandbox.ProcessNotFound",
 }
 
 
@@ -156,7 +159,11 @@ def test_over_long_ids_are_refused_before_any_lookup(state: Any) -> None:
         def __getattr__(self, attr: str) -> Any:
             raise AssertionError(f"looked up {attr} for an id that can never exist")
 
-    real = {name: getattr(state, name) for name in ("sessions", "executions", "templates", "ops")}
+    real = {
+        name: getattr(state, name)
+        for name in ("sessions", "executions", "templates", "ops", "contexts", "processes")
+        if hasattr(state, name)
+    }
     for name in real:
         setattr(state, name, NoLookups())
     try:

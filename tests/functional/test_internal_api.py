@@ -167,9 +167,10 @@ def test_without_an_address_from_start_the_runtime_is_asked_not_the_sandbox(deps
 
     def executor_url(container_id: str) -> str:
         asked.append(container_id)
-        return "http://10.0.3.7:8080"  # e.g. the task ENI's private address, from DescribeTasks
+        return "http://10.0.3.7:8080"  # e.g. the Pod IP, from the Kubernetes API
 
     deps.runtime.executor_url = executor_url
+    deps.runtime.addresses_at_start = False  # eks: the Pod IP is known only once it runs
     resp = invoke("internal_container_ready", _ready_reporting("http://10.0.9.9:8080"))
     assert resp["statusCode"] == 200 and asked == [f"proc-{SAMPLE_SESSION}"]
     stored = deps.sessions.get(SAMPLE_SESSION)

@@ -232,10 +232,12 @@ def test_the_process_node_check(deps, monkeypatch, tmp_path):
 
 
 def test_docker_nodes_use_the_runtime_client_when_it_offers_one(deps):
-    class DockerDouble:
+    from sandboxcp.adapters.runtimes.docker import DockerRuntime
+
+    class DockerDouble(DockerRuntime):
         name = "docker"
 
-        def __init__(self) -> None:
+        def __init__(self) -> None:  # no engine: only the node prober's call is played
             self.pinged: list[str] = []
 
         def ping_node(self, endpoint: str) -> bool:

@@ -43,27 +43,60 @@ def test_backoff_doubles_and_caps_at_ten_seconds():
 def test_no_heartbeat_for_15_s_crashes_and_retries_linked_to_the_original(deps):
     seed_session(deps)
     _execution(deps, "exec_20260101_00000001")
-    slept: list[float] = []
-    fresh = reap_executions(deps, now=clock.now() + timedelta(seconds=10), sleep=slept.append)
+    start = clock.now()
+    fresh = reap_executions(deps, now=start + timedelta(seconds=10))
     assert fresh.crashed == [] and fresh.examined == 1
-    report = reap_executions(deps, now=clock.now() + timedelta(seconds=16), sleep=slept.append)
-    assert report.crashed == ["exec_20260101_00000001"] and len(report.retried) == 1
-    assert slept == [1.0]
+    report = reap_executions(deps, now=start + timedelta(seconds=16))
+    assert report.crashed == ["exec_20260101_00000001"] and report.retried == []
     crashed = deps.executions.get("exec_20260101_00000001")
     assert crashed.status == ExecutionStatus.CRASHED and "heartbeat" in crashed.error_message
-    retry = deps.executions.get(report.retried[0])
+    # The backoff (1 s for the first retry) is a stored time, not a sleep: recorded now, sent later.
+    [retry_id] = report.scheduled
+    retry = deps.executions.get(retry_id)
     assert retry.status == ExecutionStatus.PENDING
+    assert retry.retry_after == start + timedelta(seconds=17)
     assert (retry.parent_execution_id, retry.retry_count) == ("exec_20260101_00000001", 1)
     assert retry.code == crashed.code
-    assert [e.execution_id for _, e in deps.executor.submitted] == [retry.execution_id]
+    assert deps.executor.submitted == []
+    early = reap_executions(deps, now=start + timedelta(seconds=16.5))
+    assert early.retried == [] and early.crashed == [] and deps.executor.submitted == []
+    due = reap_executions(deps, now=start + timedelta(seconds=17))
+    assert due.retried == [retry_id]
+    assert [e.execution_id for _, e in deps.executor.submitted] == [retry_id]
+    sent = deps.executions.get(retry_id)
+    assert sent.retry_after is None and sent.last_heartbeat_at == start + timedelta(seconds=17)
+    # A second run (or an overlapping one) never sends it again; its crash clock runs from the send.
+    again = reap_executions(deps, now=start + timedelta(seconds=30))
+    assert again.retried == [] and again.crashed == [] and len(deps.executor.submitted) == 1
+    late = reap_executions(deps, now=start + timedelta(seconds=33))
+    assert late.crashed == [retry_id] and len(late.scheduled) == 1  # the second retry, backoff 2 s
+    assert deps.executions.get(late.scheduled[0]).retry_after == start + timedelta(seconds=35)
+    retry = deps.executions.get(retry_id)
     listed = deps.executions.list_for_session(SAMPLE_SESSION, status=None, limit=10, offset=0)
-    assert {e.execution_id for e in listed.items} == {"exec_20260101_00000001", retry.execution_id}
+    assert {e.execution_id for e in listed.items} == {"exec_20260101_00000001", retry_id, *late.scheduled}
+
+
+def test_a_due_retry_of_an_ended_session_fails_and_is_claimed_once(deps):
+    seed_session(deps)
+    _execution(deps, "exec_20260101_00000001")
+    start = clock.now()
+    [retry_id] = reap_executions(deps, now=start + timedelta(seconds=16)).scheduled
+    due = deps.executions.get(retry_id).retry_after
+    assert deps.executions.claim_retry(retry_id, due, start) is True
+    assert deps.executions.claim_retry(retry_id, due, start) is False  # a racing run loses
+    # The claimed one was never heard of (no heartbeat): it crashes in turn and is rescheduled.
+    [other_id] = reap_executions(deps, now=start + timedelta(seconds=40)).scheduled
+    deps.sessions.transition(SAMPLE_SESSION, SessionStatus.TERMINATED, now=start)
+    report = reap_executions(deps, now=start + timedelta(seconds=60))
+    assert report.retried == [] and deps.executor.submitted == []
+    failed = deps.executions.get(other_id)
+    assert failed.status == ExecutionStatus.FAILED and "session ended" in failed.error_message
 
 
 def test_retries_stop_after_three(deps):
     seed_session(deps)
     _execution(deps, "exec_20260101_00000003", retry_count=3, parent="exec_20260101_00000000")
-    report = reap_executions(deps, now=clock.now() + timedelta(seconds=20), sleep=lambda s: None)
+    report = reap_executions(deps, now=clock.now() + timedelta(seconds=20))
     assert report.crashed == ["exec_20260101_00000003"] and report.retried == []
 
 
@@ -71,7 +104,7 @@ def test_heartbeats_keep_an_execution_alive(deps):
     seed_session(deps)
     _execution(deps, "exec_20260101_00000001")
     deps.executions.heartbeat("exec_20260101_00000001", clock.now() + timedelta(seconds=12))
-    report = reap_executions(deps, now=clock.now() + timedelta(seconds=20), sleep=lambda s: None)
+    report = reap_executions(deps, now=clock.now() + timedelta(seconds=20))
     assert report.crashed == []
 
 
@@ -79,7 +112,7 @@ def test_control_plane_enforces_the_execution_timeout(deps):
     seed_session(deps)
     _execution(deps, "exec_20260101_00000001", timeout=5)
     deps.executions.heartbeat("exec_20260101_00000001", clock.now() + timedelta(seconds=14))
-    report = reap_executions(deps, now=clock.now() + timedelta(seconds=16), sleep=lambda s: None)
+    report = reap_executions(deps, now=clock.now() + timedelta(seconds=16))
     assert report.timed_out == ["exec_20260101_00000001"]
     done = deps.executions.get("exec_20260101_00000001")
     assert done.status == ExecutionStatus.TIMEOUT and done.outcome.exit_code == -1

@@ -3,7 +3,10 @@ start, binding with a session-scoped token, and the orphan reaper's view of pool
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import SessionStatus
@@ -12,6 +15,25 @@ from sandboxcp.services.launch import start_sandbox
 from sandboxcp.services.orphans import reap_orphans
 from sandboxcp.services.warm_pool import pool_sizes, refill
 from tests.functional.conftest import seed_session
+
+
+@pytest.fixture
+def atomic_writes(monkeypatch):  # type: ignore[no-untyped-def]
+    """DynamoDB applies a conditional write atomically; moto's in-process backend does not lock, so two
+    threads can both pass a condition. Serialize its writes, as the real service does per item."""
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    for name in ("update_item", "put_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 def _pooled(deps, spec: str = "python-basic=2"):  # type: ignore[no-untyped-def]
@@ -80,7 +102,7 @@ def test_custom_resources_or_an_empty_pool_start_cold(deps):
     assert deps.runtime.started[-1].session_id == "sess_0000000000000002" and _warm_binds(deps) == []
 
 
-def test_two_launches_never_share_a_warm_sandbox(deps):
+def test_two_launches_never_share_a_warm_sandbox(deps, atomic_writes):
     _pooled(deps, "python-basic=1")
     refill(deps)
     sids = [f"sess_000000000000000{i}" for i in range(1, 5)]
@@ -114,3 +136,121 @@ def test_orphan_reaper_keeps_waiting_and_owned_warm_sandboxes(deps):
     )
     assert reap_orphans(deps).destroyed == [f"proc-{claimed}"]
     assert deps.warm_pool.get(claimed) is None and deps.warm_pool.get(waiting) is not None
+
+
+# -- sizes, demand-following refill, inline claims (issue #14) -------------------------------------------
+from datetime import timedelta  # noqa: E402
+
+from sandboxcp.domain import clock  # noqa: E402
+from sandboxcp.domain.errors import SandboxUnavailable  # noqa: E402
+from sandboxcp.services.warm_pool import PoolPolicy, pool_policies  # noqa: E402
+from tests.functional.conftest import body, invoke, sample_event  # noqa: E402
+
+
+def test_pool_policies_default_to_the_seed_and_allow_zero():
+    assert pool_policies("") == {
+        "python-datascience": PoolPolicy(20, 40),
+        "python-basic": PoolPolicy(10, 20),
+        "nodejs-basic": PoolPolicy(5, 10),
+    }
+    assert pool_policies("none") == {}
+    assert pool_policies("python-basic=2:8,nodejs-basic=0,python-datascience=0:3") == {
+        "python-basic": PoolPolicy(2, 8),
+        "python-datascience": PoolPolicy(0, 3),
+    }
+
+
+def test_refill_follows_claims_per_minute_between_floor_and_ceiling(deps):
+    _pooled(deps, "python-basic=2:4")
+    now = [clock.now()]
+    clock.set_clock(lambda: now[0])
+    try:
+        assert refill(deps).targets == {"python-basic": 2}  # no demand yet: the floor
+        for round_ in range(6):  # two claims every 10 s (12 per minute) for a minute
+            now[0] += timedelta(seconds=10)
+            for k, warm in enumerate(deps.warm_pool.available("python-basic", limit=10)[:2]):
+                assert deps.warm_pool.claim(warm.pool_id, f"sess_{round_:08d}{k:08d}")
+            report = refill(deps)
+        assert report.targets["python-basic"] == 4  # grew with demand, capped at the ceiling
+        assert len(deps.warm_pool.available("python-basic", limit=10)) == 4
+        for _ in range(30):  # five quiet minutes: back to the floor, the surplus retired
+            now[0] += timedelta(seconds=10)
+            report = refill(deps)
+        assert report.targets["python-basic"] == 2
+        assert len(deps.warm_pool.available("python-basic", limit=10)) == 2
+        assert len(deps.runtime.destroyed) == 2  # retired, not leaked
+    finally:
+        clock.set_clock(None)
+
+
+def _create(deps, template: str = "python-basic"):  # type: ignore[no-untyped-def]
+    event = sample_event("sessions_create")
+    event["body"] = json.dumps({"template_id": template})
+    event["headers"] = {k: v for k, v in event["headers"].items() if k.lower() != "idempotency-key"}
+    return invoke("sessions_create", event)
+
+
+class _CountingLaunch:
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def start(self, session_id: str) -> None:
+        self.started.append(session_id)
+
+    def notify_ready(self, task_token, output) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_create_claims_a_warm_sandbox_inline_and_answers_running(deps):
+    _pooled(deps, "python-basic=1:1")
+    refill(deps)
+    [warm] = deps.runtime.started
+    deps.launch = _CountingLaunch()
+    resp = _create(deps)
+    assert resp["statusCode"] == 201, resp["body"]
+    created = body(resp)
+    sid = created["session_id"]
+    assert created["status"] == "running" and created["container_id"] == f"proc-{warm.session_id}"
+    assert deps.launch.started == []  # no launch workflow for it
+    stored = deps.sessions.get(sid)
+    assert stored.status == SessionStatus.RUNNING and stored.started_at is not None
+    [(url, bound_sid, token, env)] = deps.executor.binds
+    assert bound_sid == sid and url.endswith(f"{warm.session_id}.sock") and env == {}
+    assert auth.authenticate_callback(deps, f"Bearer {token}") == sid  # the token was stored before the bind
+    assert deps.warm_pool.get(warm.session_id).session_id == sid
+
+    # The pool is empty now: the next create falls back to the launch workflow ('creating').
+    again = body(_create(deps))
+    assert again["status"] == "creating" and deps.launch.started == [again["session_id"]]
+    # Templates without a pool always launch.
+    assert body(_create(deps, "nodejs-basic"))["status"] == "creating"
+
+
+def test_a_warm_sandbox_that_does_not_bind_is_discarded_and_the_create_falls_back(deps):
+    _pooled(deps, "python-basic=1:1")
+    refill(deps)
+    [warm] = deps.runtime.started
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise SandboxUnavailable("The executor refused the binding (HTTP 409)")
+
+    deps.executor.bind = refuse
+    deps.launch = _CountingLaunch()
+    created = body(_create(deps))
+    assert created["status"] == "creating" and deps.launch.started == [created["session_id"]]
+    stored = deps.sessions.get(created["session_id"])
+    assert stored.container_id is None and stored.callback_token_hash is None  # nothing of the warm one
+    assert f"proc-{warm.session_id}" in deps.runtime.destroyed and deps.warm_pool.get(warm.session_id) is None
+
+
+def test_concurrent_creates_never_share_a_warm_sandbox(deps, atomic_writes):
+    _pooled(deps, "python-basic=2:2")
+    refill(deps)
+    deps.launch = _CountingLaunch()
+    with ThreadPoolExecutor(4) as pool:
+        created = [body(r) for r in pool.map(lambda _: _create(deps), range(4))]
+    running = [c for c in created if c["status"] == "running"]
+    assert len(running) == 2 and len({c["container_id"] for c in running}) == 2
+    assert sorted(deps.launch.started) == sorted(
+        c["session_id"] for c in created if c["status"] == "creating"
+    )

@@ -4,7 +4,11 @@ for the eks runtime's tests.
 Serves HTTPS with a throwaway self-signed certificate (made with `openssl`, for 127.0.0.1) so the client's CA
 path is exercised, or plain HTTP with `tls=False`. Every request is recorded (method, path, query, headers,
 JSON body). Requests without `Authorization: Bearer k8s-aws-v1.<...>` get 401. Tests set a pod's phase and
-its log lines directly.
+its log lines directly. A created pod is Running at once with an address of 10.1.0.0/16 (`run_pods`, as a
+scheduler and kubelet would make it), unless the test turns that off to play a pod that never runs.
+
+Nothing runs here: tests/integration/test_eks_standin.py drives the same adapter against
+sandboxcp.local.kube_standin, whose pods are real containers.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log)?$")
+_NAMESPACE = re.compile(r"^/api/v1/namespaces/([^/]+)$")
 _NETPOL = re.compile(r"^/apis/networking\.k8s\.io/v1/namespaces/([^/]+)/networkpolicies(?:/([^/]+))?$")
 
 
@@ -45,7 +50,10 @@ class FakeKube:
     pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     policies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     logs: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    namespaces: set[str] = field(default_factory=lambda: {"default", "kube-system", "sandboxes"})
+    run_pods: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _next_ip: int = 1
 
     @property
     def ca_data(self) -> str:
@@ -120,6 +128,13 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
                 self._pods(request, m.group(1), m.group(2), bool(m.group(3)))
             elif m := _NETPOL.match(parts.path):
                 self._policies(request, m.group(1), m.group(2))
+            elif (m := _NAMESPACE.match(parts.path)) and request.method == "GET":
+                if m.group(1) in state.namespaces:
+                    self._send(
+                        200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": m.group(1)}}
+                    )
+                else:
+                    self._send(404, _status(404, "NotFound", f'namespaces "{m.group(1)}" not found'))
             else:
                 self._send(404, _status(404, "NotFound", f"no route {parts.path}"))
 
@@ -141,7 +156,11 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
                     creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     resourceVersion="1",
                 )
-                if kind == "pods":
+                if kind == "pods" and state.run_pods:
+                    state._next_ip += 1
+                    ip = f"10.1.{state._next_ip // 250}.{state._next_ip % 250 + 2}"
+                    obj["status"] = {"phase": "Running", "podIP": ip}
+                elif kind == "pods":
                     obj["status"] = {"phase": "Pending"}
                 store[(ns, name)] = obj
             self._send(201, obj)

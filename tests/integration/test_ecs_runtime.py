@@ -3,6 +3,7 @@ CloudWatch logs, and failures mapped to SandboxUnavailable."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from moto.moto_api import state_manager
 from sandboxcp.adapters.runtimes.ecs import (
     EcsRuntime,
     fargate_size,
+    is_deployment_image,
+    task_definition_family,
     task_definition_problems,
     template_id_from_image,
 )
@@ -131,23 +134,28 @@ def _env(task: dict[str, Any]) -> dict[str, str]:
 def test_start_runs_a_fargate_task_with_the_session_overrides(aws: dict[str, Any]) -> None:
     runtime: EcsRuntime = aws["runtime"]
     handle = runtime.start(_spec())
-    assert handle.container_id.startswith("arn:aws:ecs:us-east-1:")
+    # The task id (ECS takes it with the cluster; a plain path segment in /containers/{id}).
+    assert "/" not in handle.container_id and len(handle.container_id) >= 32
     assert handle.node == f"ecs:{CLUSTER}"
-    assert handle.executor_url is None
-
     (task,) = aws["ecs"].describe_tasks(cluster=CLUSTER, tasks=[handle.container_id], include=["TAGS"])[
         "tasks"
     ]
+    # start waits for RUNNING and answers the executor's address as ECS reports it (the ENI's IPv4).
+    details = {d["name"]: d["value"] for a in task["attachments"] for d in a["details"]}
+    assert handle.executor_url == f"http://{details['privateIPv4Address']}:8080"
+    assert task["taskArn"].endswith("/" + handle.container_id)
     assert task["launchType"] == "FARGATE"
     assert task["startedBy"] == SESSION
     assert task["taskDefinitionArn"].split("/")[-1].startswith("sandboxcp-python-basic:")
     env = _env(task)
-    assert env["SANDBOXCP_CALLBACK_TOKEN"] == TOKEN
+    # No secret in RunTask (CloudTrail records it, DescribeTasks returns it): the token and the session's
+    # variables reach the executor in the bind body; the executor starts unbound on TCP.
+    assert "SANDBOXCP_CALLBACK_TOKEN" not in env and "USER_VAR" not in env
+    assert TOKEN not in json.dumps(task["overrides"])
     assert env["SANDBOXCP_SESSION_ID"] == SESSION
     assert env["SANDBOXCP_CALLBACK_URL"] == CALLBACK
     assert env["SANDBOXCP_LISTEN"] == "tcp:0.0.0.0:8080"
     assert env["SANDBOXCP_WORKSPACE"] == "/workspace"
-    assert env["USER_VAR"] == "x"
     # 1 vCPU / 512 MiB rounds up to the smallest Fargate size (1024 units, 2 GiB); the container keeps
     # a hard limit of exactly what the session asked for.
     assert task["overrides"]["cpu"] == "1024"
@@ -284,7 +292,7 @@ def test_unknown_task_definition_is_sandbox_unavailable(aws: dict[str, Any]) -> 
 def test_task_definition_with_a_task_role_is_refused(aws: dict[str, Any]) -> None:
     runtime: EcsRuntime = aws["runtime"]
     with pytest.raises(SandboxUnavailable, match="task role"):
-        runtime.start(_spec(image="registry.example:5000/sandboxcp/with-role:1.2"))
+        runtime.start(_spec(image="sandboxcp/with-role:1.2"))
     assert aws["ecs"].list_tasks(cluster=CLUSTER)["taskArns"] == []
 
 
@@ -385,3 +393,79 @@ def test_the_executor_address_comes_from_the_task_eni(aws: dict[str, Any]) -> No
     (task,) = aws["ecs"].describe_tasks(cluster=CLUSTER, tasks=[handle.container_id])["tasks"]
     details = {d["name"]: d["value"] for a in task["attachments"] for d in a["details"]}
     assert runtime.executor_url(handle.container_id) == f"http://{details['privateIPv4Address']}:8080"
+
+
+def test_network_follows_the_template(aws: dict[str, Any]) -> None:
+    """Network `none`: the sandbox security groups (egress to the internal API and S3 only); `open`: the
+    open ones. Without open ones a template that allows network is refused, never silently cut off."""
+    runtime: EcsRuntime = aws["runtime"]
+    closed = runtime.run_task_request(_spec(), "sandboxcp-python-basic")
+    assert closed["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"] == [aws["sg"]]
+    with pytest.raises(SandboxUnavailable, match="no open security group"):
+        runtime.run_task_request(_spec(network_enabled=True), "sandboxcp-python-basic")
+    runtime.open_security_groups = ["sg-open"]
+    opened = runtime.run_task_request(_spec(network_enabled=True), "sandboxcp-python-basic")
+    assert opened["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"] == ["sg-open"]
+    assert {"key": "sandboxcp:network", "value": "enabled"} in opened["tags"]
+
+
+def test_task_definition_per_image_reference() -> None:
+    assert task_definition_family("sandboxcp-", "sandboxcp/python-basic:latest") == "sandboxcp-python-basic"
+    custom = task_definition_family("sandboxcp-", "registry.example.com/team/python-basic:1")
+    assert custom.startswith("sandboxcp-python-basic-") and len(custom) == len("sandboxcp-python-basic-") + 12
+    assert custom != task_definition_family("sandboxcp-", "registry.example.com/team/python-basic:2")
+    assert not is_deployment_image("localhost:5000/sandboxcp/python-basic:1")
+    assert is_deployment_image("sandboxcp/python-basic@sha256:" + "a" * 64)
+
+
+def test_a_templates_image_is_registered_once_hardened(aws: dict[str, Any]) -> None:
+    runtime: EcsRuntime = aws["runtime"]
+    image = "registry.example.com/team/custom:1"
+    with pytest.raises(SandboxUnavailable, match="none can be registered"):
+        runtime.start(_spec(image=image))
+    runtime.execution_role_arn = "arn:aws:iam::123456789012:role/sandbox-execution"
+    first = runtime.start(_spec(image=image))
+    second = runtime.start(_spec(image=image, session_id="sess_secondsecond0001"))
+    family = task_definition_family("sandboxcp-", image)
+    arns = {
+        t["taskDefinitionArn"]
+        for t in aws["ecs"].describe_tasks(cluster=CLUSTER, tasks=[first.container_id, second.container_id])[
+            "tasks"
+        ]
+    }
+    assert arns == {f"arn:aws:ecs:{REGION}:123456789012:task-definition/{family}:1"}
+    described = aws["ecs"].describe_task_definition(taskDefinition=family)["taskDefinition"]
+    assert task_definition_problems(described) == []
+    assert {v["name"] for v in described["volumes"]} == {"tmp", "workspace"}
+
+
+def test_a_task_that_stops_while_starting_fails_the_start() -> None:
+    ecs = boto3.client("ecs", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    runtime = EcsRuntime(
+        cluster=CLUSTER, subnets=["subnet-1"], security_groups=["sg-1"], ecs_client=ecs, sleep=lambda _s: None
+    )
+    arn = f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/abc"
+    td = {"taskDefinitionArn": "arn:td", "containerDefinitions": [_container()]}
+    stopped = {
+        "taskArn": arn,
+        "lastStatus": "STOPPED",
+        "stoppedReason": "Essential container in task exited",
+        "containers": [{"reason": "CannotPullContainerError: no such image"}],
+    }
+    with Stubber(ecs) as stub:
+        stub.add_response("describe_task_definition", {"taskDefinition": td})
+        stub.add_response(
+            "run_task", {"tasks": [{"taskArn": arn, "lastStatus": "PROVISIONING"}], "failures": []}
+        )
+        stub.add_response("describe_tasks", {"tasks": [{"taskArn": arn, "lastStatus": "PENDING"}]})
+        stub.add_response("describe_tasks", {"tasks": [stopped]})
+        stub.add_response("stop_task", {"task": {"taskArn": arn}})
+        with pytest.raises(SandboxUnavailable, match="CannotPullContainerError"):
+            runtime.start(_spec())
+
+
+def test_ping_is_describe_clusters(aws: dict[str, Any]) -> None:
+    runtime: EcsRuntime = aws["runtime"]
+    assert runtime.ping() is True
+    runtime.cluster = "not-a-cluster"
+    assert runtime.ping() is False

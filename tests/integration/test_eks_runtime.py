@@ -39,6 +39,7 @@ NS = "sandboxes"
 SESSION = "sess_abcdefghijklmnop"
 POD = "sandbox-sess-abcdefghijklmnop"
 TOKEN = "cb_sess_abcdefghijklmnop.secret-token-value"
+USER_SECRET = "sk-user-secret-value"  # a session env var: bound over HTTP, never in the Pod spec
 CALLBACK = "https://internal.example.test/prod"
 ACCESS_KEY = "AKIDFAKEEXAMPLE"
 SECRET_KEY = "fake-secret-key"
@@ -68,6 +69,7 @@ def runtime(kube: FakeKube) -> Iterator[EksRuntime]:
         kube.pods.clear()
         kube.policies.clear()
         kube.logs.clear()
+        kube.run_pods = True
     yield EksRuntime(
         cluster_name=CLUSTER,
         endpoint=kube.url,
@@ -84,7 +86,7 @@ def _spec(**overrides: Any) -> SandboxSpec:
         "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sandboxcp/python-basic:latest",
         "resources": ResourceLimit(cpu="0.5", memory="768Mi", disk="2Gi"),
         "network_enabled": False,
-        "env": {"SANDBOXCP_SESSION_ID": SESSION, "POD_IP": "spoofed"},
+        "env": {"SANDBOXCP_SESSION_ID": SESSION, "POD_IP": "spoofed", "OPENAI_API_KEY": USER_SECRET},
         "callback_token": TOKEN,
     }
     base.update(overrides)
@@ -96,7 +98,8 @@ def test_start_creates_a_hardened_pod(runtime: EksRuntime, kube: FakeKube) -> No
     handle = runtime.start(_spec())
     assert handle.container_id == POD
     assert handle.node == f"eks:{CLUSTER}"
-    assert handle.executor_url is None
+    # The address is the Pod's, as the API reports it once the Pod runs.
+    assert handle.executor_url == f"http://{kube.pods[(NS, POD)]['status']['podIP']}:8080"
 
     (create,) = kube.made("POST", "pods")
     assert create.path == f"/api/v1/namespaces/{NS}/pods"
@@ -131,7 +134,8 @@ def test_start_creates_a_hardened_pod(runtime: EksRuntime, kube: FakeKube) -> No
     assert resources["limits"] == {"cpu": "0.5", "memory": "768Mi", "ephemeral-storage": "2Gi"}
 
     env = {e["name"]: e for e in container["env"]}
-    assert env["SANDBOXCP_CALLBACK_TOKEN"]["value"] == TOKEN
+    assert "SANDBOXCP_CALLBACK_TOKEN" not in env
+    assert "OPENAI_API_KEY" not in env  # the session's env vars go in the bind body
     assert env["SANDBOXCP_SESSION_ID"]["value"] == SESSION
     assert env["SANDBOXCP_CALLBACK_URL"]["value"] == CALLBACK
     assert env["SANDBOXCP_LISTEN"]["value"] == "tcp:0.0.0.0:8080"
@@ -144,8 +148,9 @@ def test_start_creates_a_hardened_pod(runtime: EksRuntime, kube: FakeKube) -> No
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert volumes[mounts["/workspace"]]["emptyDir"] == {"sizeLimit": "2Gi"}
     assert volumes[mounts["/tmp"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Mi"}
-    # The token lives in the pod's env only, never in labels or annotations.
-    assert TOKEN not in json.dumps(pod["metadata"])
+    # No secret anywhere in what the API stores (readable by anyone allowed to get pods).
+    assert TOKEN not in json.dumps(pod) and USER_SECRET not in json.dumps(pod)
+    assert pod["metadata"]["labels"]["sandboxcp.io/network"] == "none"
 
 
 def test_every_request_carries_an_iam_bearer_token(runtime: EksRuntime, kube: FakeKube) -> None:
@@ -233,8 +238,13 @@ def test_callback_host_given_as_an_ip_is_the_only_callback_destination() -> None
 # -- state, logs, destroy ------------------------------------------------------------------------
 def test_state_follows_the_pod_phase(runtime: EksRuntime, kube: FakeKube) -> None:
     runtime.start(_spec())
-    assert runtime.state(POD) == "creating"
-    for phase, expected in [("Running", "running"), ("Succeeded", "exited"), ("Failed", "exited")]:
+    assert runtime.state(POD) == "running"
+    for phase, expected in [
+        ("Pending", "creating"),
+        ("Running", "running"),
+        ("Succeeded", "exited"),
+        ("Failed", "exited"),
+    ]:
         kube.set_phase(NS, POD, phase)
         assert runtime.state(POD) == expected
     assert runtime.state("sandbox-sess-nosuchsession000") == "missing"
@@ -444,7 +454,7 @@ def test_from_settings_signs_nothing_and_imports_no_kubernetes() -> None:
 def test_list_managed_finds_the_sandbox_pods(runtime: EksRuntime, kube: FakeKube) -> None:
     runtime.start(_spec())
     runtime.start(_spec(session_id="sess_qrstuvwxyz012345"))
-    kube.set_phase(NS, POD, "Running")
+    kube.set_phase(NS, "sandbox-sess-qrstuvwxyz012345", "Pending")
     kube.pods[(NS, "unrelated")] = {
         "metadata": {"name": "unrelated", "labels": {}},
         "status": {"phase": "Running"},
@@ -473,8 +483,122 @@ def test_no_aws_credentials_is_sandbox_unavailable(kube: FakeKube, monkeypatch: 
 
 def test_the_executor_address_comes_from_the_pod_status(runtime: EksRuntime, kube: FakeKube) -> None:
     """Trust boundary (4): the Kubernetes API says where the executor is (status.podIP)."""
-    runtime.start(_spec())
-    assert runtime.executor_url(POD) is None  # not scheduled yet
+    assert runtime.addresses_at_start
+    handle = runtime.start(_spec())
+    assert handle.executor_url == runtime.executor_url(POD)
     with kube.lock:
         kube.pods[(NS, POD)]["status"]["podIP"] = "10.1.2.3"
     assert runtime.executor_url(POD) == "http://10.1.2.3:8080"
+    with kube.lock:
+        del kube.pods[(NS, POD)]["status"]["podIP"]
+    assert runtime.executor_url(POD) is None  # not scheduled (or no longer)
+
+
+def _stuck_pod_runtime(kube: FakeKube, timeout_s: float) -> EksRuntime:
+    kube.run_pods = False
+    return EksRuntime(
+        cluster_name=CLUSTER,
+        endpoint=kube.url,
+        ca_data=kube.ca_data,
+        namespace=NS,
+        region=REGION,
+        callback_base_url=CALLBACK,
+        start_timeout_s=timeout_s,
+    )
+
+
+def test_a_pod_that_never_runs_is_sandbox_unavailable_and_removed(
+    kube: FakeKube, runtime: EksRuntime
+) -> None:
+    stuck = _stuck_pod_runtime(kube, 0.5)
+    with pytest.raises(SandboxUnavailable, match="not running after"):
+        stuck.start(_spec())
+    assert (NS, POD) not in kube.pods and (NS, POD) not in kube.policies
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"phase": "Pending", "containerStatuses": [{"state": {"waiting": {"reason": "ErrImageNeverPull"}}}]},
+        {"phase": "Pending", "containerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff"}}}]},
+        {"phase": "Failed", "podIP": "10.1.9.9"},
+    ],
+)
+def test_a_pod_that_cannot_run_fails_fast(
+    kube: FakeKube, runtime: EksRuntime, status: dict[str, Any]
+) -> None:
+    import threading
+    import time
+
+    stuck = _stuck_pod_runtime(kube, 30)
+
+    def kubelet_reports() -> None:
+        while (NS, POD) not in kube.pods:
+            time.sleep(0.01)
+        with kube.lock:
+            kube.pods[(NS, POD)]["status"] = dict(status)
+
+    threading.Thread(target=kubelet_reports, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(SandboxUnavailable, match=r"cannot start|ended before"):
+        stuck.start(_spec())
+    assert time.monotonic() - started < 5
+    assert (NS, POD) not in kube.pods and (NS, POD) not in kube.policies
+
+
+def test_storage_egress_lets_a_sandbox_without_network_reach_s3_only() -> None:
+    s3_ranges = ["52.216.0.0/15", "3.5.0.0/19"]
+    policy = network_policy_manifest(
+        _spec(network_enabled=False), namespace=NS, callback_base_url=CALLBACK, storage_cidrs=s3_ranges
+    )
+    assert _egress_allows(policy, "52.217.1.2", 443)
+    assert _egress_allows(policy, "3.5.10.20", 443)
+    assert not _egress_allows(policy, "52.217.1.2", 80)
+    assert not _egress_allows(policy, "1.1.1.1", 443)
+    assert not _egress_allows(policy, str(METADATA_IP), 443)
+    # Without storage ranges there is no such rule (a deployment that moves files another way).
+    bare = network_policy_manifest(_spec(network_enabled=False), namespace=NS, callback_base_url=CALLBACK)
+    assert not _egress_allows(bare, "52.217.1.2", 443)
+
+
+def test_storage_egress_follows_the_s3_endpoint() -> None:
+    from sandboxcp.adapters.runtimes.eks import storage_egress_from_env
+
+    assert storage_egress_from_env({}) == {"storage_cidrs": [], "storage_port": 443}
+    aws = {"EKS_S3_CIDRS": "52.216.0.0/15, 3.5.0.0/19"}
+    assert storage_egress_from_env(aws) == {
+        "storage_cidrs": ["52.216.0.0/15", "3.5.0.0/19"],
+        "storage_port": 443,
+    }
+    local = {"AWS_ENDPOINT_URL": "http://10.244.0.1:5000"}
+    assert storage_egress_from_env(local) == {"storage_cidrs": ["10.244.0.1/32"], "storage_port": 5000}
+    named = {"AWS_ENDPOINT_URL_S3": "https://s3.internal.example", "AWS_ENDPOINT_URL": "http://10.0.0.1:1"}
+    assert storage_egress_from_env(named) == {"storage_cidrs": [], "storage_port": 443}
+
+
+def test_ping_reads_the_namespace(runtime: EksRuntime, kube: FakeKube) -> None:
+    assert runtime.ping() is True
+    (read,) = [r for r in kube.requests if r.path == f"/api/v1/namespaces/{NS}"]
+    assert read.method == "GET"
+    missing = EksRuntime(
+        cluster_name=CLUSTER, endpoint=kube.url, ca_data=kube.ca_data, namespace="nowhere", region=REGION
+    )
+    with pytest.raises(SandboxUnavailable, match="404"):
+        missing.ping()
+    unreachable = EksRuntime(
+        cluster_name=CLUSTER,
+        endpoint="https://127.0.0.1:1",
+        ca_data=kube.ca_data,
+        namespace=NS,
+        region=REGION,
+    )
+    with pytest.raises(SandboxUnavailable, match="unreachable"):
+        unreachable.ping()
+
+
+def test_destroy_all_deletes_what_this_runtime_started(runtime: EksRuntime, kube: FakeKube) -> None:
+    runtime.start(_spec())
+    runtime.start(_spec(session_id="sess_qrstuvwxyz012345"))
+    kube.pods[(NS, "someone-else")] = {"metadata": {"name": "someone-else"}, "status": {"phase": "Running"}}
+    runtime.destroy_all()
+    assert set(kube.pods) == {(NS, "someone-else")}

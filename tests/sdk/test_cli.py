@@ -142,7 +142,7 @@ def test_exec_exits_non_zero_when_the_code_fails(capsys, env, session):
     code, _, _ = run(capsys, "exec", session, "-c", "sleep 5", "--lang", "shell", "--timeout", "1")
     assert code == 124
     code, out, _ = run(capsys, "exec", session, "-c", "exit 3", "--lang", "shell", "--json")
-    assert code == 3 and json.loads(out)["status"] == "failed"
+    assert code == 3 and json.loads(out)["status"] == "failed", out
     # the real process too
     proc = subprocess.run(
         [sys.executable, "-m", "sandboxcp.cli", "exec", session, "-c", "import sys; sys.exit(5)"],

@@ -252,12 +252,14 @@ def test_every_session_and_execution_field_is_a_table_attribute_of_the_same_name
     session_attributes = set(SessionRecord.get_attributes())
     assert set(SESSION_FIELDS) == set(models.Session.model_fields)
     assert set(SESSION_FIELDS) <= session_attributes, set(SESSION_FIELDS) - session_attributes
-    # What the record adds: index keys only.
+    # What the record adds: index keys, and storage-only attributes (the quota share it holds, the TTL).
     assert session_attributes - set(SESSION_FIELDS) == {
         "tenant_status",
         "active_status",
         "purge_pending",
         "purge_after",
+        "quota_counted",
+        "expires_at",
     }
     execution_attributes = set(ExecutionRecord.get_attributes())
     assert set(EXECUTION_FIELDS) == set(models.Execution.model_fields) - {"outcome"}
@@ -267,4 +269,7 @@ def test_every_session_and_execution_field_is_a_table_attribute_of_the_same_name
         "inflight",
         "outcome",
         "outcome_key",
+        "quota_counted",
+        "expires_at",
+        "artifacts",
     }

@@ -26,6 +26,7 @@ CATALOG: dict[str, MetricSpec] = {
         MetricSpec("SessionsTerminated"),
         MetricSpec("SessionsReaped"),
         MetricSpec("LaunchLatency", "Milliseconds", ("runtime",)),
+        MetricSpec("SandboxStartFailures", dimensions=("runtime",)),
         MetricSpec("ExecutionsSubmitted", dimensions=("language",)),
         MetricSpec("ExecutionsCompleted", dimensions=("outcome",)),
         MetricSpec("ExecutionDuration", "Milliseconds", ("language",)),
@@ -36,6 +37,10 @@ CATALOG: dict[str, MetricSpec] = {
         MetricSpec("TemplateChanges", dimensions=("action", "outcome")),
         MetricSpec("WarmPoolClaims", dimensions=("template",)),
         MetricSpec("WarmPoolMisses", dimensions=("template",)),
+        # Per container, % of the sandbox's own limit (services/containers.py); alarms above 80 %.
+        MetricSpec("ContainerCpuPercent", "Percent", ("runtime",)),
+        MetricSpec("ContainerMemoryPercent", "Percent", ("runtime",)),
+        MetricSpec("ContainerDiskPercent", "Percent", ("runtime",)),
     )
 }
 

@@ -5,17 +5,22 @@
   format (a tenant's key sees only the series of its own `tenant`);
 - `audit(action, outcome, **fields)`: one structured INFO line per security-relevant change;
 - `bind_request(tenant_id=..., session_id=..., execution_id=...)`: the request's identifiers on every
-  later log line of the invocation (cleared at the next invocation by `inject_lambda_context(clear_state)`).
+  later log line of the invocation (cleared at the next invocation by `inject_lambda_context(clear_state)`);
+- `job_entry(fn)`: the Lambda handler of every function no HTTP route reaches (authorizers, launch steps,
+  schedules, seeding): Lambda context on the log lines, a trace segment and metrics flushed per invocation,
+  as `sandboxcp.api.resolver.lambda_entry` gives the HTTP functions.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
@@ -29,6 +34,24 @@ PROM_PREFIX = "sandboxcp"
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=metric_catalog.NAMESPACE, service=SERVICE)
+
+
+R = TypeVar("R")
+
+
+def job_entry(fn: Callable[[Any, Any], R]) -> Callable[[Any, Any], R]:
+    """Wrap a non-HTTP Lambda handler: logger (Lambda context, state cleared per invocation), tracer
+    (one subsegment per invocation, responses not captured: they may hold tokens) and metrics (EMF flushed
+    at the end; no warning when a run recorded none)."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics(raise_on_empty_metrics=False)
+    @functools.wraps(fn)
+    def handler(event: Any, context: Any) -> R:
+        return fn(event, context)
+
+    return handler
 
 
 # -- request context ---------------------------------------------------------------------------------------

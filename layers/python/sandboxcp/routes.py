@@ -21,6 +21,15 @@ Auth = Literal["api_key", "admin", "callback", "none"]
 #   launch:start  start the launch state machine;  launch:callback  SendTaskSuccess/Failure
 #   runtime  drive the deployment's sandbox runtime (ECS/EKS/Docker hosts)
 Access = tuple[str, ...]
+# Sessions and executions take and give back their tenant's quota share in the same transaction as their
+# own writes (sandboxcp.adapters.dynamo.tenants): writing either table implies writing the tenants table.
+QUOTA_ACCESS = "tenants:rw"
+
+
+def _with_quota_access(access: Access) -> Access:
+    if ("sessions:rw" in access or "executions:rw" in access) and QUOTA_ACCESS not in access:
+        return (*access, QUOTA_ACCESS)
+    return access
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,11 @@ class Route:
     auth: Auth = "api_key"
     access: Access = ()
     timeout_s: int = 29  # API Gateway integrations end at 29 s
+    # GET with `?stream=sse` answers text/event-stream; the local gateway holds it open (docs/streaming.md).
+    sse: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "access", _with_quota_access(self.access))
 
 
 @dataclass(frozen=True)
@@ -43,11 +57,16 @@ class Job:
     timeout_s: int = 30
     every_s: int | None = None  # periodic jobs only
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "access", _with_quota_access(self.access))
+
 
 SR, SRW = "sessions:r", "sessions:rw"
 ER, ERW = "executions:r", "executions:rw"
 TR, TRW = "templates:r", "templates:rw"
 WR, WRW = "workspace:r", "workspace:rw"
+CR, CRW = "contexts:r", "contexts:rw"  # code contexts (issue #12)
+PRW = "processes:rw"  # background processes (issue #12); every process read may record an exit it learns
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/health", "health", auth="none", access=(TR, WR, "runtime")),
@@ -56,18 +75,63 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("GET", "/api/v1/sessions", "sessions_list", access=(SR,)),
     Route("GET", "/api/v1/sessions/{session_id}", "sessions_get", access=(SR,)),
-    Route("DELETE", "/api/v1/sessions/{session_id}", "sessions_terminate", access=(SRW, "runtime")),
-    Route("POST", "/api/v1/sessions/{session_id}/execute", "executions_submit", access=(SRW, ERW, WRW)),
+    # CRW, PRW: a session's contexts and processes end with it (services/sessions.destroy_sandbox).
+    Route("DELETE", "/api/v1/sessions/{session_id}", "sessions_terminate", access=(SRW, "runtime", CRW, PRW)),
+    Route("POST", "/api/v1/sessions/{session_id}/execute", "executions_submit", access=(SRW, ERW, WRW, CR)),
     Route(
         "POST",
         "/api/v1/sessions/{session_id}/execute-sync",
         "executions_submit_sync",
-        access=(SRW, ERW, WRW),
+        access=(SRW, ERW, WRW, CR),
     ),
     Route("GET", "/api/v1/sessions/{session_id}/executions", "executions_list", access=(SR, ER)),
     Route("GET", "/api/v1/executions/{execution_id}", "executions_get", access=(ER, WR)),
     Route("GET", "/api/v1/executions/{execution_id}/status", "executions_status", access=(ER,)),
     Route("GET", "/api/v1/executions/{execution_id}/result", "executions_result", access=(ER, WR)),
+    # Live output: a long poll of up to 20 s (`wait`), within the 29 s timeout.
+    Route(
+        "GET",
+        "/api/v1/executions/{execution_id}/output",
+        "executions_output",
+        access=(ER, "output_chunks:r"),
+        timeout_s=29,
+        sse=True,
+    ),
+    # Code contexts and background processes (issue #12). Reads write too: they record what the executor
+    # reports (status, exit) and settle records of ended sessions.
+    Route("POST", "/api/v1/sessions/{session_id}/contexts", "contexts_create", access=(SRW, CRW)),
+    Route("GET", "/api/v1/sessions/{session_id}/contexts", "contexts_list", access=(SR, CRW)),
+    Route("GET", "/api/v1/sessions/{session_id}/contexts/{context_id}", "contexts_get", access=(SR, CRW)),
+    Route(
+        "DELETE", "/api/v1/sessions/{session_id}/contexts/{context_id}", "contexts_delete", access=(SR, CRW)
+    ),
+    Route(
+        "POST",
+        "/api/v1/sessions/{session_id}/contexts/{context_id}/restart",
+        "contexts_restart",
+        access=(SRW, CRW),
+    ),
+    Route("POST", "/api/v1/sessions/{session_id}/processes", "processes_create", access=(SRW, PRW)),
+    Route("GET", "/api/v1/sessions/{session_id}/processes", "processes_list", access=(SR, PRW)),
+    Route("GET", "/api/v1/sessions/{session_id}/processes/{process_id}", "processes_get", access=(SR, PRW)),
+    Route(
+        "POST",
+        "/api/v1/sessions/{session_id}/processes/{process_id}/stdin",
+        "processes_stdin",
+        access=(SRW, PRW),
+    ),
+    Route(
+        "POST",
+        "/api/v1/sessions/{session_id}/processes/{process_id}/signal",
+        "processes_signal",
+        access=(SR, PRW),
+    ),
+    Route(
+        "GET",
+        "/api/v1/sessions/{session_id}/processes/{process_id}/output",
+        "processes_output",
+        access=(SR, PRW, "output_chunks:r"),
+    ),
     Route("POST", "/api/v1/sessions/{session_id}/files/upload", "files_upload", access=(SR, WRW)),
     Route("POST", "/api/v1/sessions/{session_id}/files/upload-url", "files_presign_upload", access=(SR, WRW)),
     Route("GET", "/api/v1/sessions/{session_id}/files", "files_list", access=(SR, WR)),
@@ -82,6 +146,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/containers/{container_id}/logs", "containers_logs", access=(SR, "runtime")),
     Route("GET", "/api/v1/metrics", "metrics_prometheus", access=(SR, ER)),
     Route("POST", "/api/v1/keys", "keys_create", auth="admin", access=("api_keys:rw",)),
+    Route("GET", "/api/v1/tenants/{tenant_id}/quotas", "tenants_quotas_get", access=("tenants:r",)),
+    Route(
+        "PUT",
+        "/api/v1/tenants/{tenant_id}/quotas",
+        "tenants_quotas_put",
+        auth="admin",
+        access=("tenants:rw",),
+    ),
     Route(
         "POST",
         "/internal/sessions/{session_id}/container_ready",
@@ -97,7 +169,7 @@ ROUTES: tuple[Route, ...] = (
         "internal_container_exited",
         "internal",
         "callback",
-        access=(SRW, "runtime"),
+        access=(SRW, "runtime", CRW, PRW),
     ),
     Route(
         "POST",
@@ -131,10 +203,35 @@ ROUTES: tuple[Route, ...] = (
         "callback",
         access=(ERW, SRW, WRW, "idempotency:rw"),
     ),
+    Route(
+        "POST",
+        "/internal/executions/{execution_id}/artifacts",
+        "internal_execution_artifacts",
+        "internal",
+        "callback",
+        access=(ERW,),
+    ),
+    Route(
+        "POST",
+        "/internal/executions/{execution_id}/output",
+        "internal_execution_output",
+        "internal",
+        "callback",
+        access=(ER, "output_chunks:rw"),
+    ),
+    Route(
+        "POST",
+        "/internal/processes/{process_id}/output",
+        "internal_process_output",
+        "internal",
+        "callback",
+        access=(PRW, "output_chunks:rw"),
+    ),
 )
 
 AUTHORIZERS: dict[Literal["api_key", "callback"], Job] = {
-    "api_key": Job("authorizer_api_key", access=("api_keys:r",), timeout_s=10),
+    # tenants:rw: the requests-per-second counter.
+    "api_key": Job("authorizer_api_key", access=("api_keys:r", QUOTA_ACCESS), timeout_s=10),
     "callback": Job("authorizer_callback", access=(SR,), timeout_s=10),
 }
 
@@ -144,14 +241,14 @@ LAUNCH_STEPS: dict[str, Job] = {
     "StartSandboxFunctionArn": Job(
         "launch_start_sandbox", access=(SRW, TR, "warm_pool:rw", "runtime"), timeout_s=120
     ),
-    "MarkLaunchFailedFunctionArn": Job("launch_mark_failed", access=(SRW, "runtime"), timeout_s=60),
+    "MarkLaunchFailedFunctionArn": Job("launch_mark_failed", access=(SRW, "runtime", CRW, PRW), timeout_s=60),
 }
 
 # Periodic jobs: `every_s` is the period the schedule aims for (sub-minute ones run in a loop, see docs).
 JOBS: tuple[Job, ...] = (
     Job("seed_templates", access=("templates:rw",), timeout_s=60),
     Job("schedule_reap_executions", access=(SR, ERW, WRW), timeout_s=40, every_s=5),
-    Job("schedule_reap_sessions", access=(SRW, "runtime"), timeout_s=40, every_s=10),
+    Job("schedule_reap_sessions", access=(SRW, "runtime", CRW, PRW), timeout_s=40, every_s=10),
     Job("schedule_probe_nodes", access=("runtime_nodes:rw", "runtime"), timeout_s=30, every_s=10),
     Job("schedule_reap_orphans", access=(SR, "warm_pool:rw", "runtime"), timeout_s=60, every_s=60),
     Job("schedule_refill_warm_pool", access=(TR, "warm_pool:rw", "runtime"), timeout_s=60, every_s=10),

@@ -19,7 +19,19 @@ class Settings(BaseModel):
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
     runtime_nodes_table: str = Field(default="runtime_nodes", alias="RUNTIME_NODES_TABLE")
     warm_pool_table: str = Field(default="warm_pool", alias="WARM_POOL_TABLE")
-    # Pre-started sandboxes per template, e.g. "python-basic=3,nodejs-basic=1" (empty: no warm pool).
+    # Code contexts and background processes (issue #12).
+    contexts_table: str = Field(default="contexts", alias="CONTEXTS_TABLE")
+    processes_table: str = Field(default="processes", alias="PROCESSES_TABLE")
+    # Live output (docs/streaming.md): chunks expire (DynamoDB TTL) this long after they are stored.
+    output_chunks_table: str = Field(default="output_chunks", alias="OUTPUT_CHUNKS_TABLE")
+    output_ttl_s: int = Field(default=86400, ge=60, alias="OUTPUT_TTL_S")
+    # The WebSocket push channel (infra/sandboxcp_infra/streaming.py): its management endpoint
+    # (https://{api}.execute-api.{region}.amazonaws.com/{stage}) and subscribers table; empty: no push.
+    output_push_endpoint: str = Field(default="", alias="OUTPUT_PUSH_ENDPOINT")
+    output_subscribers_table: str = Field(default="", alias="OUTPUT_SUBSCRIBERS_TABLE")
+    # Warm sandboxes per template: "python-basic=10" (floor 10, ceiling 20) or "python-basic=2:8" (floor 2,
+    # ceiling 8; the refill follows demand in between); 0 disables a template's pool. Empty: the seed's
+    # defaults (python-datascience=20,python-basic=10,nodejs-basic=5); "none": no pool (warm_pool.py).
     warm_pool: str = Field(default="", alias="SANDBOX_WARM_POOL")
     workspace_bucket: str = Field(alias="WORKSPACE_BUCKET")
     launch_state_machine_arn: str = Field(default="", alias="LAUNCH_STATE_MACHINE_ARN")
@@ -42,12 +54,33 @@ class Settings(BaseModel):
     ecs_security_groups: str = Field(default="", alias="ECS_SECURITY_GROUPS")  # comma-separated
     ecs_task_definition_prefix: str = Field(default="sandboxcp-", alias="ECS_TASK_DEFINITION_PREFIX")
     ecs_log_group: str = Field(default="", alias="ECS_LOG_GROUP")
+    # Security groups of templates that allow network (egress beyond the internal API and S3); empty:
+    # such templates cannot launch on ECS (refused, never silently without network).
+    ecs_open_security_groups: str = Field(default="", alias="ECS_OPEN_SECURITY_GROUPS")  # comma-separated
+    # The execution role of task definitions the ecs runtime registers for templates created through the
+    # API (image pull, awslogs); the deployment's own default-template task definitions carry theirs.
+    ecs_execution_role_arn: str = Field(default="", alias="ECS_EXECUTION_ROLE_ARN")
     # eks runtime
     eks_cluster_name: str = Field(default="", alias="EKS_CLUSTER_NAME")
     eks_endpoint: str = Field(default="", alias="EKS_ENDPOINT")
     eks_ca_data: str = Field(default="", alias="EKS_CA_DATA")  # base64 PEM, as in kubeconfig
     eks_namespace: str = Field(default="sandboxes", alias="EKS_NAMESPACE")
+    # The S3 endpoint's addresses a sandbox without network may reach (its workspace sync), comma-separated
+    # CIDRs: in AWS the entries of the region's S3 prefix list (docs/deploy.md, "eks").
+    eks_s3_cidrs: str = Field(default="", alias="EKS_S3_CIDRS")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
+    # Per-tenant quotas (docs/api.md "Quotas"): a tenant starts with these until an admin sets its own.
+    tenants_table: str = Field(default="tenants", alias="TENANTS_TABLE")
+    quota_max_sessions: int = Field(default=100, ge=0, alias="QUOTA_MAX_SESSIONS")
+    quota_max_inflight_executions: int = Field(default=100, ge=0, alias="QUOTA_MAX_INFLIGHT_EXECUTIONS")
+    quota_max_cpu: float = Field(default=100.0, ge=0, alias="QUOTA_MAX_CPU")  # cores
+    quota_max_memory_mb: int = Field(default=200 * 1024, ge=0, alias="QUOTA_MAX_MEMORY_MB")
+    quota_max_requests_per_second: int = Field(default=100, ge=1, alias="QUOTA_MAX_REQUESTS_PER_SECOND")
+    # Retention (DynamoDB TTL `expires_at`): ended sessions and finished executions, in days.
+    session_retention_days: float = Field(default=7, gt=0, alias="SESSION_RETENTION_DAYS")
+    execution_retention_days: float = Field(default=30, gt=0, alias="EXECUTION_RETENTION_DAYS")
+    # Signs list `next_token`s (services/paging.py); empty: a key derived from the table names.
+    page_token_key: str = Field(default="", alias="PAGE_TOKEN_KEY", repr=False)
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ Every probe is cheap and bounded by a short timeout:
   the client TLS of remote engines); without that runtime at hand: `GET /_ping` over the unix socket or
   plain HTTP (2375), and for a TLS engine (2376) a TCP connect showing the host is up;
 - the process node: bubblewrap is installed and the state directory is writable;
-- ecs / eks (one logical node each): the runtime's optional `ping()` (its describe call);
+- ecs / eks (one logical node each): the runtime's `ping()` (DescribeClusters / a namespace read);
 - health: a GetItem on the templates table, HeadBucket on the workspace bucket, the runtime as above."""
 
 from __future__ import annotations
@@ -62,14 +62,10 @@ def process_host_check(state_dir: str) -> None:
 
 
 def runtime_ping(runtime: Runtime, settings: Settings) -> None:
-    """The deployment runtime's own check: its optional `ping()`, else a local check for `process`."""
-    ping: Callable[[], Any] | None = getattr(runtime, "ping", None)
-    if callable(ping):
-        if ping() is False:
-            raise RuntimeError(f"the {runtime.name} runtime did not answer")
-        return
-    if runtime.name == "process":
-        process_host_check(settings.sandbox_state_dir)
+    """The deployment runtime's own check (ports.Runtime.ping): docker `GET /_ping`, ecs
+    DescribeClusters, eks a namespace read, process bubblewrap and its state directory."""
+    if runtime.ping() is False:
+        raise RuntimeError(f"the {runtime.name} runtime did not answer")
 
 
 class RuntimeNodeProber:
@@ -89,9 +85,11 @@ class RuntimeNodeProber:
             process_host_check(self.settings.sandbox_state_dir)
         elif node.runtime_type == "docker":
             runtime = self._runtime() if self.settings.runtime == "docker" else None
-            ping_node = getattr(runtime, "ping_node", None)
-            if callable(ping_node):  # the docker runtime's client: unix socket or TCP with its client TLS
-                if ping_node(node.endpoint) is False:
+            if runtime is not None:
+                from sandboxcp.adapters.runtimes.docker import DockerRuntime
+
+                # The docker runtime's client: unix socket or TCP with its client TLS.
+                if isinstance(runtime, DockerRuntime) and runtime.ping_node(node.endpoint) is False:
                     raise RuntimeError("the engine did not answer")
             else:
                 docker_ping(node.endpoint)

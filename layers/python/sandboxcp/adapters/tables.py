@@ -11,6 +11,7 @@ from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
@@ -100,6 +101,8 @@ class SessionRecord(Model):
     last_activity_at = UTCDateTimeAttribute()
     purge_pending = UnicodeAttribute(null=True)
     purge_after = UTCDateTimeAttribute(null=True)
+    quota_counted = BooleanAttribute(null=True)  # holds a share of its tenant's quota while live
+    expires_at = NumberAttribute(null=True)  # DynamoDB TTL (epoch seconds): set when the session ends
 
     by_tenant = _TenantCreatedIndex()
     by_tenant_status = _TenantStatusIndex()
@@ -157,10 +160,15 @@ class ExecutionRecord(Model):
     error_message = UnicodeAttribute(null=True)
     retry_count = NumberAttribute(default=0)
     parent_execution_id = UnicodeAttribute(null=True)
+    context_id = UnicodeAttribute(null=True)  # a code context's cell (issue #12)
     created_at = UTCDateTimeAttribute()
     started_at = UTCDateTimeAttribute(null=True)
     completed_at = UTCDateTimeAttribute(null=True)
     last_heartbeat_at = UTCDateTimeAttribute(null=True)
+    retry_after = UTCDateTimeAttribute(null=True)  # a retry waiting for its backoff (the reaper sends it)
+    artifacts = JSONAttribute(null=True)  # reported on their own (FR-050), merged into the result on read
+    quota_counted = BooleanAttribute(null=True)  # holds a share of its tenant's quota while in flight
+    expires_at = NumberAttribute(null=True)  # DynamoDB TTL (epoch seconds): set when the execution ends
 
     by_session = _SessionExecutionsIndex()
     by_session_status = _SessionStatusIndex()
@@ -236,7 +244,9 @@ class RuntimeNodeRecord(Model):
     endpoint = UnicodeAttribute()  # unix:///var/run/docker.sock, tcp://host:2376, ...
     status = UnicodeAttribute(default="healthy")
     runtime_status = UnicodeAttribute()
-    capacity = NumberAttribute(default=50)  # sessions this node may hold
+    capacity = NumberAttribute(default=50)  # sandboxes this node may hold
+    cpu_capacity = NumberAttribute(null=True)  # cores placement may hand out (null: not limited)
+    memory_capacity_mb = NumberAttribute(null=True)
     labels = JSONAttribute(null=True)
     cached_images = JSONAttribute(null=True)
     consecutive_failures = NumberAttribute(default=0)
@@ -276,6 +286,177 @@ class WarmSandboxRecord(Model):
     available = _AvailableIndex()
 
 
+class TenantRecord(Model):
+    """A tenant's quotas and what it may still use (sandboxcp.domain.quotas). `max_*` unset: the
+    deployment's defaults, written on first use. `free_*` = limit - usage, taken and given back in the same
+    transaction as the session's or execution's state change; `rps_*` is the current one-second window."""
+
+    class Meta:
+        table_name = "tenants"
+        billing_mode = "PAY_PER_REQUEST"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    max_sessions = NumberAttribute(null=True)
+    max_inflight = NumberAttribute(null=True)
+    max_cpu_m = NumberAttribute(null=True)
+    max_memory_mb = NumberAttribute(null=True)
+    max_rps = NumberAttribute(null=True)
+    free_sessions = NumberAttribute(null=True)
+    free_inflight = NumberAttribute(null=True)
+    free_cpu_m = NumberAttribute(null=True)
+    free_memory_mb = NumberAttribute(null=True)
+    rps_window = NumberAttribute(null=True)
+    rps_count = NumberAttribute(null=True)
+    custom = BooleanAttribute(null=True)  # an admin set the limits
+
+
+class OutputChunkRecord(Model):
+    """Live output (services/output.py): one item per chunk, keyed by the stream it belongs to (an
+    execution id, or a background process id) and its sequence number (1, 2, ...). The item at seq 0
+    holds the stream's accounting (bytes stored per stdout/stderr, the seq of each truncation marker,
+    a version for compare-and-set). Every item expires through DynamoDB TTL on `expires_at`."""
+
+    class Meta:
+        table_name = "output_chunks"
+        billing_mode = "PAY_PER_REQUEST"
+
+    stream_id = UnicodeAttribute(hash_key=True)
+    seq = NumberAttribute(range_key=True)
+    stream = UnicodeAttribute(null=True)  # stdout | stderr (chunks)
+    data = UnicodeAttribute(null=True)
+    at = UTCDateTimeAttribute(null=True)
+    truncated = BooleanAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+    # seq 0 only
+    version = NumberAttribute(null=True)
+    bytes_stdout = NumberAttribute(null=True)
+    bytes_stderr = NumberAttribute(null=True)
+    marker_stdout = NumberAttribute(null=True)
+    marker_stderr = NumberAttribute(null=True)
+
+
+class _SubscriberConnectionIndex(GlobalSecondaryIndex["OutputSubscriberRecord"]):
+    class Meta:
+        index_name = "connection"
+        projection = KeysOnlyProjection()
+
+    connection_id = UnicodeAttribute(hash_key=True)
+    stream_id = UnicodeAttribute(range_key=True)
+
+
+class OutputSubscriberRecord(Model):
+    """WebSocket connections subscribed to a live-output stream (the AWS push channel, docs/streaming.md).
+    Not in TABLES: infra/sandboxcp_infra/streaming.py creates it with the WebSocket API; local mode pushes
+    through Server-Sent Events instead."""
+
+    class Meta:
+        table_name = "output_subscribers"
+        billing_mode = "PAY_PER_REQUEST"
+
+    stream_id = UnicodeAttribute(hash_key=True)
+    connection_id = UnicodeAttribute(range_key=True)
+    tenant_id = UnicodeAttribute()
+    expires_at = TTLAttribute(null=True)
+
+    by_connection = _SubscriberConnectionIndex()
+
+
+class _ContextsBySessionIndex(GlobalSecondaryIndex["ContextRecord"]):
+    class Meta:
+        index_name = "session_created"
+        projection = AllProjection()
+
+    session_id = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class _LiveContextsIndex(GlobalSecondaryIndex["ContextRecord"]):
+    """Sparse: only contexts not deleted or ended carry `live_session` (their session's id): the per-session
+    limit and the end of a session read live contexts only."""
+
+    class Meta:
+        index_name = "live_session"
+        projection = KeysOnlyProjection()
+
+    live_session = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class ContextRecord(Model):
+    """A code context: a persistent interpreter in a session's sandbox (services/contexts.py)."""
+
+    class Meta:
+        table_name = "contexts"
+        billing_mode = "PAY_PER_REQUEST"
+
+    context_id = UnicodeAttribute(hash_key=True)
+    session_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    language = UnicodeAttribute()
+    cwd = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    live_session = UnicodeAttribute(null=True)
+    executions = NumberAttribute(default=0)
+    restarts = NumberAttribute(default=0)
+    error_message = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    ended_at = UTCDateTimeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # DynamoDB TTL (epoch seconds)
+
+    by_session = _ContextsBySessionIndex()
+    live = _LiveContextsIndex()
+
+
+class _ProcessesBySessionIndex(GlobalSecondaryIndex["ProcessRecord"]):
+    class Meta:
+        index_name = "session_created"
+        projection = AllProjection()
+
+    session_id = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class _LiveProcessesIndex(GlobalSecondaryIndex["ProcessRecord"]):
+    """Sparse: only starting and running processes carry `live_session` (their session's id)."""
+
+    class Meta:
+        index_name = "live_session"
+        projection = KeysOnlyProjection()
+
+    live_session = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class ProcessRecord(Model):
+    """A background process in a session's sandbox (services/processes.py); its output lives in the
+    output chunks under the process id."""
+
+    class Meta:
+        table_name = "processes"
+        billing_mode = "PAY_PER_REQUEST"
+
+    process_id = UnicodeAttribute(hash_key=True)
+    session_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    cmd = UnicodeAttribute()
+    cwd = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    live_session = UnicodeAttribute(null=True)
+    pid = NumberAttribute(null=True)
+    exit_code = NumberAttribute(null=True)
+    signal = NumberAttribute(null=True)
+    error_message = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    started_at = UTCDateTimeAttribute(null=True)
+    ended_at = UTCDateTimeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # DynamoDB TTL (epoch seconds)
+
+    by_session = _ProcessesBySessionIndex()
+    live = _LiveProcessesIndex()
+
+
 # Logical table name -> model; the settings field that names each table in a deployment.
 TABLES: dict[str, tuple[type[Model], str]] = {
     "sessions": (SessionRecord, "sessions_table"),
@@ -284,6 +465,10 @@ TABLES: dict[str, tuple[type[Model], str]] = {
     "api_keys": (ApiKeyRecord, "api_keys_table"),
     "runtime_nodes": (RuntimeNodeRecord, "runtime_nodes_table"),
     "warm_pool": (WarmSandboxRecord, "warm_pool_table"),
+    "contexts": (ContextRecord, "contexts_table"),
+    "processes": (ProcessRecord, "processes_table"),
+    "output_chunks": (OutputChunkRecord, "output_chunks_table"),
+    "tenants": (TenantRecord, "tenants_table"),
 }
 
 

@@ -40,13 +40,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from sandboxcp.domain.errors import (
+    ContextNotFound,
     ExecutionNotFound,
     InvalidParameter,
+    ProcessNotFound,
     SandboxError,
     SessionNotFound,
     TemplateNotFound,
 )
-from sandboxcp.domain.ids import EXECUTION_ID_RE, SESSION_ID_RE
+from sandboxcp.domain.ids import CONTEXT_ID_RE, EXECUTION_ID_RE, PROCESS_ID_RE, SESSION_ID_RE
 from sandboxcp.domain.models import Principal
 from sandboxcp.observability import bind_request, logger, metrics, tracer
 from sandboxcp.routes import ROUTES, Route, resolver_path
@@ -99,7 +101,10 @@ def error_body(err: SandboxError, request_id: str) -> dict[str, str]:
 
 
 def error_headers(err: SandboxError) -> dict[str, str]:
-    return {"Allow": ", ".join(err.allow)} if isinstance(err, MethodNotAllowed) else {}
+    if isinstance(err, MethodNotAllowed):
+        return {"Allow": ", ".join(err.allow)}
+    retry_after = getattr(err, "retry_after", None)  # a 429 over a quota (sandboxcp.domain.quotas)
+    return {"Retry-After": str(retry_after)} if retry_after is not None else {}
 
 
 @functools.cache
@@ -148,6 +153,10 @@ _PATH_IDS: dict[str, tuple[str, re.Pattern[str], Callable[[str], SandboxError]]]
     "execution_id": ("Execution", EXECUTION_ID_RE, ExecutionNotFound),
     "template_id": ("Template", _OPAQUE_ID, TemplateNotFound),
     "container_id": ("Container", _OPAQUE_ID, _container_not_found),
+    "context_id": ("Context", CONTEXT_ID_RE, ContextNotFound),
+    "process_id": ("Process", PROCESS_ID_RE, ProcessNotFound),
+    # As POST /keys takes them; any other tenant can never exist (quotas of a valid one default).
+    "tenant_id": ("Tenant", re.compile(r"[A-Za-z0-9_-]{1,64}"), RouteNotFound),
 }
 
 
@@ -258,10 +267,20 @@ def json_request_body(event: BaseProxyEvent) -> Any:
     return parse_json(_body_text(event))
 
 
+def _refuse_if_throttled(event: BaseProxyEvent) -> None:
+    """429 for a request the API-key authorizer counted over its tenant's requests-per-second quota."""
+    context = (event.get("requestContext") or {}).get("authorizer") or {}
+    if isinstance(context, dict) and context.get("throttled_retry_after"):
+        from sandboxcp.services.quotas import refuse_if_throttled  # only when refusing: keeps imports light
+
+        refuse_if_throttled(context)
+
+
 class _RequestChecks(OpenAPIRequestValidationMiddleware):
     """Powertools' request validation, preceded by the path id checks, with the JSON body parsed here."""
 
     def handler(self, app: Any, next_middleware: NextMiddleware) -> Response[Any]:
+        _refuse_if_throttled(app.current_event)
         check_path_ids(app.context.get("_route_args") or {})
         return super().handler(app, next_middleware)
 

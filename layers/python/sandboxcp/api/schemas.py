@@ -14,9 +14,10 @@ from pydantic import BaseModel, Field, WithJsonSchema, field_serializer
 from sandboxcp.domain import clock
 from sandboxcp.domain.clock import iso
 from sandboxcp.domain.inputs import RequestBody
-from sandboxcp.domain.models import Execution, ExecutionMetrics, Session, Template
+from sandboxcp.domain.models import Execution, ExecutionMetrics, OutputBundle, Session, Template
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES
+from sandboxcp.domain.usage import ContainerUsage
 from sandboxcp.domain.workspace import Artifact, WorkspaceFile
 
 
@@ -58,9 +59,16 @@ class SessionResponse(_Out):
         )
 
 
+NEXT_TOKEN_DOC = (
+    "Opaque cursor of the next page (null on the last): pass it as `next_token`, without `offset`, with the "
+    "same filters"
+)
+
+
 class SessionList(BaseModel):
     sessions: list[SessionResponse]
     total: int
+    next_token: str | None = Field(default=None, description=NEXT_TOKEN_DOC)
 
 
 class MessageResponse(BaseModel):
@@ -71,6 +79,7 @@ class ExecuteResponse(_Out):
     execution_id: str
     status: str = "pending"
     submitted_at: datetime
+    context_id: str | None = Field(default=None, description="The code context it runs in, if any")
 
 
 class ExecutionSummary(_Out):
@@ -81,6 +90,7 @@ class ExecutionSummary(_Out):
     completed_at: datetime | None = None
     retry_count: int = 0
     parent_execution_id: str | None = None
+    context_id: str | None = Field(default=None, description="The code context it runs in, if any")
 
     @classmethod
     def of(cls, e: Execution) -> ExecutionSummary:
@@ -90,6 +100,7 @@ class ExecutionSummary(_Out):
 class ExecutionList(BaseModel):
     executions: list[ExecutionSummary]
     total: int
+    next_token: str | None = Field(default=None, description=NEXT_TOKEN_DOC)
 
 
 class ExecutionStatusResponse(_Out):
@@ -117,6 +128,13 @@ class ExecutionResultResponse(BaseModel):
     artifacts: list[Artifact]
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    outputs: list[OutputBundle] = Field(
+        default_factory=list,
+        description="A context cell's outputs: the last expression's value (`result`) and what it displayed "
+        "(`display`), as MIME bundles (text/plain, text/html, image/png as base64, image/svg+xml, "
+        "application/json)",
+    )
+    outputs_truncated: bool = Field(default=False, description="Some outputs were dropped (docs/api.md)")
     error_code: str | None = Field(default=None, description="Sandbox.ExecTimeout or Sandbox.ExecException")
 
     @classmethod
@@ -173,6 +191,7 @@ class TemplateResponse(_Out):
 class TemplateList(BaseModel):
     templates: list[TemplateResponse]
     total: int
+    next_token: str | None = Field(default=None, description=NEXT_TOKEN_DOC)
 
 
 class ApiKeyResponse(BaseModel):
@@ -227,11 +246,19 @@ class ContainerInfo(_Out):
     created_at: datetime
     started_at: datetime | None = None
     uptime_seconds: int
+    usage: ContainerUsage | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="CPU, memory and /workspace use now (running containers, where measured; else absent)",
+    )
 
     @classmethod
-    def of(cls, s: Session, now: datetime | None = None) -> ContainerInfo:
+    def of(
+        cls, s: Session, now: datetime | None = None, usage: ContainerUsage | None = None
+    ) -> ContainerInfo:
         assert s.container_id is not None
         return cls(
+            usage=usage,
             container_id=s.container_id,
             pod_name=s.container_id if s.runtime_type == "eks" else None,
             runtime_type=s.runtime_type,

@@ -65,6 +65,20 @@ class TemplateNotFound(SandboxError):
     solution = "List the available templates with GET /api/v1/templates"
 
 
+class ContextNotFound(SandboxError):
+    status_code = 404
+    error_code = "Sandbox.ContextNotFound"
+    description = "Code context not found"
+    solution = "Check the context_id; list the session's contexts with GET /api/v1/sessions/{id}/contexts"
+
+
+class ProcessNotFound(SandboxError):
+    status_code = 404
+    error_code = "Sandbox.ProcessNotFound"
+    description = "Process not found"
+    solution = "Check the process_id; list a session's processes with GET /api/v1/sessions/{id}/processes"
+
+
 class StateConflict(SandboxError):
     status_code = 409
     error_code = "Sandbox.StateConflict"
@@ -77,6 +91,15 @@ class TooManyRequests(SandboxError):
     error_code = "Sandbox.TooManyRequestsExection"
     description = "Too many requests"
     solution = "Please retry later"
+
+
+class SessionLimitReached(TooManyRequests):
+    """429 with `Retry-After` (the resolver adds it from `retry_after`): a per-session limit such as code
+    contexts or background processes is reached."""
+
+    def __init__(self, detail: str, *, retry_after: int, solution: str | None = None) -> None:
+        super().__init__(detail, solution=solution)
+        self.retry_after = retry_after
 
 
 class SandboxUnavailable(SandboxError):

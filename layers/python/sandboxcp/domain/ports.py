@@ -3,7 +3,7 @@ with DynamoDB, S3, Step Functions, container runtimes and the executor's HTTP AP
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
@@ -11,16 +11,22 @@ from pydantic import BaseModel, Field
 
 from sandboxcp.domain.models import (
     ApiKey,
+    BackgroundProcess,
+    CodeContext,
+    ContextStatus,
     Execution,
     ExecutionOutcome,
     ExecutionStatus,
+    ProcessStatus,
     Session,
     SessionStatus,
     Template,
     WarmSandbox,
 )
+from sandboxcp.domain.output import OutputChunk, OutputUsage
+from sandboxcp.domain.quotas import QuotaLimits, TenantQuota
 from sandboxcp.domain.resources import ResourceLimit
-from sandboxcp.domain.workspace import WorkspaceFile
+from sandboxcp.domain.workspace import Artifact, WorkspaceFile
 
 T = TypeVar("T")
 
@@ -28,10 +34,17 @@ T = TypeVar("T")
 class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int
+    # Where the next page starts (an index key; the services wrap it in a signed `next_token`); None: last.
+    next_key: dict[str, Any] | None = None
+    next_token: str | None = None  # the signed, opaque form clients get
 
 
 class SessionRepository(Protocol):
-    def create(self, session: Session) -> None: ...
+    def create(self, session: Session, *, enforce_quota: bool = False) -> None:
+        """Record a new session holding its tenant's quota share; `enforce_quota`: only if that fits
+        (QuotaExceeded otherwise)."""
+        ...
+
     def get(self, session_id: str) -> Session | None: ...
     def list_for_tenant(
         self,
@@ -41,7 +54,13 @@ class SessionRepository(Protocol):
         template_id: str | None,
         limit: int,
         offset: int,
-    ) -> Page[Session]: ...
+        start_key: dict[str, Any] | None = None,
+        with_total: bool = True,
+    ) -> Page[Session]:
+        """Newest first. `start_key`: continue after a page's `next_key` (O(page)); `with_total=False`:
+        no count (total -1)."""
+        ...
+
     def transition(
         self,
         session_id: str,
@@ -87,12 +106,23 @@ class ResultStore(Protocol):
 
 
 class ExecutionRepository(Protocol):
-    def create(self, execution: Execution) -> None: ...
+    def create(self, execution: Execution, *, enforce_quota: bool = False) -> None:
+        """Record a new execution holding a share of its tenant's in-flight quota; `enforce_quota`: only
+        if that fits (QuotaExceeded otherwise)."""
+        ...
+
     def get(self, execution_id: str, *, with_outcome: bool = True) -> Execution | None: ...
     def list_inflight(self) -> list[Execution]: ...
     def count_inflight_for_session(self, session_id: str) -> int: ...
     def list_for_session(
-        self, session_id: str, *, status: ExecutionStatus | None, limit: int, offset: int
+        self,
+        session_id: str,
+        *,
+        status: ExecutionStatus | None,
+        limit: int,
+        offset: int,
+        start_key: dict[str, Any] | None = None,
+        with_total: bool = True,
     ) -> Page[Execution]: ...
     def transition(
         self,
@@ -104,12 +134,41 @@ class ExecutionRepository(Protocol):
     ) -> Execution: ...
     def record_outcome(self, execution_id: str, outcome: ExecutionOutcome, *, now: datetime) -> Execution: ...
     def heartbeat(self, execution_id: str, now: datetime) -> None: ...
+    def add_artifacts(
+        self, execution_id: str, artifacts: list[Artifact], *, max_count: int
+    ) -> list[Artifact]:
+        """Merge reported artifacts (by path) into the execution's; returns them all. InvalidParameter
+        past `max_count`, ExecutionNotFound when there is no such execution."""
+        ...
+
+    def claim_retry(self, execution_id: str, retry_after: datetime, now: datetime) -> bool:
+        """Take a waiting retry for sending: clear `retry_after` (if still `retry_after` and pending) and
+        start its crash clock at `now`; False when another caller took it first."""
+        ...
 
 
 class TemplateRepository(Protocol):
     def get(self, template_id: str) -> Template | None: ...
-    def list(self, *, limit: int, offset: int) -> Page[Template]: ...
+    def list(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        start_key: dict[str, Any] | None = None,
+        with_total: bool = True,
+    ) -> Page[Template]: ...
     def put_if_absent(self, template: Template) -> bool: ...
+
+
+class TenantQuotaStore(Protocol):
+    """Per-tenant quotas (sandboxcp.domain.quotas). Sessions and executions take and give back their
+    shares through their own repositories; this port reads and sets the limits and counts requests."""
+
+    def get(self, tenant_id: str) -> TenantQuota: ...
+    def set_limits(self, tenant_id: str, limits: QuotaLimits) -> TenantQuota: ...
+    def take_request(self, tenant_id: str, now_s: int) -> int | None:
+        """Count a request in the tenant's one-second window: None if it fits, else seconds to wait."""
+        ...
 
 
 class ApiKeyRepository(Protocol):
@@ -123,6 +182,15 @@ class WarmPoolRepository(Protocol):
     def get(self, pool_id: str) -> WarmSandbox | None: ...
     def claim(self, pool_id: str, session_id: str) -> bool: ...
     def remove(self, pool_id: str) -> None: ...
+    def get_demand(self, template_id: str) -> Mapping[str, Any] | None:
+        """The refill's demand record of a template's pool (services/warm_pool.py), None before the first."""
+        ...
+
+    def put_demand(
+        self, template_id: str, demand: Mapping[str, Any], *, expected_at: datetime | None
+    ) -> bool:
+        """Store it unless another refill stored one since `expected_at` (then False)."""
+        ...
 
 
 class SandboxSpec(BaseModel):
@@ -130,11 +198,17 @@ class SandboxSpec(BaseModel):
 
     session_id: str
     image: str
+    # The node placement chose (services/placement.py); None: the runtime's default node.
+    node: str | None = None
     resources: ResourceLimit
     network_enabled: bool = False
+    # The control plane's own `SANDBOXCP_*` variables, plus (for runtimes that cannot bind yet) the
+    # session's variables. Runtimes that bind (process, docker, ecs) give the session's variables to the
+    # executor in the bind body instead; ecs passes only the `SANDBOXCP_*` ones to RunTask.
     env: dict[str, str] = Field(default_factory=dict)
-    # Not part of `env`: runtimes that can bind the executor after start (process, docker) never put it
-    # where user code could read it; the others (ecs, eks) pass it in the task's environment.
+    # Not part of `env`: runtimes that bind the executor after start (process, docker, ecs) ignore it and
+    # never put it where user code or the cloud's API records could read it; eks (until it binds too)
+    # passes it in the Pod's environment.
     callback_token: str = Field(default="", repr=False)
 
 
@@ -147,14 +221,77 @@ class SandboxHandle(BaseModel):
 SandboxState = Literal["creating", "running", "exited", "missing"]
 
 
+class ManagedSandbox(NamedTuple):
+    container_id: str
+    session_id: str | None
+    state: SandboxState
+
+
 class Runtime(Protocol):
-    """One interface, four adapters: process (bubblewrap), docker, ecs, eks."""
+    """One interface, four adapters: process (bubblewrap), docker, ecs, eks. Everything a caller may ask
+    of a runtime is here, so no caller probes an adapter for optional methods.
+
+    The trust boundary: the executor's address always comes from the runtime (`start`'s handle or
+    `executor_url`), never from what the sandbox reports."""
 
     name: str
 
+    @property
+    def default_node(self) -> str:
+        """The node id `start` reports for the deployment's own node (registered at startup)."""
+        ...
+
+    @property
+    def addresses_at_start(self) -> bool:
+        """True when `start` returns the executor's address (process, docker, ecs): the launch binds the
+        executor over it at once. False (eks, for now): the address is known only once the sandbox runs;
+        container_ready then asks `executor_url`."""
+        ...
+
     def start(self, spec: SandboxSpec) -> SandboxHandle: ...
-    def destroy(self, container_id: str) -> None: ...
+    def destroy(self, container_id: str) -> None:
+        """Stop and remove the sandbox; success when it is already gone."""
+        ...
+
     def state(self, container_id: str) -> SandboxState: ...
+    def executor_url(self, container_id: str) -> str | None:
+        """Where the executor listens, as the runtime reports it (task ENI, Pod IP, published port,
+        socket); None while the runtime cannot tell yet."""
+        ...
+
+    def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]:
+        """The sandbox's last `tail` log lines (optionally only those at or after `since`); [] when gone."""
+        ...
+
+    def list_managed(self) -> list[ManagedSandbox]:
+        """Every sandbox this deployment owns on the runtime, for the orphan reaper."""
+        ...
+
+    def ping(self) -> bool:
+        """A cheap reachability check of the runtime's control API (health check, node prober): False,
+        or an exception, when it does not answer."""
+        ...
+
+
+class ExecutorContext(BaseModel):
+    """A code context as the executor reports it (`status` ready, busy or dead)."""
+
+    context_id: str
+    status: Literal["ready", "busy", "dead"]
+    executions: int = Field(default=0, ge=0)
+    restarts: int = Field(default=0, ge=0)
+
+
+class ExecutorProcess(BaseModel):
+    """A background process as the executor reports it."""
+
+    process_id: str
+    status: Literal["running", "exited"]
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
 
 
 class ExecutorClient(Protocol):
@@ -182,6 +319,74 @@ class ExecutorClient(Protocol):
     ) -> None:
         """Give an unbound executor (warm, or just started) its session: identity, callback token and
         environment. `wait_s`: keep trying that long while the executor is not listening yet."""
+        ...
+
+    # Code contexts and background processes (issue #12). Each call carries the executor key like
+    # `submit`. Refusals map to domain errors: 404 -> ContextNotFound/ProcessNotFound, 409 -> StateConflict,
+    # 429 -> TooManyRequests, 400 -> InvalidParameter, unreachable or anything else -> SandboxUnavailable.
+    def create_context(
+        self, executor_url: str, context_id: str, language: str, cwd: str | None, *, executor_key: str
+    ) -> ExecutorContext: ...
+    def get_context(self, executor_url: str, context_id: str, *, executor_key: str) -> ExecutorContext: ...
+    def delete_context(self, executor_url: str, context_id: str, *, executor_key: str) -> None: ...
+    def restart_context(
+        self, executor_url: str, context_id: str, *, executor_key: str
+    ) -> ExecutorContext: ...
+    def start_process(
+        self,
+        executor_url: str,
+        process_id: str,
+        cmd: str,
+        cwd: str | None,
+        env: Mapping[str, str],
+        *,
+        executor_key: str,
+    ) -> ExecutorProcess: ...
+    def get_process(self, executor_url: str, process_id: str, *, executor_key: str) -> ExecutorProcess: ...
+    def list_processes(self, executor_url: str, *, executor_key: str) -> list[ExecutorProcess]: ...
+    def write_stdin(
+        self, executor_url: str, process_id: str, data: str, eof: bool, *, executor_key: str
+    ) -> int: ...
+    def signal_process(
+        self, executor_url: str, process_id: str, signal: str, *, executor_key: str
+    ) -> None: ...
+
+
+class OutputRepository(Protocol):
+    """Live-output chunks per stream (an execution or a background process), keyed by seq."""
+
+    def existing_seqs(self, stream_id: str, first: int, last: int) -> set[int]: ...
+    def usage(self, stream_id: str) -> OutputUsage: ...
+    def reserve(
+        self, stream_id: str, usage: OutputUsage, *, expected_version: int, expires_at: datetime
+    ) -> bool:
+        """Store `usage` if the stored version is still `expected_version` (0: none); False otherwise."""
+        ...
+
+    def release(self, stream_id: str, stream: str, size: int) -> None:
+        """Give back bytes reserved for a chunk another writer stored first."""
+        ...
+
+    def put_new(self, stream_id: str, chunks: list[OutputChunk], *, expires_at: datetime) -> list[bool]:
+        """Store each chunk unless its seq is taken (in seq order); per chunk, whether this call stored it."""
+        ...
+
+    def after(self, stream_id: str, after: int, *, limit: int) -> Iterator[OutputChunk]:
+        """Chunks with seq > `after`, in order, at most `limit` (strongly consistent, read lazily)."""
+        ...
+
+
+class OutputPush(Protocol):
+    """Pushes stored chunks to live subscribers (the WebSocket API in AWS); a no-op where there is none."""
+
+    def publish(self, stream_id: str, chunks: list[OutputChunk], *, complete: bool = False) -> None: ...
+    def subscribe(self, stream_id: str, connection_id: str, tenant_id: str) -> None: ...
+    def unsubscribe(self, connection_id: str, stream_id: str | None = None) -> None:
+        """One subscription of the connection, or all of them."""
+        ...
+
+    def send(self, connection_id: str, payloads: list[bytes]) -> bool:
+        """Post to one connection; False when it is gone."""
         ...
 
 
@@ -217,7 +422,10 @@ class RuntimeNode(BaseModel):
     runtime_type: str
     endpoint: str
     status: NodeStatus = "healthy"
-    capacity: int = 50
+    capacity: int = 50  # sandboxes (sessions' and warm ones)
+    cpu_cores: float | None = None  # what placement may hand out; None: not limited
+    memory_mb: int | None = None
+    cached_images: list[str] = Field(default_factory=list)  # template affinity (services/placement.py)
     labels: dict[str, str] = Field(default_factory=dict)
     consecutive_failures: int = 0
     last_probe_at: datetime | None = None
@@ -243,6 +451,15 @@ class NodeRepository(Protocol):
         expected_failures: int,
     ) -> bool:
         """Store a probe's outcome unless another prober got there first (then False)."""
+        ...
+
+    def add_images(self, node_id: str, images: Iterable[str]) -> None:
+        """Record images the node holds (template affinity)."""
+        ...
+
+    def active_load(self, runtime_type: str) -> dict[str, tuple[int, float, int]]:
+        """Per node: live sessions' sandboxes, their CPU cores and memory (MiB), from the sparse `active`
+        index (its cost follows live sessions, not history)."""
         ...
 
 
@@ -301,18 +518,48 @@ class HealthChecks(Protocol):
     def runtime(self) -> None: ...
 
 
-class ManagedSandbox(NamedTuple):
-    container_id: str
-    session_id: str | None
-    state: SandboxState
-
-
-class RuntimeLogs(Protocol):
-    def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]: ...
-
-
-class RuntimeInventory(Protocol):
-    def list_managed(self) -> list[ManagedSandbox]: ...
-
-
 # --- end of operations ports ----------------------------------------------------------------------------
+
+
+# --- code contexts and background processes (issue #12) --------------------------------------------------
+
+
+class ContextRepository(Protocol):
+    def create(self, context: CodeContext) -> None: ...
+    def get(self, context_id: str) -> CodeContext | None: ...
+    def list_for_session(self, session_id: str) -> list[CodeContext]:
+        """Newest first (the `session_created` index)."""
+        ...
+
+    def count_live(self, session_id: str) -> int:
+        """Contexts neither deleted nor ended (the sparse `live_session` index)."""
+        ...
+
+    def live_ids(self, session_id: str) -> list[str]: ...
+    def update(
+        self, context_id: str, fields: Mapping[str, Any], *, only_from: Iterable[ContextStatus]
+    ) -> CodeContext:
+        """Set `fields` (status included) if the stored status is one of `only_from` (StateConflict
+        otherwise); leaving the live statuses drops the context from the live index."""
+        ...
+
+    def delete(self, context_id: str) -> None: ...
+
+
+class ProcessRepository(Protocol):
+    def create(self, process: BackgroundProcess) -> None: ...
+    def get(self, process_id: str) -> BackgroundProcess | None: ...
+    def list_for_session(self, session_id: str) -> list[BackgroundProcess]:
+        """Newest first (the `session_created` index)."""
+        ...
+
+    def count_live(self, session_id: str) -> int:
+        """Starting and running processes (the sparse `live_session` index)."""
+        ...
+
+    def live_ids(self, session_id: str) -> list[str]: ...
+    def update(
+        self, process_id: str, fields: Mapping[str, Any], *, only_from: Iterable[ProcessStatus]
+    ) -> BackgroundProcess:
+        """Like ContextRepository.update."""
+        ...

@@ -8,7 +8,7 @@ import unicodedata
 from datetime import timedelta
 from urllib.parse import unquote
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sandbox_executor.contract import MAX_PATH_BYTES
 from sandboxcp.domain.errors import InvalidParameter
@@ -26,11 +26,17 @@ class WorkspaceFile(BaseModel):
     last_modified: str | None = None
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class Artifact(BaseModel):
     path: str
     size: int
     mime_type: str
     type: str = "artifact"
+    # SHA-256 of the file, when the executor reported one (POST /internal/executions/{id}/artifacts).
+    checksum: str | None = Field(default=None, exclude_if=_is_none)
 
 
 def normalize_path(raw: str) -> str:

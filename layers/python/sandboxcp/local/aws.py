@@ -94,6 +94,58 @@ def provision(settings: Settings) -> str:
     return str(machine["stateMachineArn"])
 
 
+ECS_CLUSTER = "sandboxcp-sandboxes"
+ECS_LOG_GROUP = "/sandboxcp/sandboxes"
+ECS_TASK_DEFINITION_PREFIX = "sandboxcp-"
+ECS_EXECUTION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/sandboxcp-sandbox-execution"
+DEFAULT_TEMPLATE_IMAGES = ("python-basic", "python-datascience", "nodejs-basic")
+
+
+def provision_ecs(endpoint: str, sandbox_api_url: str) -> dict[str, str]:
+    """What infra/sandboxcp_infra/ecs_runtime.py deploys, in moto: a VPC subnet, the sandboxes' security
+    group (no egress rule: the stand-in lets them reach only the internal API and S3 front) and an open one
+    (egress anywhere), the cluster, the log group and the default templates' hardened task definitions.
+    Returns the settings environment of the ecs runtime, `sandbox_api_url` being where sandboxes reach
+    the internal API (and S3, under `/_s3/`)."""
+    from sandboxcp.adapters.runtimes.ecs import EcsRuntime
+
+    clients: dict[str, Any] = {"endpoint_url": endpoint, "region_name": REGION}
+    ec2: Any = boto3.client("ec2", **clients)
+    vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # moto's RunTask needs it
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.40.0.0/20")["Subnet"]["SubnetId"]
+    closed = ec2.create_security_group(GroupName="sandboxes", Description="sandboxes", VpcId=vpc)["GroupId"]
+    ec2.revoke_security_group_egress(
+        GroupId=closed, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    )
+    opened = ec2.create_security_group(GroupName="sandboxes-open", Description="open", VpcId=vpc)["GroupId"]
+    ecs: Any = boto3.client("ecs", **clients)
+    ecs.create_cluster(clusterName=ECS_CLUSTER)
+    boto3.client("logs", **clients).create_log_group(logGroupName=ECS_LOG_GROUP)
+    registrar = EcsRuntime(
+        cluster=ECS_CLUSTER,
+        subnets=[subnet],
+        security_groups=[closed],
+        log_group=ECS_LOG_GROUP,
+        region=REGION,
+        execution_role_arn=ECS_EXECUTION_ROLE,
+    )
+    for name in DEFAULT_TEMPLATE_IMAGES:
+        family = ECS_TASK_DEFINITION_PREFIX + name
+        ecs.register_task_definition(**registrar.task_definition_request(family, f"sandboxcp/{name}:latest"))
+    return {
+        "ECS_CLUSTER": ECS_CLUSTER,
+        "ECS_SUBNETS": subnet,
+        "ECS_SECURITY_GROUPS": closed,
+        "ECS_OPEN_SECURITY_GROUPS": opened,
+        "ECS_LOG_GROUP": ECS_LOG_GROUP,
+        "ECS_TASK_DEFINITION_PREFIX": ECS_TASK_DEFINITION_PREFIX,
+        "ECS_EXECUTION_ROLE_ARN": ECS_EXECUTION_ROLE,
+        "CALLBACK_BASE_URL": sandbox_api_url,
+        "SANDBOX_S3_VIA": sandbox_api_url,
+    }
+
+
 def local_settings_env(state_dir: str, runtime: str) -> dict[str, str]:
     return {
         "SESSIONS_TABLE": "sandboxcp-sessions",
@@ -103,8 +155,15 @@ def local_settings_env(state_dir: str, runtime: str) -> dict[str, str]:
         "IDEMPOTENCY_TABLE": "sandboxcp-idempotency",
         "RUNTIME_NODES_TABLE": "sandboxcp-runtime-nodes",
         "WARM_POOL_TABLE": "sandboxcp-warm-pool",
+        "CONTEXTS_TABLE": "sandboxcp-contexts",
+        "PROCESSES_TABLE": "sandboxcp-processes",
+        "OUTPUT_CHUNKS_TABLE": "sandboxcp-output-chunks",
+        "TENANTS_TABLE": "sandboxcp-tenants",
         "WORKSPACE_BUCKET": "sandboxcp-workspace",
         "SANDBOX_RUNTIME": runtime,
+        # Locally no warm pool unless asked for (e.g. SANDBOX_WARM_POOL=python-basic=2): a laptop or a test
+        # machine is not flooded with the deployment default (35 sandboxes).
+        "SANDBOX_WARM_POOL": os.environ.get("SANDBOX_WARM_POOL") or "none",
         "SANDBOX_STATE_DIR": state_dir,
         "CALLBACK_BASE_URL": f"unix://{os.path.join(state_dir, 'internal.sock')}",
         "SANDBOX_S3_VIA": "unix:///run/controlplane.sock",

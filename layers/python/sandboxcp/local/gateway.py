@@ -14,7 +14,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -65,6 +65,35 @@ def _event_body(raw: bytes) -> tuple[str | None, bool]:
         return base64.b64encode(raw).decode(), True
 
 
+SSE_WAIT_S = "5"  # each later invoke of a held-open SSE stream waits this long for a chunk (then a keepalive)
+
+
+def _sse_event(event: dict[str, Any], *, wait: str | None, last_id: str | None = None) -> dict[str, Any]:
+    """The proxy event again, with `wait` and (resuming) the Last-Event-ID header set."""
+    query = dict(event["queryStringParameters"] or {})
+    if wait is not None:
+        query["wait"] = wait
+    headers = dict(event["headers"])
+    multi_headers = dict(event["multiValueHeaders"])
+    if last_id is not None:
+        headers = {k: v for k, v in headers.items() if k.lower() != "last-event-id"}
+        multi_headers = {k: v for k, v in multi_headers.items() if k.lower() != "last-event-id"}
+        headers["Last-Event-ID"], multi_headers["Last-Event-ID"] = last_id, [last_id]
+    return {
+        **event,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()},
+        "requestContext": {**event["requestContext"], "requestId": str(uuid.uuid4())},
+    }
+
+
+def _last_sse_id(result: dict[str, Any], previous: str | None) -> str | None:
+    ids = [line[4:] for line in str(result.get("body") or "").splitlines() if line.startswith("id: ")]
+    return ids[-1] if ids else previous
+
+
 class ApiGatewayEmulator:
     def __init__(self, functions: LocalFunctions, routes: Iterable[Route] = ROUTES) -> None:
         self.functions = functions
@@ -99,8 +128,37 @@ class ApiGatewayEmulator:
         except BodyRefused as refused:
             code = "Sandbox.InvalidParameter"
             return _gateway_error(refused.status, code, refused.description, refused.detail, request_id)
+        if route.sse and request.args.get("stream") == "sse":
+            return self._sse(route, event)
         result = self.functions.invoke(route.module, event)
         return self._response(result)
+
+    def _sse(self, route: Route, event: dict[str, Any]) -> Response:
+        """Server-Sent Events held open (docs/streaming.md): API Gateway answers each `?stream=sse` request
+        with one long poll's events; here the same handler is invoked again and again, resuming after the
+        last event id, into one stream until `event: complete` or the client leaves. The first invoke
+        answers at once (an error is a plain HTTP error); later ones wait up to SSE_WAIT_S for a chunk."""
+        asked_wait = "wait" in (event["queryStringParameters"] or {})
+        first = self.functions.invoke(route.module, _sse_event(event, wait=None if asked_wait else "0"))
+        if int(first.get("statusCode", 500)) != 200:
+            return self._response(first)
+
+        def stream() -> Iterator[bytes]:
+            result, last_id = first, _last_sse_id(first, None)
+            while True:
+                text = str(result.get("body") or "")
+                yield text.encode() if "\nid: " in f"\n{text}" else b": keepalive\n\n"
+                if "\nevent: complete\n" in text:
+                    return
+                last_id = _last_sse_id(result, last_id)
+                again = _sse_event(event, wait=SSE_WAIT_S, last_id=last_id)
+                result = self.functions.invoke(route.module, again)
+                if int(result.get("statusCode", 500)) != 200:
+                    yield f"event: error\ndata: {result.get('body') or ''}\n\n".encode()
+                    return
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Response(stream(), status=200, content_type="text/event-stream", headers=headers)
 
     def _no_route(self, request: Request, resource: str | None, request_id: str) -> Response:
         """404, or 405 with `Allow` when the path is served with other methods: the resolver's answer

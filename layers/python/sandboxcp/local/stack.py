@@ -3,7 +3,12 @@
 moto plays AWS (DynamoDB, S3, Step Functions); the launch ASL runs on moto's interpreter, whose Lambda
 invokes reach the in-process handlers through a Lambda endpoint (moto calls localhost:$MOTO_PORT);
 the API Gateway emulator serves the public and internal APIs on TCP, and the internal API alone on a
-unix socket that each sandbox sees as its only way out."""
+unix socket that each sandbox sees as its only way out.
+
+With `runtime="ecs"` the deployed topology instead: the ECS stand-in (ecs_standin.py) runs each task as
+a real container on its own address; the sandboxes' way out is the internal API (and the S3 front, `/_s3/`)
+over HTTP on the host's address on the task network, the only host port they may reach besides the task
+metadata endpoint; the control plane binds and calls executors at the address DescribeTasks reports."""
 
 from __future__ import annotations
 
@@ -20,7 +25,14 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from sandboxcp.local.aws import MotoAws, aws_environment, free_port, local_settings_env, provision
+from sandboxcp.local.aws import (
+    MotoAws,
+    aws_environment,
+    free_port,
+    local_settings_env,
+    provision,
+    provision_ecs,
+)
 from sandboxcp.local.body import GatewayRequestHandler
 from sandboxcp.local.docs_ui import DocsUi
 from sandboxcp.local.functions import LocalFunctions
@@ -74,6 +86,7 @@ class LocalStack:
         self.api_key = api_key or os.environ.get("SANDBOXCP_API_KEY") or f"sk_{secrets.token_urlsafe(32)}"
         self._servers: list[BaseWSGIServer] = []
         self._aws: MotoAws | None = None
+        self._ecs: Any = None  # the ECS stand-in (runtime ecs)
         self._ticker: LocalTicker | None = None
 
     @property
@@ -92,6 +105,18 @@ class LocalStack:
         os.environ.update(aws_environment(self._aws.endpoint))
         os.environ.update(local_settings_env(str(self.state_dir), self.runtime))
         os.environ["MOTO_PORT"] = str(lambda_port)  # where moto's Step Functions sends Lambda invokes
+        sandbox_facing: tuple[str, int] | None = None
+        if self.runtime == "ecs":
+            from sandboxcp.local.ecs_standin import EcsStandIn
+
+            self._ecs = EcsStandIn(self._aws.endpoint)
+            self._ecs.start()
+            sandbox_facing = (self._ecs.gateway, free_port(self._ecs.gateway))
+            self._ecs.allow(sandbox_facing[1])
+            os.environ.update(self._ecs.client_env())
+            os.environ.update(
+                provision_ecs(self._aws.endpoint, f"http://{sandbox_facing[0]}:{sandbox_facing[1]}")
+            )
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
         from sandboxcp.services import auth, nodes, templates
@@ -110,12 +135,12 @@ class LocalStack:
         functions = LocalFunctions()
         internal = ApiGatewayEmulator(functions, [r for r in ROUTES if r.api == "internal"])
         self._serve("127.0.0.1", lambda_port, LambdaInvokeEndpoint(functions))
-        self._serve(
-            f"unix://{self.state_dir / 'internal.sock'}",
-            0,
-            S3Forwarder(self._aws.endpoint, internal, bucket=deps.settings.workspace_bucket),
-        )
-        os.chmod(self.state_dir / "internal.sock", 0o666)
+        sandbox_api = S3Forwarder(self._aws.endpoint, internal, bucket=deps.settings.workspace_bucket)
+        if sandbox_facing is not None:  # ecs: over HTTP on the task network, as deployed
+            self._serve(*sandbox_facing, sandbox_api)
+        else:
+            self._serve(f"unix://{self.state_dir / 'internal.sock'}", 0, sandbox_api)
+            os.chmod(self.state_dir / "internal.sock", 0o666)
         self._serve(self.host, self.port, DocsUi(ApiGatewayEmulator(functions)))  # + OpenAPI docs, Swagger UI
         self._ticker = LocalTicker(functions)
         self._ticker.start()
@@ -133,10 +158,15 @@ class LocalStack:
         if self._ticker is not None:
             self._ticker.stop()
         if self._aws is not None and get_deps().settings.runtime == self.runtime:
+            from sandboxcp.adapters.runtimes.docker import DockerRuntime
+            from sandboxcp.adapters.runtimes.process import ProcessRuntime
+
             runtime = get_deps().runtime
-            destroy_all = getattr(runtime, "destroy_all", None)
-            if destroy_all:
-                destroy_all()
+            # Sandboxes this stack started; ecs tasks are the stand-in's, which removes them all below.
+            if isinstance(runtime, ProcessRuntime | DockerRuntime):
+                runtime.destroy_all()
+        if self._ecs is not None:
+            self._ecs.stop()
         for server in self._servers:
             server.shutdown()
             server.server_close()

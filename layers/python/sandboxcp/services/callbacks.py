@@ -12,6 +12,7 @@ from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus
 from sandboxcp.observability import record_metric
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.files import workspace_plan
+from sandboxcp.services.output import publish_complete
 from sandboxcp.services.requests import (
     ContainerExitedReport,
     ContainerReadyReport,
@@ -66,16 +67,15 @@ def container_ready(
 
 
 def _runtime_address(deps: Dependencies, session_id: str) -> str | None:
-    """For runtimes whose start returns no address (ecs: the task's ENI, eks: the Pod IP, known only once
-    it runs), ask the runtime now; None when the session already has one (process, docker) or the
+    """For runtimes whose start returns no address (eks: the Pod IP, known only once it runs), ask the
+    runtime now; None when the session already has one (process, docker) or the
     runtime cannot tell yet."""
-    lookup = getattr(deps.runtime, "executor_url", None)
-    if lookup is None:  # process, docker: start gave the address; no extra read on the launch path
+    if deps.runtime.addresses_at_start:  # process, docker, ecs: start gave it; no extra read here
         return None
     session = deps.sessions.get(session_id)
     if session is None or session.executor_url or not session.container_id:
         return None
-    return str(lookup(session.container_id))
+    return deps.runtime.executor_url(session.container_id)
 
 
 def container_exited(
@@ -108,7 +108,9 @@ def execution_status(
         fields = {"started_at": report.started_at or now, "last_heartbeat_at": now}
         return deps.executions.transition(execution_id, ExecutionStatus.RUNNING, now=now, fields=fields)
     fields = {"completed_at": now, "error_message": report.error}
-    return deps.executions.transition(execution_id, ExecutionStatus(report.status), now=now, fields=fields)
+    ended = deps.executions.transition(execution_id, ExecutionStatus(report.status), now=now, fields=fields)
+    publish_complete(deps, execution_id)  # live-output subscribers (docs/streaming.md)
+    return ended
 
 
 def heartbeat(deps: Dependencies, caller_session: str, execution_id: str) -> None:
@@ -140,6 +142,7 @@ def record_result(
         language=execution.language,
         tenant=execution.tenant_id,
     )
+    publish_complete(deps, execution_id)  # live-output subscribers (docs/streaming.md)
     return stored, True
 
 

@@ -13,19 +13,28 @@ Listing:
 Lookup (`/containers/{id}`): the id may be the container id or the session id. A session id, or a
 container id that embeds one (the process runtime's `proc-<session id>`), is one GetItem; any other
 container id is looked up among live containers (the `active` index) and then, for a tenant, in its own
-sessions. Another tenant's container is indistinguishable from a missing one (404)."""
+sessions. Another tenant's container is indistinguishable from a missing one (404).
+
+Usage (seed US5): live containers' CPU (% of the sandbox's CPU limit), memory and /workspace disk, from
+runtimes that can measure them (`RuntimeUsage`: process, docker); each figure is also an EMF metric
+(`ContainerCpuPercent`, `ContainerMemoryPercent`, `ContainerDiskPercent`; alarms above 80 %), and a
+warning is logged for a container above 80 %. Logs: the runtime's lines (the executor's events) with the
+programs' stdout/stderr of the session's latest executions merged in by time, each marked by stream."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from sandboxcp.domain.errors import SandboxError
 from sandboxcp.domain.ids import SESSION_ID_RE
 from sandboxcp.domain.models import Principal, Session
-from sandboxcp.domain.ports import Page, RuntimeLogs
+from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import SessionStatus
+from sandboxcp.domain.usage import ALERT_PERCENT, ContainerUsage
+from sandboxcp.observability import logger, record_metric
 from sandboxcp.services.deps import Dependencies
 
 RuntimeFilter = Literal["process", "docker", "ecs", "eks", "kubernetes"]
@@ -89,11 +98,108 @@ def container_logs(
     since: datetime | None = None,
 ) -> list[str]:
     """The sandbox's last `tail` log lines (executor and stdout/stderr of the container), optionally only
-    those at or after `since`. Runtimes that cannot read logs answer no lines."""
+    those at or after `since` (every runtime reads its sandboxes' logs: ports.Runtime)."""
     session = get_container(deps, caller, container_id)
     assert session.container_id is not None
-    logs: RuntimeLogs | None = deps.runtime if callable(getattr(deps.runtime, "logs", None)) else None  # type: ignore[assignment]
-    if logs is None:
-        return []
     tail = max(1, min(tail, MAX_TAIL))
-    return list(logs.logs(session.container_id, tail=tail, since=since))[-tail:]
+    lines = list(deps.runtime.logs(session.container_id, tail=tail, since=since))
+    return merge_by_time(lines, program_output(deps, session.session_id, since=since))[-tail:]
+
+
+# -- program output in the logs ------------------------------------------------------------------------
+OUTPUT_EXECUTIONS = 20  # the session's latest executions whose output the logs carry
+
+
+def program_output(deps: Dependencies, session_id: str, *, since: datetime | None = None) -> list[str]:
+    """`<completed_at> [stdout|stderr] execution_id=<id> <line>` for the programs' output of the session's
+    latest finished executions (their stdout/stderr as the results hold them), oldest first."""
+    out: list[str] = []
+    page = deps.executions.list_for_session(session_id, status=None, limit=OUTPUT_EXECUTIONS, offset=0)
+    for summary in reversed(page.items):
+        if summary.completed_at is None or (since is not None and summary.completed_at < since):
+            continue
+        execution = deps.executions.get(summary.execution_id)
+        outcome = execution.outcome if execution is not None else None
+        if outcome is None:
+            continue
+        stamp = summary.completed_at.isoformat().replace("+00:00", "Z")
+        for stream, text in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+            out += [
+                f"{stamp} [{stream}] execution_id={summary.execution_id} {line}" for line in text.splitlines()
+            ]
+    return out
+
+
+def _stamp(line: str) -> datetime | None:
+    head = line.split(" ", 1)[0]
+    if len(head) < 20 or head[4:5] != "-":
+        return None
+    try:
+        return datetime.fromisoformat(head.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def merge_by_time(runtime_lines: list[str], program_lines: list[str]) -> list[str]:
+    """Both lists in time order (a line without a timestamp goes with the stamped line before it)."""
+    if not program_lines:
+        return runtime_lines
+    keyed: list[tuple[float, int, str]] = []
+    last = float("-inf")
+    for i, line in enumerate(runtime_lines):
+        stamp = _stamp(line)
+        last = stamp.timestamp() if stamp else last
+        keyed.append((last, i, line))
+    n = len(runtime_lines)
+    for j, line in enumerate(program_lines):
+        stamp = _stamp(line)
+        keyed.append((stamp.timestamp() if stamp else float("inf"), n + j, line))
+    return [line for _, _, line in sorted(keyed)]
+
+
+# -- usage ---------------------------------------------------------------------------------------------
+@runtime_checkable
+class RuntimeUsage(Protocol):
+    """Runtimes that measure their sandboxes (process: cgroups and /proc; docker: cgroups or stats)."""
+
+    def usage(self, container_ids: Iterable[str]) -> dict[str, ContainerUsage]: ...
+
+
+def container_usage(deps: Dependencies, sessions: Iterable[Session]) -> dict[str, ContainerUsage]:
+    """Usage of the running ones among `sessions`' containers, by container id; emits the metrics."""
+    live = {s.container_id: s for s in sessions if s.container_id and s.status == SessionStatus.RUNNING}
+    runtime = deps.runtime
+    if not live or not isinstance(runtime, RuntimeUsage):
+        return {}
+    try:
+        measured = runtime.usage(list(live))
+    except SandboxError as err:
+        logger.warning("container usage not read", extra={"reason": err.detail})
+        return {}
+    out: dict[str, ContainerUsage] = {}
+    for container_id, usage in measured.items():
+        session = live.get(container_id)
+        if session is None:
+            continue
+        res = session.resources
+        usage = usage.with_limits(res.cpu_cores, res.memory_mb * 1024 * 1024, res.disk_mb * 1024 * 1024)
+        out[container_id] = usage
+        runtime_name, tenant = session.runtime_type, session.tenant_id
+        if usage.cpu_percent is not None:
+            record_metric(
+                "ContainerCpuPercent", usage.cpu_percent, "Percent", runtime=runtime_name, tenant=tenant
+            )
+        if usage.memory_percent is not None:
+            record_metric(
+                "ContainerMemoryPercent", usage.memory_percent, "Percent", runtime=runtime_name, tenant=tenant
+            )
+        if usage.disk_percent is not None:
+            record_metric(
+                "ContainerDiskPercent", usage.disk_percent, "Percent", runtime=runtime_name, tenant=tenant
+            )
+        if over := usage.over(ALERT_PERCENT):
+            logger.warning(
+                "container above its usage alert",
+                extra={"container_id": container_id, "session_id": session.session_id, "over": over},
+            )
+    return out

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sandboxcp.domain.ports import (
     ApiKeyRepository,
+    ContextRepository,
     ExecutionRepository,
     ExecutorClient,
     HealthChecks,
@@ -14,13 +16,20 @@ from sandboxcp.domain.ports import (
     NodeProber,
     NodeRepository,
     OperationsQueries,
+    OutputPush,
+    OutputRepository,
+    ProcessRepository,
     Runtime,
     SessionRepository,
     TemplateStore,
+    TenantQuotaStore,
     WarmPoolRepository,
     WorkspaceStore,
 )
 from sandboxcp.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas
 
 
 @dataclass
@@ -32,18 +41,46 @@ class Dependencies:
     # Each port is built on first use: a function only pays for the clients it touches.
     @cached_property
     def sessions(self) -> SessionRepository:
+        from datetime import timedelta
+
         from sandboxcp.adapters.dynamo.sessions import DynamoSessionRepository
 
         self._bind()
-        return DynamoSessionRepository()
+        retention = timedelta(days=self.settings.session_retention_days)
+        return DynamoSessionRepository(self._tenant_quotas, retention=retention)
 
     @cached_property
     def executions(self) -> ExecutionRepository:
+        from datetime import timedelta
+
         from sandboxcp.adapters.dynamo.executions import DynamoExecutionRepository
         from sandboxcp.adapters.result_store import S3ResultStore
 
         self._bind()
-        return DynamoExecutionRepository(S3ResultStore(self.settings.workspace_bucket))
+        retention = timedelta(days=self.settings.execution_retention_days)
+        return DynamoExecutionRepository(
+            S3ResultStore(self.settings.workspace_bucket), self._tenant_quotas, retention=retention
+        )
+
+    @cached_property
+    def quotas(self) -> TenantQuotaStore:
+        return self._tenant_quotas
+
+    @cached_property
+    def _tenant_quotas(self) -> DynamoTenantQuotas:
+        from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas
+        from sandboxcp.domain.quotas import QuotaLimits
+
+        self._bind()
+        s = self.settings
+        defaults = QuotaLimits(
+            max_sessions=s.quota_max_sessions,
+            max_inflight_executions=s.quota_max_inflight_executions,
+            max_cpu=s.quota_max_cpu,
+            max_memory_mb=s.quota_max_memory_mb,
+            max_requests_per_second=s.quota_max_requests_per_second,
+        )
+        return DynamoTenantQuotas(defaults)
 
     @cached_property
     def templates(self) -> TemplateStore:
@@ -65,6 +102,33 @@ class Dependencies:
 
         self._bind()
         return DynamoWarmPoolRepository()
+
+    @cached_property
+    def contexts(self) -> ContextRepository:
+        from sandboxcp.adapters.dynamo.interactive import DynamoContextRepository
+
+        self._bind()
+        return DynamoContextRepository()
+
+    @cached_property
+    def processes(self) -> ProcessRepository:
+        from sandboxcp.adapters.dynamo.interactive import DynamoProcessRepository
+
+        self._bind()
+        return DynamoProcessRepository()
+
+    @cached_property
+    def output(self) -> OutputRepository:
+        from sandboxcp.adapters.dynamo.output import DynamoOutputRepository
+
+        self._bind()
+        return DynamoOutputRepository()
+
+    @cached_property
+    def output_push(self) -> OutputPush:
+        from sandboxcp.adapters.output_push import build_output_push
+
+        return build_output_push(self.settings)
 
     @cached_property
     def workspace(self) -> WorkspaceStore:

@@ -18,8 +18,10 @@ from sandboxcp.domain.models import Execution, Principal, Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
 from sandboxcp.observability import audit, record_metric
+from sandboxcp.services.contexts import context_for_execution
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.files import workspace_plan
+from sandboxcp.services.output import doorbell
 from sandboxcp.services.requests import ExecuteRequest
 from sandboxcp.services.sessions import get_session
 
@@ -41,6 +43,8 @@ def submit_execution(
         raise SandboxUnavailable(
             f"Session '{session_id}' has no executor address yet", solution="Retry in a second"
         )
+    if req.context_id is not None:  # a cell in a live context of this session, in its language
+        context_for_execution(deps, session, req.context_id, req.language)
     queued = deps.executions.count_inflight_for_session(session_id)
     if queued >= MAX_INFLIGHT_PER_SESSION:
         raise TooManyRequests(
@@ -58,9 +62,11 @@ def submit_execution(
         language=req.language,
         timeout=req.timeout,
         event=req.event,
+        context_id=req.context_id,
         created_at=now,
     )
-    deps.executions.create(execution)  # recorded before hand-off: an accepted execution is never lost
+    # Recorded before hand-off: an accepted execution is never lost. 429 over the tenant's quota.
+    deps.executions.create(execution, enforce_quota=True)
     deps.sessions.touch(session_id, now)
     try:
         dispatch(deps, session, execution)
@@ -107,15 +113,22 @@ def execute_and_wait(
     """Submit, then wait for the end up to `wait_s` (below API Gateway's 29 s); the caller polls past it."""
     execution = submit_execution(deps, caller, session_id, req)
     deadline = time.monotonic() + min(wait_s, req.timeout + 5)
-    delay = 0.02
+    delay = 0.01
+    rung = doorbell.rings(execution.execution_id)
     while True:
         current = deps.executions.get(execution.execution_id)
         if current is not None and (
             current.status in TERMINAL_EXECUTION_STATUSES or time.monotonic() >= deadline
         ):
             return current
-        sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+        if sleep is time.sleep:
+            # Woken at once when the result is stored in this process (the local stack); in AWS the
+            # result arrives in another function, and this is a poll every `delay`.
+            doorbell.wait(execution.execution_id, rung, delay)
+            rung = doorbell.rings(execution.execution_id)
+        else:
+            sleep(delay)
+        delay = min(delay * 1.5, 0.25)
 
 
 def get_execution(
@@ -139,6 +152,22 @@ def list_executions(
     status: ExecutionStatus | None,
     limit: int,
     offset: int,
+    next_token: str | None = None,
 ) -> Page[Execution]:
+    from sandboxcp.services.paging import paged
+
     get_session(deps, caller, session_id)
-    return deps.executions.list_for_session(session_id, status=status, limit=limit, offset=offset)
+    return paged(
+        deps.settings,
+        f"executions|{caller.tenant_id}|{session_id}|{status or ''}",
+        offset=offset,
+        next_token=next_token,
+        fetch=lambda start_key, with_total: deps.executions.list_for_session(
+            session_id,
+            status=status,
+            limit=limit,
+            offset=offset,
+            start_key=start_key,
+            with_total=with_total,
+        ),
+    )

@@ -1,8 +1,9 @@
 """GET /api/v1/health and GET /api/v1/metrics.
 
 Health runs its checks concurrently, each bounded by CHECK_TIMEOUT_S: DynamoDB (a GetItem on the
-templates table), S3 (HeadBucket on the workspace bucket) and the runtime (process: bubblewrap present;
-docker: engine ping; ecs/eks: their describe call through the optional `runtime.ping()`). The answer is
+templates table), S3 (HeadBucket on the workspace bucket) and the runtime through `Runtime.ping()`, which
+every runtime has (process: bubblewrap present and its state dir writable; docker: the engine's `/_ping`;
+ecs: DescribeClusters finds the sandbox cluster ACTIVE; eks: a read of the sandbox namespace). The answer is
 `healthy` when all pass, `degraded` otherwise, and `unhealthy` (503) only when DynamoDB is down: without
 it no request can be served. Failure details are reduced to the error's type (the endpoint is open).
 

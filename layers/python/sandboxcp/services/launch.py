@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import SandboxError, SessionNotFound, StateConflict
 from sandboxcp.domain.ports import SandboxHandle, SandboxSpec
 from sandboxcp.domain.states import SessionStatus
+from sandboxcp.observability import logger, record_metric
 from sandboxcp.services import warm_pool
 from sandboxcp.services.auth import hash_secret, new_callback_token
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.placement import Demand
 from sandboxcp.services.sessions import destroy_sandbox
 
 _CREATING = (SessionStatus.CREATING,)
@@ -18,16 +21,29 @@ _BIND_WAIT_S = 30.0  # a cold executor boots in well under a second; an image pu
 
 
 def place_session(deps: Dependencies, session_id: str) -> dict[str, str]:
-    """Choose where the session runs: one runtime per deployment; the healthy node of it with the fewest
-    active sessions, unhealthy nodes skipped (services.nodes.choose_node)."""
+    """Choose where the session runs: the deployment's runtime, and the node placement scores best
+    (services/placement.py: a free warm sandbox of the template, template affinity, load; healthy nodes
+    with room only). The start step then uses exactly that node."""
     from sandboxcp.services.nodes import choose_node
 
     runtime = deps.settings.runtime
-    node = choose_node(deps, runtime)
-    deps.sessions.update_fields(
-        session_id, {"runtime_type": runtime, "runtime_node": node}, only_if=_CREATING
+    session = deps.sessions.get(session_id)
+    if session is None:
+        raise SessionNotFound(f"Session '{session_id}' does not exist")
+    template = deps.templates.get(session.template_id)
+    demand = Demand(
+        session.template_id,
+        template.image if template else "",
+        session.resources.cpu_cores,
+        session.resources.memory_mb,
+        warm_eligible=bool(template and warm_pool.eligible(deps, session, template)),
     )
-    return {"runtime": runtime, "node": node}
+    warm = warm_pool.available_everywhere(deps)
+    chosen = choose_node(deps, runtime, demand, warm)
+    deps.sessions.update_fields(
+        session_id, {"runtime_type": runtime, "runtime_node": chosen.node_id}, only_if=_CREATING
+    )
+    return {"runtime": runtime, "node": chosen.node_id}
 
 
 def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[str, Any]:
@@ -44,6 +60,7 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
     spec = SandboxSpec(
         session_id=session_id,
         image=template.image if template else "",
+        node=session.runtime_node,  # placement's choice (place_session)
         resources=session.resources,
         network_enabled=bool(template and template.network_enabled),
         env={
@@ -53,8 +70,15 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
         },
         callback_token=token,
     )
-    handle = (template and warm_pool.claim(deps, session, template, token)) or _start_cold(deps, spec, token)
+    handle = (
+        template and warm_pool.claim(deps, session, template, token, node=session.runtime_node)
+    ) or _start_cold(deps, spec, token, session.env_vars)
     fields: dict[str, Any] = {"container_id": handle.container_id, "runtime_node": handle.node}
+    if session.runtime_node and handle.node != session.runtime_node:
+        # A runtime that cannot honour the choice must not hide it: the record says where it really runs.
+        logger.warning(
+            "sandbox started off its placed node", extra={"placed": session.runtime_node, "node": handle.node}
+        )
     if handle.executor_url:
         fields["executor_url"] = handle.executor_url
     try:
@@ -67,14 +91,18 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
     return {"container_id": handle.container_id}
 
 
-def _start_cold(deps: Dependencies, spec: SandboxSpec, token: str) -> SandboxHandle:
-    """Start the sandbox; where the runtime gives the executor's address now (process, docker), hand
-    the executor its token over that connection (the trust boundary: never in the sandbox's
-    environment). The session's env vars went in with the spec."""
-    handle = deps.runtime.start(spec)
+def _start_cold(deps: Dependencies, spec: SandboxSpec, token: str, env: Mapping[str, str]) -> SandboxHandle:
+    """Start the sandbox; where the runtime gives the executor's address now (process, docker, ecs), hand
+    the executor its token and the session's env vars over that connection (the trust boundary: never in
+    the sandbox's environment, nor in RunTask's overrides)."""
+    try:
+        handle = deps.runtime.start(spec)
+    except Exception:
+        record_metric("SandboxStartFailures", runtime=deps.runtime.name)
+        raise
     if handle.executor_url:
         try:
-            deps.executor.bind(handle.executor_url, spec.session_id, token, {}, wait_s=_BIND_WAIT_S)
+            deps.executor.bind(handle.executor_url, spec.session_id, token, env, wait_s=_BIND_WAIT_S)
         except SandboxError:
             deps.runtime.destroy(handle.container_id)
             raise

@@ -1,27 +1,41 @@
-"""Runtime nodes (FR-040/041): registration, the probe schedule and node choice for placement.
+"""Runtime nodes (FR-040/041): registration, the probe schedule and the node snapshot placement scores.
 
 Every 10 s (`schedule_probe_nodes`: an Express state machine loop in AWS, the ticker locally) each node
 of the deployment's runtime is probed. A failure adds one to its consecutive failures and the third in a
 row marks it `unhealthy`; one success resets the count and makes it `healthy` again. A `draining` node
 (set by an operator) keeps its status whatever its probes say. Nodes are read per status through the
-`runtime_status` index, never scanned.
+`runtime_status` index, never scanned. A successful probe of a runtime that can list a node's images
+(docker) refreshes the node's cached images (template affinity).
 
-Placement takes the healthy node with the fewest active sessions (ties: lowest node id); with no node
-registered for the runtime it keeps the single implicit node; with nodes registered but none healthy
-the launch fails with SandboxUnavailable (503-style, the launch workflow marks the session failed)."""
+Placement (`choose_node`) scores the healthy nodes with room by services/placement.py; with no node
+registered for the runtime it keeps the single implicit node; with nodes registered but none eligible
+(unhealthy, draining or full) the launch fails with SandboxUnavailable (503-style, the launch workflow
+marks the session failed). What a node is per runtime: docs/placement.md."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import SandboxUnavailable
+from sandboxcp.domain.models import WarmSandbox
 from sandboxcp.domain.ports import NodeStatus, RuntimeNode
 from sandboxcp.observability import logger, record_metric
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.placement import Demand, NodeView, Scored, best
 
 FAILURE_THRESHOLD = 3
+# The local stack's own node: the seed's "1000 concurrent sessions per control plane instance".
+LOCAL_NODE_CAPACITY = 1000
+
+
+@runtime_checkable
+class NodeImages(Protocol):
+    """Runtimes that can tell which images a node holds (docker)."""
+
+    def node_images(self, node_id: str) -> list[str]: ...
 
 
 def default_node_id(runtime: str) -> str:
@@ -37,8 +51,8 @@ def register_local_node(deps: Dependencies) -> RuntimeNode:
         "docker": deps.settings.docker_host,
     }.get(runtime, runtime)
     # The id the runtime reports as the sandbox's node (docker: "local-docker" for a unix socket).
-    node_id = str(getattr(deps.runtime, "default_node", None) or default_node_id(runtime))
-    node = RuntimeNode(node_id=node_id, runtime_type=runtime, endpoint=endpoint)
+    node_id = deps.runtime.default_node
+    node = RuntimeNode(node_id=node_id, runtime_type=runtime, endpoint=endpoint, capacity=LOCAL_NODE_CAPACITY)
     deps.nodes.register(node)
     return node
 
@@ -84,17 +98,71 @@ def probe_nodes(deps: Dependencies, *, now: datetime | None = None) -> ProbeRepo
             (report.became_unhealthy if status == "unhealthy" else report.became_healthy).append(node.node_id)
             record_metric("NodeStatusChanges", 1, status=status)
             logger.warning("node status changed", extra={"node_id": node.node_id, "status": status})
+        if result.ok:
+            _refresh_images(deps, node)
     return report
 
 
-def choose_node(deps: Dependencies, runtime: str) -> str:
-    """The healthy node of `runtime` with the fewest active sessions (see the module docstring)."""
+def _refresh_images(deps: Dependencies, node: RuntimeNode) -> None:
+    runtime = deps.runtime
+    if not isinstance(runtime, NodeImages):
+        return
+    try:
+        images = runtime.node_images(node.node_id)
+    except SandboxUnavailable as err:
+        logger.warning("node images not listed", extra={"node_id": node.node_id, "reason": err.detail})
+        return
+    if set(images) - set(node.cached_images):
+        deps.nodes.add_images(node.node_id, images)
+
+
+def node_views(
+    deps: Dependencies, runtime: str, *, warm: list[WarmSandbox] | None = None
+) -> list[NodeView] | None:
+    """The healthy nodes of `runtime` with their load (live sessions plus unclaimed `warm` sandboxes),
+    images and warm sandboxes per template. None when the runtime has no registered node (the implicit
+    single node); [] when it has nodes but none is healthy."""
     healthy = deps.nodes.list(runtime, statuses=("healthy",))
     if not healthy:
-        if deps.nodes.list(runtime, statuses=("unhealthy", "draining")):
-            raise SandboxUnavailable(f"No healthy {runtime} node is available")
-        return default_node_id(runtime)
-    if len(healthy) == 1:
-        return healthy[0].node_id
-    load = {n.node_id: deps.ops.count_active_on_node(n.node_id) for n in healthy}
-    return min(healthy, key=lambda n: (load[n.node_id], n.node_id)).node_id
+        return [] if deps.nodes.list(runtime, statuses=("unhealthy", "draining")) else None
+    load = deps.nodes.active_load(runtime)
+    views = {
+        n.node_id: NodeView(
+            node_id=n.node_id,
+            status=n.status,
+            capacity=n.capacity,
+            cpu_cores=n.cpu_cores,
+            memory_mb=n.memory_mb,
+            sandboxes=load.get(n.node_id, (0, 0.0, 0))[0],
+            cpu_used=load.get(n.node_id, (0, 0.0, 0))[1],
+            memory_used_mb=load.get(n.node_id, (0, 0.0, 0))[2],
+            images=frozenset(n.cached_images),
+        )
+        for n in healthy
+    }
+    for w in warm or []:
+        view = views.get(w.node)
+        if view is not None:
+            view.sandboxes += 1
+            view.warm[w.template_id] = view.warm.get(w.template_id, 0) + 1
+    return list(views.values())
+
+
+def choose_node(
+    deps: Dependencies, runtime: str, demand: Demand, warm: list[WarmSandbox] | None = None
+) -> Scored:
+    """The best node for `demand` by services/placement.py (see the module docstring)."""
+    views = node_views(deps, runtime, warm=warm)
+    if views is None:
+        implicit = default_node_id(runtime)
+        has_warm = demand.warm_eligible and any(w.node == implicit for w in warm or [])
+        return Scored(implicit, 0.0, has_warm, has_warm, 0.0)
+    chosen = best(views, demand)
+    if chosen is None:
+        raise SandboxUnavailable(
+            f"No healthy {runtime} node has room for the session"
+            if views
+            else f"No healthy {runtime} node is available",
+            solution="Retry later, or ask an operator to add nodes or raise their capacity",
+        )
+    return chosen

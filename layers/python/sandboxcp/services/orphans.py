@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sandboxcp.domain.ports import ManagedSandbox, RuntimeInventory
+from sandboxcp.domain.ports import ManagedSandbox
 from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES
 from sandboxcp.observability import logger, record_metric
 from sandboxcp.services.deps import Dependencies
@@ -47,11 +47,7 @@ def _orphan_reason(deps: Dependencies, sandbox: ManagedSandbox) -> str | None:
 def reap_orphans(deps: Dependencies) -> OrphanReport:
     report = OrphanReport()
     runtime = deps.runtime
-    list_managed = getattr(runtime, "list_managed", None)
-    if not callable(list_managed):
-        return report
-    inventory: RuntimeInventory = runtime  # type: ignore[assignment]
-    for sandbox in inventory.list_managed():
+    for sandbox in runtime.list_managed():
         managed = ManagedSandbox(*sandbox)
         report.examined += 1
         reason = _orphan_reason(deps, managed)

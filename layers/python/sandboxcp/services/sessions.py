@@ -8,7 +8,8 @@ from sandboxcp.domain.ids import SESSION_ID_RE, new_session_id
 from sandboxcp.domain.models import Principal, Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import SessionStatus
-from sandboxcp.observability import audit, record_metric
+from sandboxcp.observability import audit, logger, record_metric
+from sandboxcp.services import warm_pool
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.requests import CreateSessionRequest
 
@@ -36,9 +37,11 @@ def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequ
         updated_at=now,
         last_activity_at=now,
     )
-    deps.sessions.create(session)
+    deps.sessions.create(session, enforce_quota=True)  # 429 over the tenant's quota, nothing recorded
+    running = warm_pool.claim_inline(deps, session, template)  # a free warm sandbox: running at once
     try:
-        deps.launch.start(session_id)
+        if running is None:
+            deps.launch.start(session_id)
     except Exception as err:
         # Never leave a session 'creating' with no workflow behind it.
         deps.sessions.transition(
@@ -51,7 +54,7 @@ def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequ
         raise SandboxUnavailable("The launch workflow could not be started") from err
     record_metric("SessionsCreated", template=template.id, tenant=caller.tenant_id)
     audit("session.create", "success", session_id=session_id, template_id=template.id)
-    return session
+    return running or session
 
 
 def get_session(deps: Dependencies, caller: Principal, session_id: str) -> Session:
@@ -70,9 +73,24 @@ def list_sessions(
     template_id: str | None,
     limit: int,
     offset: int,
+    next_token: str | None = None,
 ) -> Page[Session]:
-    return deps.sessions.list_for_tenant(
-        caller.tenant_id, status=status, template_id=template_id, limit=limit, offset=offset
+    from sandboxcp.services.paging import paged
+
+    return paged(
+        deps.settings,
+        f"sessions|{caller.tenant_id}|{status or ''}|{template_id or ''}",
+        offset=offset,
+        next_token=next_token,
+        fetch=lambda start_key, with_total: deps.sessions.list_for_tenant(
+            caller.tenant_id,
+            status=status,
+            template_id=template_id,
+            limit=limit,
+            offset=offset,
+            start_key=start_key,
+            with_total=with_total,
+        ),
     )
 
 
@@ -92,6 +110,14 @@ def terminate_session(deps: Dependencies, caller: Principal, session_id: str) ->
 
 
 def destroy_sandbox(deps: Dependencies, session: Session) -> None:
-    """Destroy the session's sandbox if it has one; runtimes treat a sandbox already gone as done."""
+    """Destroy the session's sandbox if it has one; runtimes treat a sandbox already gone as done. Its code
+    contexts and background processes end with it (a read of one also settles it, should this fail)."""
+    from sandboxcp.services import contexts, processes  # issue #12; light, and only when a session ends
+
+    for children in (contexts, processes):
+        try:
+            children.end_for_session(deps, session.session_id)
+        except Exception:
+            logger.exception("children not marked ended", extra={"session_id": session.session_id})
     if session.container_id:
         deps.runtime.destroy(session.container_id)

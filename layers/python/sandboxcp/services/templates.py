@@ -100,8 +100,20 @@ def get_template(deps: Dependencies, template_id: str) -> Template:
     return template
 
 
-def list_templates(deps: Dependencies, *, limit: int, offset: int) -> Page[Template]:
-    return deps.templates.list(limit=limit, offset=offset)
+def list_templates(
+    deps: Dependencies, *, limit: int, offset: int, next_token: str | None = None
+) -> Page[Template]:
+    from sandboxcp.services.paging import paged
+
+    return paged(
+        deps.settings,
+        "templates",
+        offset=offset,
+        next_token=next_token,
+        fetch=lambda start_key, with_total: deps.templates.list(
+            limit=limit, offset=offset, start_key=start_key, with_total=with_total
+        ),
+    )
 
 
 # -- admin writes ------------------------------------------------------------------------------------------

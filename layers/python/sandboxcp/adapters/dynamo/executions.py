@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
@@ -14,15 +14,17 @@ from sandboxcp.adapters.dynamo.common import (
     condition_failed,
     from_record,
     get_item,
-    page_slice,
+    query_page,
     record_fields,
     update_actions,
 )
+from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas, Share
 from sandboxcp.adapters.tables import ExecutionRecord
-from sandboxcp.domain.errors import StateConflict
+from sandboxcp.domain.errors import ExecutionNotFound, InvalidParameter, StateConflict
 from sandboxcp.domain.models import OUTCOME_TO_STATUS, Execution, ExecutionOutcome
 from sandboxcp.domain.ports import Page, ResultStore
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, execution_sources
+from sandboxcp.domain.workspace import Artifact
 
 INFLIGHT = "1"
 # DynamoDB items hold at most 400 KB; an outcome (up to 1 MB of stdout and of stderr) above this goes to S3.
@@ -34,8 +36,18 @@ EXECUTION_FIELDS = record_fields(Execution, exclude=frozenset({"outcome"}))
 
 
 class DynamoExecutionRepository:
-    def __init__(self, results: ResultStore) -> None:
+    def __init__(
+        self,
+        results: ResultStore,
+        quotas: DynamoTenantQuotas | None = None,
+        *,
+        retention: timedelta = timedelta(days=30),
+    ) -> None:
         self._results = results
+        # quotas: an execution takes its tenant's in-flight share in its create's transaction and gives it
+        # back in the one that ends it. retention: a finished execution's item expires (TTL) after it.
+        self._quotas = quotas
+        self._retention = retention
 
     def _to_domain(self, r: ExecutionRecord, *, with_outcome: bool = True) -> Execution:
         outcome = None
@@ -43,9 +55,44 @@ class DynamoExecutionRepository:
             outcome = ExecutionOutcome.model_validate(r.outcome)
         elif with_outcome and r.outcome_key:
             outcome = ExecutionOutcome.model_validate_json(self._results.get(r.outcome_key))
+        if outcome is not None and r.artifacts:
+            # Artifacts reported on their own (FR-050): a reported path replaces the result's entry.
+            merged = {a.path: a for a in outcome.artifacts}
+            merged.update((a["path"], Artifact.model_validate(a)) for a in r.artifacts)
+            outcome = outcome.model_copy(update={"artifacts": list(merged.values())})
         return from_record(Execution, r, EXECUTION_FIELDS, outcome=outcome)
 
-    def create(self, execution: Execution) -> None:
+    def add_artifacts(
+        self, execution_id: str, artifacts: list[Artifact], *, max_count: int
+    ) -> list[Artifact]:
+        for _ in range(5):
+            current = get_item(ExecutionRecord, execution_id)
+            if current is None:
+                raise ExecutionNotFound(f"Execution '{execution_id}' does not exist")
+            merged = {a["path"]: a for a in (current.artifacts or [])}
+            merged.update((a.path, a.model_dump(mode="json")) for a in artifacts)
+            if len(merged) > max_count:
+                raise InvalidParameter(
+                    f"An execution keeps at most {max_count} reported artifacts ({len(merged)} with these)"
+                )
+            # Optimistic: written only over the list read, so two concurrent reports both land.
+            unchanged = (
+                ExecutionRecord.artifacts.does_not_exist()
+                if current.artifacts is None
+                else ExecutionRecord.artifacts == current.artifacts
+            )
+            try:
+                current.update(
+                    actions=[ExecutionRecord.artifacts.set(list(merged.values()))], condition=unchanged
+                )
+            except UpdateError as err:
+                if condition_failed(err):
+                    continue
+                raise
+            return [Artifact.model_validate(a) for a in merged.values()]
+        raise StateConflict(f"Artifacts of execution '{execution_id}' changed concurrently; retry")
+
+    def create(self, execution: Execution, *, enforce_quota: bool = False) -> None:
         data = execution.model_dump(exclude={"status", "outcome", "last_heartbeat_at"})
         record = ExecutionRecord(
             **data,
@@ -55,7 +102,13 @@ class DynamoExecutionRepository:
             # Until the executor's first heartbeat, the crash clock starts at submission.
             last_heartbeat_at=execution.last_heartbeat_at or execution.created_at,
         )
-        record.save(condition=ExecutionRecord.execution_id.does_not_exist())
+        condition = ExecutionRecord.execution_id.does_not_exist()
+        if self._quotas is None:
+            record.save(condition=condition)
+            return
+        record.quota_counted = True
+        share = Share.execution(execution.tenant_id)
+        self._quotas.save_with_share(record, condition, share, enforce=enforce_quota)
 
     def get(self, execution_id: str, *, with_outcome: bool = True) -> Execution | None:
         r = get_item(ExecutionRecord, execution_id)
@@ -74,17 +127,33 @@ class DynamoExecutionRepository:
         )
 
     def list_for_session(
-        self, session_id: str, *, status: ExecutionStatus | None, limit: int, offset: int
+        self,
+        session_id: str,
+        *,
+        status: ExecutionStatus | None,
+        limit: int,
+        offset: int,
+        start_key: dict[str, Any] | None = None,
+        with_total: bool = True,
     ) -> Page[Execution]:
         index: Any
         if status is not None:
-            index, key = ExecutionRecord.by_session_status, f"{session_id}#{status.value}"
+            index, hash_attr = ExecutionRecord.by_session_status, "session_status"
+            key = f"{session_id}#{status.value}"
         else:
-            index, key = ExecutionRecord.by_session, session_id
-        total = index.count(key)
-        rows = index.query(key, scan_index_forward=False)
-        items = [self._to_domain(r, with_outcome=False) for r in page_slice(rows, limit, offset)]
-        return Page(items=items, total=total)
+            index, key, hash_attr = ExecutionRecord.by_session, session_id, "session_id"
+        rows, total, next_key = query_page(
+            index,
+            key,
+            key_attrs=tuple(dict.fromkeys(("execution_id", hash_attr, "created_at"))),
+            hash_attr=hash_attr,
+            limit=limit,
+            offset=offset,
+            start_key=start_key,
+            with_total=with_total,
+        )
+        items = [self._to_domain(r, with_outcome=False) for r in rows]
+        return Page(items=items, total=total, next_key=next_key)
 
     def transition(
         self,
@@ -103,22 +172,35 @@ class DynamoExecutionRepository:
             "inflight": None if target in TERMINAL_EXECUTION_STATUSES else INFLIGHT,
             **(fields or {}),
         }
+        if target in TERMINAL_EXECUTION_STATUSES:
+            changes["expires_at"] = int((now + self._retention).timestamp())  # DynamoDB TTL
+        condition = ExecutionRecord.status.is_in(*[s.value for s in execution_sources(target)])
+        conflict = StateConflict(
+            f"Execution '{execution_id}' is already '{current.status}'; cannot move to '{target}'"
+        )
+        if current.quota_counted and target in TERMINAL_EXECUTION_STATUSES:
+            # Ending: the in-flight share goes back in the same transaction, so exactly once.
+            changes["quota_counted"] = None
+            actions = update_actions(ExecutionRecord, changes)
+            share = Share.execution(current.tenant_id)
+            if not DynamoTenantQuotas.update_giving_back(current, actions, condition, share):
+                raise conflict
+            for name, value in changes.items():
+                setattr(current, name, value)
+            return self._to_domain(current, with_outcome=False)
         try:
-            current.update(
-                actions=update_actions(ExecutionRecord, changes),
-                condition=ExecutionRecord.status.is_in(*[s.value for s in execution_sources(target)]),
-            )
+            current.update(actions=update_actions(ExecutionRecord, changes), condition=condition)
         except UpdateError as err:
             if condition_failed(err):
-                raise StateConflict(
-                    f"Execution '{execution_id}' is already '{current.status}'; cannot move to '{target}'"
-                ) from err
+                raise conflict from err
             raise
         return self._to_domain(current, with_outcome=False)
 
     def record_outcome(self, execution_id: str, outcome: ExecutionOutcome, *, now: datetime) -> Execution:
         inline = outcome.model_dump(mode="json")
         fields: dict[str, Any] = {"completed_at": now}
+        if outcome.started_at is not None:
+            fields["started_at"] = outcome.started_at
         if len(json.dumps(inline)) <= INLINE_OUTCOME_LIMIT:  # as the JSONAttribute stores it (ASCII)
             fields["outcome"] = inline
         else:
@@ -129,6 +211,19 @@ class DynamoExecutionRepository:
             fields["outcome_key"] = key
         stored = self.transition(execution_id, OUTCOME_TO_STATUS[outcome.status], now=now, fields=fields)
         return stored.model_copy(update={"outcome": outcome})
+
+    def claim_retry(self, execution_id: str, retry_after: datetime, now: datetime) -> bool:
+        try:
+            ExecutionRecord(execution_id=execution_id).update(
+                actions=[ExecutionRecord.retry_after.remove(), ExecutionRecord.last_heartbeat_at.set(now)],
+                condition=(ExecutionRecord.retry_after == retry_after)
+                & (ExecutionRecord.status == ExecutionStatus.PENDING.value),
+            )
+        except UpdateError as err:
+            if condition_failed(err):
+                return False
+            raise
+        return True
 
     def heartbeat(self, execution_id: str, now: datetime) -> None:
         try:

@@ -2,7 +2,8 @@
 
 Nodes are read per runtime and status through the `runtime_status` index (`<runtime>#<status>`), never
 by a Scan. Probe outcomes are conditional writes on the failure count read before the probe, so two
-overlapping probe runs never both count the same failure."""
+overlapping probe runs never both count the same failure. A node's load (for placement) is read from the
+sessions table's sparse `active` index, so its cost follows live sessions, not history."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from datetime import datetime
 from pynamodb.exceptions import UpdateError
 
 from sandboxcp.adapters.dynamo.common import condition_failed, get_item
-from sandboxcp.adapters.tables import RuntimeNodeRecord
+from sandboxcp.adapters.tables import RuntimeNodeRecord, SessionRecord
 from sandboxcp.domain.ports import NODE_STATUSES, NodeStatus, RuntimeNode
+from sandboxcp.domain.resources import quantity_mb
+from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES
+
+_ACTIVE = sorted(s.value for s in ACTIVE_SESSION_STATUSES)
 
 
 def _to_domain(r: RuntimeNodeRecord) -> RuntimeNode:
@@ -23,6 +28,9 @@ def _to_domain(r: RuntimeNodeRecord) -> RuntimeNode:
         endpoint=r.endpoint,
         status=r.status,  # type: ignore[arg-type]
         capacity=int(r.capacity if r.capacity is not None else 50),
+        cpu_cores=float(r.cpu_capacity) if r.cpu_capacity is not None else None,
+        memory_mb=int(r.memory_capacity_mb) if r.memory_capacity_mb is not None else None,
+        cached_images=sorted(r.cached_images or []),
         labels=r.labels or {},
         consecutive_failures=int(r.consecutive_failures or 0),
         last_probe_at=r.last_probe_at,
@@ -39,6 +47,16 @@ class DynamoNodeRepository:
                     RuntimeNodeRecord.runtime_type.set(node.runtime_type),
                     RuntimeNodeRecord.endpoint.set(node.endpoint),
                     RuntimeNodeRecord.capacity.set(node.capacity),
+                    (
+                        RuntimeNodeRecord.cpu_capacity.set(node.cpu_cores)
+                        if node.cpu_cores is not None
+                        else RuntimeNodeRecord.cpu_capacity.remove()
+                    ),
+                    (
+                        RuntimeNodeRecord.memory_capacity_mb.set(node.memory_mb)
+                        if node.memory_mb is not None
+                        else RuntimeNodeRecord.memory_capacity_mb.remove()
+                    ),
                     RuntimeNodeRecord.labels.set(node.labels),
                     RuntimeNodeRecord.runtime_status.set(f"{node.runtime_type}#{existing.status}"),
                 ]
@@ -51,6 +69,9 @@ class DynamoNodeRepository:
             status=node.status,
             runtime_status=f"{node.runtime_type}#{node.status}",
             capacity=node.capacity,
+            cpu_capacity=node.cpu_cores,
+            memory_capacity_mb=node.memory_mb,
+            cached_images=node.cached_images or None,
             labels=node.labels,
             consecutive_failures=node.consecutive_failures,
             last_probe_at=node.last_probe_at,
@@ -94,3 +115,27 @@ class DynamoNodeRepository:
                 return False
             raise
         return True
+
+    def add_images(self, node_id: str, images: Iterable[str]) -> None:
+        """Set the node's cached images (a JSON list: the table's attribute predates sets)."""
+        record = get_item(RuntimeNodeRecord, node_id)
+        if record is None:
+            return
+        merged = sorted(set(record.cached_images or []) | set(images))
+        if merged != sorted(record.cached_images or []):
+            record.update(actions=[RuntimeNodeRecord.cached_images.set(merged)])
+
+    def active_load(self, runtime_type: str) -> dict[str, tuple[int, float, int]]:
+        load: dict[str, tuple[int, float, int]] = {}
+        flt = (SessionRecord.runtime_type == runtime_type) & SessionRecord.runtime_node.exists()
+        attrs = ["runtime_node", "resources"]
+        for status in _ACTIVE:
+            for r in SessionRecord.active.query(status, filter_condition=flt, attributes_to_get=attrs):
+                res = r.resources or {}
+                count, cpu, mem = load.get(str(r.runtime_node), (0, 0.0, 0))
+                load[str(r.runtime_node)] = (
+                    count + 1,
+                    cpu + float(res.get("cpu", "1")),
+                    mem + quantity_mb(str(res.get("memory", "512Mi"))),
+                )
+        return load

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
@@ -12,14 +12,17 @@ from sandboxcp.adapters.dynamo.common import (
     condition_failed,
     from_record,
     get_item,
-    page_slice,
+    query_page,
     record_fields,
     update_actions,
 )
+from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas, Share
 from sandboxcp.adapters.tables import SessionRecord
 from sandboxcp.domain.errors import StateConflict
 from sandboxcp.domain.models import Session
 from sandboxcp.domain.ports import Page
+from sandboxcp.domain.quotas import session_footprint
+from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES, SessionStatus, session_sources
 from sandboxcp.domain.workspace import WORKSPACE_RETENTION
 
@@ -32,6 +35,14 @@ SESSION_FIELDS = record_fields(Session)
 
 
 class DynamoSessionRepository:
+    def __init__(
+        self, quotas: DynamoTenantQuotas | None = None, *, retention: timedelta = timedelta(days=7)
+    ) -> None:
+        # quotas: a session takes its tenant's quota share in its create's transaction and gives it back
+        # in the one that ends it. retention: an ended session's item expires (TTL `expires_at`) after it.
+        self._quotas = quotas
+        self._retention = retention
+
     @staticmethod
     def _to_domain(r: SessionRecord) -> Session:
         return from_record(Session, r, SESSION_FIELDS)
@@ -48,7 +59,7 @@ class DynamoSessionRepository:
             fields.update(purge_pending=PURGE_PENDING, purge_after=now + WORKSPACE_RETENTION)
         return fields
 
-    def create(self, session: Session) -> None:
+    def create(self, session: Session, *, enforce_quota: bool = False) -> None:
         data = session.model_dump(exclude={"status", "resources"})
         record = SessionRecord(
             **data,
@@ -59,7 +70,13 @@ class DynamoSessionRepository:
                 if v is not None
             },
         )
-        record.save(condition=SessionRecord.session_id.does_not_exist())
+        condition = SessionRecord.session_id.does_not_exist()
+        if self._quotas is None:
+            record.save(condition=condition)
+            return
+        record.quota_counted = True
+        share = Share.session(session.tenant_id, *session_footprint(session.resources))
+        self._quotas.save_with_share(record, condition, share, enforce=enforce_quota)
 
     def get(self, session_id: str) -> Session | None:
         r = get_item(SessionRecord, session_id)
@@ -73,9 +90,19 @@ class DynamoSessionRepository:
         template_id: str | None,
         limit: int,
         offset: int,
+        start_key: dict[str, Any] | None = None,
+        with_total: bool = True,
     ) -> Page[Session]:
         flt = SessionRecord.template_id == template_id if template_id else None
-        return tenant_sessions(tenant_id, status=status, filter_condition=flt, limit=limit, offset=offset)
+        return tenant_sessions(
+            tenant_id,
+            status=status,
+            filter_condition=flt,
+            limit=limit,
+            offset=offset,
+            start_key=start_key,
+            with_total=with_total,
+        )
 
     def list_active(self) -> list[Session]:
         """Creating and running sessions (a Query per status on the sparse `active` index)."""
@@ -111,16 +138,26 @@ class DynamoSessionRepository:
         if only_from is not None:
             sources = sources & frozenset(only_from)
         changes = {**self._status_fields(current.tenant_id, target, now), "updated_at": now, **(fields or {})}
+        if target not in ACTIVE_SESSION_STATUSES:
+            changes["expires_at"] = int((now + self._retention).timestamp())  # DynamoDB TTL
+        condition = SessionRecord.status.is_in(*[s.value for s in sources])
+        conflict = StateConflict(f"Session '{session_id}' cannot move to '{target}' from '{current.status}'")
+        if current.quota_counted and target not in ACTIVE_SESSION_STATUSES:
+            # Ending: the quota share goes back in the same transaction, so exactly once.
+            changes["quota_counted"] = None
+            resources = ResourceLimit.model_validate(current.resources)
+            share = Share.session(current.tenant_id, *session_footprint(resources))
+            actions = update_actions(SessionRecord, changes)
+            if not DynamoTenantQuotas.update_giving_back(current, actions, condition, share):
+                raise conflict
+            for name, value in changes.items():
+                setattr(current, name, value)
+            return self._to_domain(current)
         try:
-            current.update(
-                actions=update_actions(SessionRecord, changes),
-                condition=SessionRecord.status.is_in(*[s.value for s in sources]),
-            )
+            current.update(actions=update_actions(SessionRecord, changes), condition=condition)
         except UpdateError as err:
             if condition_failed(err):
-                raise StateConflict(
-                    f"Session '{session_id}' cannot move to '{target}' from '{current.status}'"
-                ) from err
+                raise conflict from err
             raise
         return self._to_domain(current)
 
@@ -151,15 +188,31 @@ class DynamoSessionRepository:
 
 
 def tenant_sessions(
-    tenant_id: str, *, status: SessionStatus | None, filter_condition: Any, limit: int, offset: int
+    tenant_id: str,
+    *,
+    status: SessionStatus | None,
+    filter_condition: Any,
+    limit: int,
+    offset: int,
+    start_key: dict[str, Any] | None = None,
+    with_total: bool = True,
 ) -> Page[Session]:
     """A tenant's sessions, newest first, from the per-tenant (or per-tenant-and-status) index."""
     index: Any
     if status is not None:
-        index, key = SessionRecord.by_tenant_status, f"{tenant_id}#{status.value}"
+        index, key, hash_attr = SessionRecord.by_tenant_status, f"{tenant_id}#{status.value}", "tenant_status"
     else:
-        index, key = SessionRecord.by_tenant, tenant_id
-    total = index.count(key, filter_condition=filter_condition)
-    rows = index.query(key, filter_condition=filter_condition, scan_index_forward=False)
+        index, key, hash_attr = SessionRecord.by_tenant, tenant_id, "tenant_id"
+    rows, total, next_key = query_page(
+        index,
+        key,
+        key_attrs=("session_id", hash_attr, "created_at"),
+        hash_attr=hash_attr,
+        limit=limit,
+        offset=offset,
+        start_key=start_key,
+        filter_condition=filter_condition,
+        with_total=with_total,
+    )
     to_domain = DynamoSessionRepository._to_domain
-    return Page(items=[to_domain(r) for r in page_slice(rows, limit, offset)], total=total)
+    return Page(items=[to_domain(r) for r in rows], total=total, next_key=next_key)

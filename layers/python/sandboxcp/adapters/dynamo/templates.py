@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError
 
-from sandboxcp.adapters.dynamo.common import condition_failed, get_item, page_slice
+from sandboxcp.adapters.dynamo.common import condition_failed, get_item, query_page
 from sandboxcp.adapters.tables import TemplateRecord
 from sandboxcp.domain.errors import StateConflict
 from sandboxcp.domain.models import Template
@@ -24,12 +25,26 @@ class DynamoTemplateRepository:
         r = get_item(TemplateRecord, template_id)
         return Template.model_validate(r.body) if r else None
 
-    def list(self, *, limit: int, offset: int) -> Page[Template]:
-        total = TemplateRecord.all_templates.count("template")
-        rows = TemplateRecord.all_templates.query("template")
-        return Page(
-            items=[Template.model_validate(r.body) for r in page_slice(rows, limit, offset)], total=total
+    def list(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        start_key: dict[str, Any] | None = None,
+        with_total: bool = True,
+    ) -> Page[Template]:
+        rows, total, next_key = query_page(
+            TemplateRecord.all_templates,
+            "template",
+            key_attrs=("template_id", "kind"),
+            hash_attr="kind",
+            limit=limit,
+            offset=offset,
+            start_key=start_key,
+            scan_index_forward=True,
+            with_total=with_total,
         )
+        return Page(items=[Template.model_validate(r.body) for r in rows], total=total, next_key=next_key)
 
     def put_if_absent(self, template: Template) -> bool:
         try:

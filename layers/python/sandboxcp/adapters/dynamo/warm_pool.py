@@ -1,14 +1,39 @@
-"""Warm pool table: pre-started sandboxes, claimed by one session each with a conditional write."""
+"""Warm pool table: pre-started sandboxes, claimed by one session each with a conditional write, and one
+demand record per template (`demand#<template>`: the refill's view of claims per minute). Demand records
+carry no `available_template`, so the `available` index never sees them."""
 
 from __future__ import annotations
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pynamodb.attributes import JSONAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.models import Model
 
 from sandboxcp.adapters.dynamo.common import condition_failed
 from sandboxcp.adapters.tables import WarmSandboxRecord
 from sandboxcp.domain.models import WarmSandbox
 
 AVAILABLE, CLAIMED = "available", "claimed"
+DEMAND_PREFIX = "demand#"
+
+
+class _DemandRecord(Model):
+    """Shares the warm pool table (its table name is bound from WarmSandboxRecord's at each use)."""
+
+    class Meta:
+        table_name = "warm_pool"
+
+    pool_id = UnicodeAttribute(hash_key=True)
+    demand = JSONAttribute()
+    demand_at = UTCDateTimeAttribute()
+
+
+def _demand_model() -> type[_DemandRecord]:
+    _DemandRecord.Meta.table_name = WarmSandboxRecord.Meta.table_name
+    return _DemandRecord
 
 
 def _to_domain(r: WarmSandboxRecord) -> WarmSandbox:
@@ -58,3 +83,26 @@ class DynamoWarmPoolRepository:
 
     def remove(self, pool_id: str) -> None:
         WarmSandboxRecord(pool_id=pool_id).delete()
+
+    def get_demand(self, template_id: str) -> Mapping[str, Any] | None:
+        model = _demand_model()
+        try:
+            record = model.get(DEMAND_PREFIX + template_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return {**(record.demand or {}), "at": record.demand_at}
+
+    def put_demand(
+        self, template_id: str, demand: Mapping[str, Any], *, expected_at: datetime | None
+    ) -> bool:
+        model = _demand_model()
+        at = demand["at"]
+        body = {k: v for k, v in demand.items() if k != "at"}
+        condition = model.pool_id.does_not_exist() if expected_at is None else model.demand_at == expected_at
+        try:
+            model(pool_id=DEMAND_PREFIX + template_id, demand=body, demand_at=at).save(condition=condition)
+        except PutError as err:
+            if condition_failed(err):
+                return False
+            raise
+        return True

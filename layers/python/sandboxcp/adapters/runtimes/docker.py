@@ -22,6 +22,13 @@ Two ways to wire a sandbox, chosen per node:
   is on the node's sandbox network (it must reach CALLBACK_BASE_URL). The address comes from the engine.
 In both, the callback token is never in the container's environment: the launch binds the executor over
 that address once it listens.
+
+**Nodes** (docs/placement.md): the default node comes from DOCKER_HOST; every other Docker host is a row of
+the runtime nodes table (`runtime_type` docker, `endpoint` its engine URL, labels `publish_host` and
+`sandbox_network`), looked up when placement picks it (`SandboxSpec.node`). A container on a node other
+than the default one has the id `<engine id>@<node id>`, so every later call (destroy, state, logs, usage)
+reaches the engine that holds it, from any process. Usage (CPU, memory, disk) comes from the container's
+cgroup on a local engine (two samples 100 ms apart) and from the engine's stats endpoint elsewhere.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +55,7 @@ import httpx
 from sandboxcp.adapters.runtimes import disk, docker_tls, sockets
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
+from sandboxcp.domain.usage import ContainerUsage
 
 if TYPE_CHECKING:
     from sandboxcp.settings import Settings
@@ -253,6 +262,7 @@ def demux_logs(data: bytes) -> bytes:
 # -- the runtime -------------------------------------------------------------------------------------
 class DockerRuntime:
     name = "docker"
+    addresses_at_start = True  # socket path or published port (ports.Runtime)
 
     def __init__(
         self,
@@ -264,6 +274,7 @@ class DockerRuntime:
         tls_secret_arn: str = "",
         region: str = "",
         owner: str = "",
+        registry: NodeRegistry | None = None,
     ) -> None:
         if not nodes:
             raise SandboxUnavailable("The docker runtime has no node")
@@ -279,6 +290,7 @@ class DockerRuntime:
         # Containers this instance started: container id -> (node id, session id). destroy_all() stops
         # exactly these (several local stacks may share one engine); other lookups ask the engine.
         self._started: dict[str, tuple[str, str]] = {}
+        self._registry = registry  # the runtime nodes table: every Docker host besides the default one
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerRuntime:
@@ -291,11 +303,24 @@ class DockerRuntime:
             callback_base_url=settings.callback_base_url,
             tls_secret_arn=settings.docker_tls_secret_arn,
             region=settings.aws_region,
+            registry=TableNodeRegistry(settings),
         )
 
     # -- plumbing ------------------------------------------------------------------------------------
+    def node(self, node_id: str | None) -> DockerNode:
+        """A node by id: the default one, one seen before, or a docker node of the nodes table."""
+        node_id = node_id or self.default_node
+        known = self.nodes.get(node_id)
+        if known is not None:
+            return known
+        found = self._registry.get(node_id) if self._registry is not None else None
+        if found is None:
+            raise SandboxUnavailable(f"Docker node '{node_id}' is not registered")
+        with self._lock:
+            return self.nodes.setdefault(node_id, found)
+
     def client(self, node_id: str | None = None) -> EngineClient:
-        node = self.nodes[node_id or self.default_node]
+        node = self.node(node_id)
         with self._lock:
             existing = self._clients.get(node.node_id)
             if existing is not None:
@@ -314,8 +339,13 @@ class DockerRuntime:
         return self._tls
 
     def _node_of(self, container_id: str) -> str:
+        if "@" in container_id:
+            return container_id.partition("@")[2]
         started = self._started.get(container_id)
         return started[0] if started else self.default_node
+
+    def _qualified(self, engine_id: str, node_id: str) -> str:
+        return engine_id if node_id == self.default_node else f"{engine_id}@{node_id}"
 
     def _session_dir(self, session_id: str) -> Path:
         return self.state_dir / "sessions" / session_id
@@ -336,8 +366,8 @@ class DockerRuntime:
         return True
 
     def place(self, spec: SandboxSpec) -> DockerNode:
-        """Where a session runs. One node today; choose_node() is the hook for the node registry."""
-        return self.nodes[self.default_node]
+        """Where a session runs: the node placement chose (services/placement.py), else the default one."""
+        return self.node(spec.node)
 
     # -- Runtime interface ---------------------------------------------------------------------------
     def start(self, spec: SandboxSpec) -> SandboxHandle:
@@ -369,41 +399,55 @@ class DockerRuntime:
         except SandboxUnavailable:
             _remove_dirs(sdir, self._run_dir(spec.session_id))
             raise
+        engine_id, container_id = container_id, self._qualified(container_id, node.node_id)
         self._started[container_id] = (node.node_id, spec.session_id)
         if socket_mode:
             try:
-                _seal_when_listening(self._run_dir(spec.session_id), engine, container_id)
+                _seal_when_listening(self._run_dir(spec.session_id), engine, engine_id)
             except SandboxUnavailable:
                 self.destroy(container_id)
                 raise
             executor_url = f"unix://{self._run_dir(spec.session_id) / 'executor.sock'}"
         else:
-            executor_url = self._published_url(engine, node, container_id)
+            executor_url = self._published_url(engine, node, engine_id)
         return SandboxHandle(container_id=container_id, node=node.node_id, executor_url=executor_url)
 
     def destroy(self, container_id: str) -> None:
         node_id = self._node_of(container_id)
         engine = self.client(node_id)
+        engine_id = _engine_id(container_id)
         session_id = self._started.get(container_id, ("", ""))[1]
         if not session_id:
             with contextlib.suppress(DockerApiError):
-                labels = engine.call("GET", f"/containers/{container_id}/json").json()["Config"]["Labels"]
+                labels = engine.call("GET", f"/containers/{engine_id}/json").json()["Config"]["Labels"]
                 session_id = (labels or {}).get(SESSION_LABEL, "")
-        self._remove(engine, container_id)
+        self._remove(engine, engine_id)
         self._started.pop(container_id, None)
-        if session_id and self.nodes[node_id].is_local and self._no_container_of(engine, session_id):
+        if session_id and self.node(node_id).is_local and self._no_container_of(engine, session_id):
             # Only when no container of the session is left: destroying a stale container of a session
             # that was relaunched (the orphan reaper does) must not pull the dirs from under the new one.
             _remove_dirs(self._session_dir(session_id), self._run_dir(session_id))
 
     def state(self, container_id: str) -> SandboxState:
         try:
-            info = self.client(self._node_of(container_id)).call("GET", f"/containers/{container_id}/json")
+            info = self.client(self._node_of(container_id)).call(
+                "GET", f"/containers/{_engine_id(container_id)}/json"
+            )
         except DockerApiError as exc:
             if exc.status == 404:
                 return "missing"
             raise SandboxUnavailable(f"Docker inspect failed: {exc.message}") from None
         return _STATES.get(str(info.json().get("State", {}).get("Status", "")), "exited")
+
+    def executor_url(self, container_id: str) -> str | None:
+        node_id, session_id = self._started.get(container_id, (self._node_of(container_id), ""))
+        node = self.node(node_id)
+        if self.socket_mode(node):
+            return f"unix://{self._run_dir(session_id) / 'executor.sock'}" if session_id else None
+        try:
+            return self._published_url(self.client(node_id), node, _engine_id(container_id))
+        except (DockerApiError, SandboxUnavailable):
+            return None
 
     # -- beyond the interface ------------------------------------------------------------------------
     def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]:
@@ -414,7 +458,7 @@ class DockerRuntime:
             params["since"] = f"{since.timestamp():.6f}"
         try:
             resp = self.client(self._node_of(container_id)).call(
-                "GET", f"/containers/{container_id}/logs", params=params
+                "GET", f"/containers/{_engine_id(container_id)}/logs", params=params
             )
         except DockerApiError as exc:
             if exc.status == 404:
@@ -423,20 +467,159 @@ class DockerRuntime:
         return demux_logs(resp.content).decode("utf-8", "replace").splitlines()
 
     def list_managed(self, node_id: str | None = None) -> list[ManagedSandbox]:
-        """(container id, session id, state) of the sandbox containers this deployment owns on the node,
-        for orphan reaping. Label sandboxcp.owner: local stacks sharing an engine never see each other's."""
+        """(container id, session id, state) of the sandbox containers this deployment owns on the node
+        (without one: on every node, the registered ones included), for orphan reaping. Label
+        sandboxcp.owner: local stacks sharing an engine never see each other's."""
+        if node_id is None:
+            ids = dict.fromkeys([self.default_node, *self.nodes])
+            ids.update(dict.fromkeys(n.node_id for n in (self._registry.all() if self._registry else [])))
+            out: list[ManagedSandbox] = []
+            for nid in ids:
+                try:
+                    out += self.list_managed(nid)
+                except SandboxUnavailable as exc:  # an unreachable node: the others are still reaped
+                    log.warning("docker node %s not listed: %s", nid, exc.detail)
+            return out
         labels = [f"{MANAGED_LABEL}=true", f"{OWNER_LABEL}={self.owner}"]
         resp = self.client(node_id).call(
             "GET", "/containers/json", params={"all": "1", "filters": json.dumps({"label": labels})}
         )
         return [
             ManagedSandbox(
-                str(c["Id"]),
+                self._qualified(str(c["Id"]), node_id),
                 (c.get("Labels") or {}).get(SESSION_LABEL) or None,
                 _STATES.get(str(c.get("State", "")), "exited"),
             )
             for c in resp.json()
         ]
+
+    def node_images(self, node_id: str) -> list[str]:
+        """The image tags a node holds (template affinity in placement)."""
+        try:
+            images = self.client(node_id).call("GET", "/images/json").json()
+        except DockerApiError as exc:
+            raise SandboxUnavailable(f"Docker could not list images: {exc.message}") from None
+        return sorted({tag for i in images for tag in (i.get("RepoTags") or []) if tag != "<none>:<none>"})
+
+    # -- usage -----------------------------------------------------------------------------------------
+    def usage(self, container_ids: Iterable[str]) -> dict[str, ContainerUsage]:
+        """CPU (% of the sandbox's CPU limit), memory and disk use of running containers; a container that
+        is gone or not running is left out. Local engines: from the cgroups, sampled together over 100 ms;
+        remote ones: the stats endpoint (which itself samples over a second), in parallel."""
+        ids = list(dict.fromkeys(container_ids))
+        out: dict[str, ContainerUsage] = {}
+        local = [
+            c for c in ids if self.node(self._node_of(c)).is_local and _cgroup_dirs(_engine_id(c), probe=True)
+        ]
+        if local:
+            out.update(self._cgroup_usage(local))
+        remote = [c for c in ids if c not in out]
+        if remote:
+            with ThreadPoolExecutor(max_workers=min(8, len(remote))) as pool:
+                for cid, got in zip(remote, pool.map(self._stats_usage, remote), strict=True):
+                    if got is not None:
+                        out[cid] = got
+        return out
+
+    def _inspect(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(
+                self.client(self._node_of(container_id))
+                .call("GET", f"/containers/{_engine_id(container_id)}/json")
+                .json()
+            )
+        except DockerApiError:
+            return None
+
+    def _cgroup_usage(self, container_ids: list[str]) -> dict[str, ContainerUsage]:
+        infos = {c: self._inspect(c) for c in container_ids}
+        running = {c: i for c, i in infos.items() if i and (i.get("State") or {}).get("Status") == "running"}
+        first = {c: _cgroup_cpu_ns(str(i["Id"])) for c, i in running.items()}
+        t0 = time.monotonic()
+        time.sleep(0.1)
+        out: dict[str, ContainerUsage] = {}
+        for c, info in running.items():
+            full = str(info["Id"])
+            second, elapsed = _cgroup_cpu_ns(full), time.monotonic() - t0
+            before = first[c]
+            cpu_share = (
+                (second - before) / (elapsed * 1e9) if second is not None and before is not None else 0.0
+            )
+            host = info.get("HostConfig") or {}
+            out[c] = _usage(
+                cpu_share,
+                float(host.get("NanoCpus") or 0) / 1e9,
+                _cgroup_memory(full),
+                int(host.get("Memory") or 0),
+                self._disk(c, info),
+            )
+        return out
+
+    def _stats_usage(self, container_id: str) -> ContainerUsage | None:
+        info = self._inspect(container_id)
+        if not info or (info.get("State") or {}).get("Status") != "running":
+            return None
+        try:
+            stats = (
+                self.client(self._node_of(container_id))
+                .call("GET", f"/containers/{_engine_id(container_id)}/stats", params={"stream": "false"})
+                .json()
+            )
+        except (DockerApiError, SandboxUnavailable):
+            return None
+        cpu, pre = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+        cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get(
+            "total_usage", 0
+        )
+        system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+        online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [1])
+        share = cpu_delta / system_delta * online if system_delta > 0 and cpu_delta > 0 else 0.0
+        mem = stats.get("memory_stats") or {}
+        mstats = mem.get("stats") or {}
+        used = int(mem.get("usage", 0)) - int(
+            mstats.get("total_inactive_file", mstats.get("inactive_file", 0))
+        )
+        host = info.get("HostConfig") or {}
+        return _usage(
+            share,
+            float(host.get("NanoCpus") or 0) / 1e9,
+            max(0, used),
+            int(host.get("Memory") or mem.get("limit") or 0),
+            self._disk(container_id, info),
+        )
+
+    def _disk(self, container_id: str, info: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(used, size) bytes of the sandbox's /workspace: the host side of a local disk image, else
+        statvfs inside the container (an exec)."""
+        session_id = ((info.get("Config") or {}).get("Labels") or {}).get(SESSION_LABEL, "")
+        mount = self._session_dir(session_id) / disk.MOUNT_POINT if session_id else None
+        if mount is not None and self.node(self._node_of(container_id)).is_local and os.path.ismount(mount):
+            return _statvfs(str(mount))
+        return self._exec_statvfs(container_id)
+
+    def _exec_statvfs(self, container_id: str) -> tuple[int, int] | None:
+        engine = self.client(self._node_of(container_id))
+        code = (
+            "import os;s=os.statvfs('/workspace');"
+            "print(s.f_frsize*(s.f_blocks-s.f_bfree),s.f_frsize*s.f_blocks)"
+        )
+        try:
+            made = engine.call(
+                "POST",
+                f"/containers/{_engine_id(container_id)}/exec",
+                body={"Cmd": ["python3", "-c", code], "AttachStdout": True, "AttachStderr": False},
+                ok=(201,),
+            ).json()
+            raw = engine.call(
+                "POST", f"/exec/{made['Id']}/start", body={"Detach": False, "Tty": False}, timeout=5.0
+            ).content
+        except (DockerApiError, SandboxUnavailable, KeyError):
+            return None
+        try:
+            used, size = demux_logs(raw).decode().split()
+            return int(used), int(size)
+        except ValueError:
+            return None
 
     def ping(self) -> bool:
         """The default engine answers `GET /_ping` (the health check)."""
@@ -576,7 +759,7 @@ class DockerRuntime:
         return False
 
     @staticmethod
-    def _published_url(engine: EngineClient, node: DockerNode, container_id: str) -> str:
+    def _published_url(engine: EngineClient, node: DockerNode, container_id: str) -> str:  # an engine id
         info = engine.call("GET", f"/containers/{container_id}/json").json()
         ports = ((info.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{EXECUTOR_PORT}/tcp") or []
         if not ports:
@@ -587,6 +770,129 @@ class DockerRuntime:
             if ":" in host
             else f"http://{host}:{ports[0]['HostPort']}"
         )
+
+
+class NodeRegistry:
+    """Where the docker nodes besides the default one are registered."""
+
+    def get(self, node_id: str) -> DockerNode | None:
+        raise NotImplementedError
+
+    def all(self) -> list[DockerNode]:
+        raise NotImplementedError
+
+
+class TableNodeRegistry(NodeRegistry):
+    """The runtime nodes table (`runtime_type` docker)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def _repo(self) -> Any:
+        from sandboxcp.adapters.dynamo.nodes import DynamoNodeRepository
+        from sandboxcp.adapters.tables import bind_tables
+
+        bind_tables(self._settings)
+        return DynamoNodeRepository()
+
+    def get(self, node_id: str) -> DockerNode | None:
+        node = self._repo().get(node_id)
+        return DockerNode.from_record(node) if node is not None and node.runtime_type == "docker" else None
+
+    def all(self) -> list[DockerNode]:
+        return [DockerNode.from_record(n) for n in self._repo().list("docker")]
+
+
+def _engine_id(container_id: str) -> str:
+    return container_id.partition("@")[0]
+
+
+_CGROUP_ROOTS = ("/sys/fs/cgroup",)
+
+
+def _cgroup_dirs(full_id: str, *, probe: bool = False) -> dict[str, Path]:
+    """The container's cgroup dirs on this host: cgroup v1 (cgroupfs driver) or v2 (cgroupfs or
+    systemd driver). With `probe`, `full_id` may be a short id or a name: then only whether any exist."""
+    out: dict[str, Path] = {}
+    for root in _CGROUP_ROOTS:
+        base = Path(root)
+        v1 = {"cpu": base / "cpuacct" / "docker" / full_id, "memory": base / "memory" / "docker" / full_id}
+        if v1["cpu"].is_dir() and v1["memory"].is_dir():
+            return v1
+        for v2 in (base / "docker" / full_id, base / "system.slice" / f"docker-{full_id}.scope"):
+            if (v2 / "cpu.stat").is_file():
+                return {"cpu": v2, "memory": v2}
+    if probe:  # a short id or qualified id: look for the prefix (one listdir)
+        with contextlib.suppress(OSError):
+            short = _engine_id(full_id)
+            for entry in os.listdir(Path(_CGROUP_ROOTS[0]) / "cpuacct" / "docker"):
+                if entry.startswith(short):
+                    return {"probe": Path(entry)}
+            for entry in os.listdir(Path(_CGROUP_ROOTS[0]) / "docker"):
+                if entry.startswith(short):
+                    return {"probe": Path(entry)}
+    return out
+
+
+def _cgroup_cpu_ns(full_id: str) -> int | None:
+    dirs = _cgroup_dirs(full_id)
+    if not dirs:
+        return None
+    try:
+        if (dirs["cpu"] / "cpuacct.usage").is_file():
+            return int((dirs["cpu"] / "cpuacct.usage").read_text())
+        for line in (dirs["cpu"] / "cpu.stat").read_text().splitlines():
+            if line.startswith("usage_usec "):
+                return int(line.split()[1]) * 1000
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _cgroup_memory(full_id: str) -> int:
+    """Bytes in use without the reclaimable page cache (what `docker stats` shows)."""
+    dirs = _cgroup_dirs(full_id)
+    if not dirs:
+        return 0
+    d = dirs["memory"]
+    try:
+        if (d / "memory.usage_in_bytes").is_file():
+            used = int((d / "memory.usage_in_bytes").read_text())
+            stat_key = "total_inactive_file"
+            stat = (d / "memory.stat").read_text()
+        else:
+            used = int((d / "memory.current").read_text())
+            stat_key = "inactive_file"
+            stat = (d / "memory.stat").read_text()
+    except (OSError, ValueError):
+        return 0
+    for line in stat.splitlines():
+        key, _, value = line.partition(" ")
+        if key == stat_key and value.strip().isdigit():
+            return max(0, used - int(value))
+    return used
+
+
+def _statvfs(path: str) -> tuple[int, int] | None:
+    try:
+        s = os.statvfs(path)
+    except OSError:
+        return None
+    return s.f_frsize * (s.f_blocks - s.f_bfree), s.f_frsize * s.f_blocks
+
+
+def _usage(
+    cpu_share: float, cpu_limit: float, memory: int, memory_limit: int, workspace: tuple[int, int] | None
+) -> ContainerUsage:
+    """`cpu_share`: cores in use (1.0 = one core busy)."""
+    return ContainerUsage.of(
+        cpu_cores_used=cpu_share,
+        cpu_limit=cpu_limit,
+        memory_bytes=memory,
+        memory_limit_bytes=memory_limit,
+        disk_bytes=workspace[0] if workspace else None,
+        disk_limit_bytes=workspace[1] if workspace else None,
+    )
 
 
 def node_from_host(host: str) -> DockerNode:

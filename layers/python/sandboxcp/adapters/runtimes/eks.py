@@ -7,18 +7,22 @@ bearer token (see eks_auth), TLS is verified against the cluster CA from EKS_CA_
 Per session:
 - NetworkPolicy `sandbox-<id>`: ingress TCP 8080 (the executor) from private (VPC) addresses only; egress
   DNS to kube-system, TCP to the callback port on private addresses (or the callback host itself when it
-  is an IP), and - only when the template allows network - everything else except private and link-local
-  ranges (instance metadata 169.254.169.254, the EKS Pod Identity agent). Created before the Pod, so the
-  Pod never runs unfenced.
+  is an IP), TCP to the S3 endpoint's addresses (`storage_cidrs`: workspace sync by presigned URL works
+  without network), and - only when the template allows network - everything else except private and
+  link-local ranges (instance metadata 169.254.169.254, the EKS Pod Identity agent). Created before the
+  Pod, so the Pod never runs unfenced.
 - Pod `sandbox-<id>`: container `executor` as uid/gid 1000, non-root, read-only root, no privilege
   escalation, every capability dropped, RuntimeDefault seccomp; requests = limits; no service account
   token, no service links, restartPolicy Never; emptyDir /workspace (sized to the disk) and a memory-backed
-  64Mi /tmp.
+  64Mi /tmp. The Pod spec holds no secret: neither the callback token nor the session's env vars, which
+  anyone allowed to read Pods could see. Its environment has only the control plane's SANDBOXCP_* values.
 - Namespace-wide, once per process: NetworkPolicy `sandbox-default-deny` selecting every managed sandbox
   with no rules, so a sandbox whose own policy is gone (destroy, or a failed start) can reach nothing.
 
-The executor listens on 0.0.0.0:8080 and reports `http://$POD_IP:8080` itself in container_ready, so
-`start` returns no executor URL.
+The executor starts unbound and listens on 0.0.0.0:8080. `start` waits until the Pod runs and returns
+`http://<status.podIP>:8080` - the address comes from the Kubernetes API, never from the sandbox - where the
+control plane binds it with `POST /bind` (session, callback token, env vars), as on docker: a cold launch
+right after start, a warm-pool claim later.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import os
 import re
 import tempfile
 import threading
+import time
 import weakref
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -51,12 +57,32 @@ DELETE_GRACE_S = 5
 DEFAULT_DENY_POLICY = "sandbox-default-deny"
 SESSION_LABEL = "sandboxcp.io/session"
 MANAGED_LABEL = "sandboxcp.io/managed"
+NETWORK_LABEL = "sandboxcp.io/network"
+CONTROL_PLANE_ENV_PREFIX = "SANDBOXCP_"
 # Where the control plane and the cluster live: RFC 1918 plus the carrier-grade NAT range EKS custom
 # networking often uses for pods.
 PRIVATE_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 # Link-local: instance metadata (169.254.169.254), the EKS Pod Identity agent (169.254.170.23), ECS endpoints.
 LINK_LOCAL_CIDR = "169.254.0.0/16"
 _TIMEOUT = (5, 20)  # connect, read seconds
+# How long `start` waits for the Pod to run (scheduling and an image pull on a fresh node take a while).
+START_TIMEOUT_S = 60.0
+# Waiting reasons the kubelet does not get out of without a change to the Pod or the registry.
+_STUCK_REASONS = frozenset(
+    {
+        "ErrImageNeverPull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+# The CIDRs presigned S3 URLs resolve to (comma-separated), e.g. the entries of the region's S3 prefix list
+# for a gateway endpoint; read here until Settings carries it.
+S3_CIDRS_ENV = "EKS_S3_CIDRS"
+S3_PORT = 443
+S3_ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")  # botocore's: where presigned URLs point
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 _PHASES: dict[str, SandboxState] = {
@@ -91,9 +117,9 @@ def _restricted_security_context() -> dict[str, Any]:
 def pod_manifest(spec: SandboxSpec, *, namespace: str, callback_base_url: str) -> dict[str, Any]:
     name = pod_name(spec.session_id)
     env = {
-        **spec.env,
-        # As on ECS: in the Pod's environment until the executor is bound after start (docs/security.md).
-        **({"SANDBOXCP_CALLBACK_TOKEN": spec.callback_token} if spec.callback_token else {}),
+        # Only the control plane's own values (session or pool id, S3 route): the session's env vars and
+        # the callback token go to the executor at bind time, never into the Pod spec.
+        **{k: v for k, v in spec.env.items() if k.startswith(CONTROL_PLANE_ENV_PREFIX)},
         "SANDBOXCP_LISTEN": f"tcp:0.0.0.0:{EXECUTOR_PORT}",
         "SANDBOXCP_CALLBACK_URL": callback_base_url,
         "SANDBOXCP_CONTAINER_ID": name,
@@ -101,7 +127,6 @@ def pod_manifest(spec: SandboxSpec, *, namespace: str, callback_base_url: str) -
         "HOME": "/workspace",
         "TMPDIR": "/tmp",
     }
-    env.pop("POD_IP", None)
     resources = {
         "cpu": spec.resources.cpu,
         "memory": spec.resources.memory,
@@ -116,6 +141,7 @@ def pod_manifest(spec: SandboxSpec, *, namespace: str, callback_base_url: str) -
             "labels": {
                 SESSION_LABEL: spec.session_id,
                 MANAGED_LABEL: "true",
+                NETWORK_LABEL: "open" if spec.network_enabled else "none",
                 "app.kubernetes.io/name": "sandbox",
                 "app.kubernetes.io/managed-by": "sandboxcp",
             },
@@ -178,7 +204,40 @@ def _callback_egress(callback_base_url: str) -> dict[str, Any]:
     }
 
 
-def network_policy_manifest(spec: SandboxSpec, *, namespace: str, callback_base_url: str) -> dict[str, Any]:
+def storage_egress_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`storage_cidrs` and `storage_port` for the S3 endpoint presigned URLs name: in AWS the regional
+    endpoint on 443, whose addresses EKS_S3_CIDRS lists; with a custom endpoint (moto, a local stand-in) its
+    port, and its address when it is an IP and EKS_S3_CIDRS is empty."""
+    cidrs = [c.strip() for c in environ.get(S3_CIDRS_ENV, "").split(",") if c.strip()]
+    endpoint = next((environ[name] for name in S3_ENDPOINT_ENVS if environ.get(name)), "")
+    if not endpoint:
+        return {"storage_cidrs": cidrs, "storage_port": S3_PORT}
+    parts = urlsplit(endpoint)
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    if not cidrs:
+        with contextlib.suppress(ValueError):
+            cidrs = [str(ipaddress.ip_network(parts.hostname or ""))]
+    return {"storage_cidrs": cidrs, "storage_port": port}
+
+
+def _storage_egress(storage_cidrs: Sequence[str], port: int) -> dict[str, Any]:
+    """TCP to the S3 endpoint's addresses: the executor syncs /workspace by presigned URL, network or not."""
+    return {
+        "to": [
+            {"ipBlock": {"cidr": str(ipaddress.ip_network(cidr, strict=False))}} for cidr in storage_cidrs
+        ],
+        "ports": [{"protocol": "TCP", "port": port}],
+    }
+
+
+def network_policy_manifest(
+    spec: SandboxSpec,
+    *,
+    namespace: str,
+    callback_base_url: str,
+    storage_cidrs: Sequence[str] = (),
+    storage_port: int = S3_PORT,
+) -> dict[str, Any]:
     egress: list[dict[str, Any]] = [
         {  # DNS, to the cluster's resolver only
             "to": [
@@ -191,6 +250,8 @@ def network_policy_manifest(spec: SandboxSpec, *, namespace: str, callback_base_
         },
         _callback_egress(callback_base_url),
     ]
+    if storage_cidrs:
+        egress.append(_storage_egress(storage_cidrs, storage_port))
     if spec.network_enabled:
         egress.append(
             {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [*PRIVATE_CIDRS, LINK_LOCAL_CIDR]}}]}
@@ -231,6 +292,8 @@ def default_deny_manifest(namespace: str) -> dict[str, Any]:
 
 class EksRuntime:
     name = "eks"
+    # `start` waits for the Pod to run and returns its IP; the launch binds the executor there at once.
+    addresses_at_start = True
 
     def __init__(
         self,
@@ -242,6 +305,9 @@ class EksRuntime:
         region: str = "us-east-1",
         callback_base_url: str = "",
         token_source: EksTokenSource | None = None,
+        storage_cidrs: Sequence[str] = (),
+        storage_port: int = S3_PORT,
+        start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         self.cluster_name = cluster_name
         self.endpoint = endpoint
@@ -249,6 +315,10 @@ class EksRuntime:
         self.namespace = namespace
         self.callback_base_url = callback_base_url
         self.tokens = token_source or EksTokenSource(cluster_name, region)
+        self.storage_cidrs = tuple(storage_cidrs)
+        self.storage_port = storage_port
+        self.start_timeout_s = start_timeout_s
+        self._started: set[str] = set()  # pods this instance created (destroy_all)
         self._lock = threading.Lock()
         self._core: Any = None
         self._networking: Any = None
@@ -264,16 +334,22 @@ class EksRuntime:
             namespace=settings.eks_namespace,
             region=settings.aws_region,
             callback_base_url=settings.callback_base_url,
+            **storage_egress_from_env(os.environ),
         )
 
     # -- Runtime interface ------------------------------------------------------------------------
     def start(self, spec: SandboxSpec) -> SandboxHandle:
+        """Create the sandbox's fence and Pod, wait until it runs, and return the executor's address."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         pod = pod_manifest(spec, namespace=self.namespace, callback_base_url=self.callback_base_url)
         policy = network_policy_manifest(
-            spec, namespace=self.namespace, callback_base_url=self.callback_base_url
+            spec,
+            namespace=self.namespace,
+            callback_base_url=self.callback_base_url,
+            storage_cidrs=self.storage_cidrs,
+            storage_port=self.storage_port,
         )
         name = pod["metadata"]["name"]
         try:
@@ -287,13 +363,49 @@ class EksRuntime:
                     raise SandboxUnavailable(f"a sandbox pod '{name}' already exists") from exc
                 self._delete(self._api()[1].delete_namespaced_network_policy, name)
                 raise
+            self._started.add(name)
+            try:
+                ip = self._wait_until_running(name)
+            except BaseException:
+                self.destroy(name)
+                raise
         except ApiException as exc:
             raise SandboxUnavailable(f"Kubernetes refused the sandbox: {exc.status} {_reason(exc)}") from exc
         except (HTTPError, OSError) as exc:
             raise SandboxUnavailable(f"Kubernetes API unreachable: {exc}") from exc
         except EksAuthError as exc:
             raise SandboxUnavailable(str(exc)) from exc
-        return SandboxHandle(container_id=name, node=f"eks:{self.cluster_name}", executor_url=None)
+        return SandboxHandle(
+            container_id=name, node=f"eks:{self.cluster_name}", executor_url=_executor_url(ip)
+        )
+
+    def _wait_until_running(self, name: str) -> str:
+        """The Pod's IP once it runs. Fails fast when the kubelet reports it stuck (image missing, bad
+        config) or it ended; after `start_timeout_s` otherwise."""
+        deadline = time.monotonic() + self.start_timeout_s
+        pause = 0.05
+        while True:
+            response = self._call(self._api()[0].read_namespaced_pod, name, self.namespace)
+            pod = json.loads(response.data or b"{}")
+            status = pod.get("status") or {}
+            phase = status.get("phase", "Pending")
+            if phase == "Running" and status.get("podIP"):
+                return str(status["podIP"])
+            if phase in ("Succeeded", "Failed") or (pod.get("metadata") or {}).get("deletionTimestamp"):
+                raise SandboxUnavailable(f"the sandbox pod '{name}' ended before it ran ({phase})")
+            for container in status.get("containerStatuses") or []:
+                waiting = (container.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in _STUCK_REASONS:
+                    raise SandboxUnavailable(
+                        f"the sandbox pod '{name}' cannot start: {waiting['reason']}"
+                        f" {waiting.get('message', '')}".rstrip()
+                    )
+            if time.monotonic() + pause > deadline:
+                raise SandboxUnavailable(
+                    f"the sandbox pod '{name}' was not running after {self.start_timeout_s:.0f} s ({phase})"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def destroy(self, container_id: str) -> None:
         core, networking = self._api()
@@ -301,6 +413,31 @@ class EksRuntime:
         # for the rest of its grace period.
         self._delete(core.delete_namespaced_pod, container_id, grace_period_seconds=DELETE_GRACE_S)
         self._delete(networking.delete_namespaced_network_policy, container_id)
+        self._started.discard(container_id)
+
+    def destroy_all(self) -> None:
+        """Delete every Pod this instance started (the local stack calls this when it stops)."""
+        for name in list(self._started):
+            with contextlib.suppress(Exception):  # one that cannot be deleted must not keep the others
+                self.destroy(name)
+
+    def ping(self) -> bool:
+        """The health check: the sandbox namespace can be read (API reachable, token accepted, the
+        namespace there). Raises SandboxUnavailable with the reason otherwise."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            self._call(self._api()[0].read_namespace, self.namespace)
+        except ApiException as exc:
+            raise SandboxUnavailable(
+                f"namespace '{self.namespace}' not readable: {exc.status} {_reason(exc)}"
+            ) from exc
+        except (HTTPError, OSError) as exc:
+            raise SandboxUnavailable(f"Kubernetes API unreachable: {exc}") from exc
+        except EksAuthError as exc:
+            raise SandboxUnavailable(str(exc)) from exc
+        return True
 
     def state(self, container_id: str) -> SandboxState:
         from kubernetes.client.exceptions import ApiException
@@ -313,11 +450,15 @@ class EksRuntime:
             raise
         return _pod_state(json.loads(response.data or b"{}"))
 
+    @property
+    def default_node(self) -> str:
+        return f"eks:{self.cluster_name}"
+
     def executor_url(self, container_id: str) -> str | None:
         """The executor's address from the Kubernetes API (status.podIP), never from the Pod itself."""
         response = self._call(self._api()[0].read_namespaced_pod, container_id, self.namespace)
         ip = (json.loads(response.data or b"{}").get("status") or {}).get("podIP")
-        return f"http://{ip}:{EXECUTOR_PORT}" if ip else None
+        return _executor_url(str(ip)) if ip else None
 
     def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]:
         """The executor's last `tail` log lines (optionally only those written since `since`)."""
@@ -442,6 +583,10 @@ class EksRuntime:
                 self._api()[1].create_namespaced_network_policy, default_deny_manifest(self.namespace)
             )
             self._default_deny_ready = True
+
+
+def _executor_url(ip: str) -> str:
+    return f"http://[{ip}]:{EXECUTOR_PORT}" if ":" in ip else f"http://{ip}:{EXECUTOR_PORT}"
 
 
 def _pod_state(pod: dict[str, Any]) -> SandboxState:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,7 @@ from sandboxcp.adapters.runtimes import disk, seccomp, sockets
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
 from sandboxcp.domain.resources import ResourceLimit
+from sandboxcp.domain.usage import ContainerUsage
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ def _python_binary() -> tuple[str, str | None]:
 
 class ProcessRuntime:
     name = "process"
+    default_node = "local"
+    addresses_at_start = True  # the executor's socket (ports.Runtime)
     _instances: ClassVar[dict[tuple[str, str], ProcessRuntime]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
@@ -150,7 +154,9 @@ class ProcessRuntime:
         self._procs[container_id] = proc
         (sdir / "pid").write_text(str(proc.pid))
         return SandboxHandle(
-            container_id=container_id, node="local", executor_url=f"unix://{self._socket_path(spec.session_id)}"
+            container_id=container_id,
+            node="local",
+            executor_url=f"unix://{self._socket_path(spec.session_id)}",
         )
 
     def destroy(self, container_id: str) -> None:
@@ -175,6 +181,17 @@ class ProcessRuntime:
     def destroy_all(self) -> None:
         for container_id in list(self._procs):
             self.destroy(container_id)
+
+    def executor_url(self, container_id: str) -> str | None:
+        sock = self._socket_path(_session_of(container_id))
+        return f"unix://{sock}" if sock.is_socket() else None
+
+    def ping(self) -> bool:
+        """The host can run sandboxes: bubblewrap is installed and the state directory is writable."""
+        if shutil.which("bwrap") is None:
+            raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return os.access(self.state_dir, os.W_OK)
 
     # -- operations: container logs and the orphan reaper's inventory (ops-api) ------------------------
     _LOG_BLOCK = 64 * 1024
@@ -223,6 +240,50 @@ class ProcessRuntime:
             if pid is not None and _alive(pid) and _runs_sandbox(pid, pid_file.parent):
                 out[container_id] = ManagedSandbox(container_id, pid_file.parent.name, "running")
         return list(out.values())
+
+    # -- usage (seed US5) ------------------------------------------------------------------------------
+    def usage(self, container_ids: Iterable[str]) -> dict[str, ContainerUsage]:
+        """CPU, memory and /workspace use of live sandboxes: the sandbox's cgroup where it has one (memory
+        without page cache; its processes' CPU time from /proc), else the processes of its session;
+        CPU sampled twice 100 ms apart for all of them together. Limits the runtime does not know (no
+        cgroup) are left to the caller."""
+        live = {c: pid for c in container_ids if (pid := self._live_pid(c)) is not None}
+        if not live:
+            return {}
+        first = {c: _cpu_ticks(self._pids(c, pid)) for c, pid in live.items()}
+        t0 = time.monotonic()
+        time.sleep(0.1)
+        hz = os.sysconf("SC_CLK_TCK")
+        out: dict[str, ContainerUsage] = {}
+        for c, pid in live.items():
+            pids = self._pids(c, pid)
+            elapsed = time.monotonic() - t0
+            cores = max(0, _cpu_ticks(pids) - first[c]) / hz / elapsed
+            memory, memory_limit = self._cgroups.memory(_session_of(c))
+            if memory is None:
+                memory = sum(_rss_bytes(p) for p in pids)
+            mount = self._session_dir(_session_of(c)) / disk.MOUNT_POINT
+            space = _statvfs(str(mount) if os.path.ismount(mount) else f"/proc/{pid}/root/workspace")
+            out[c] = ContainerUsage.of(
+                cpu_cores_used=cores,
+                cpu_limit=self._cgroups.cpu_limit(_session_of(c)) or 0.0,
+                memory_bytes=memory,
+                memory_limit_bytes=memory_limit or 0,
+                disk_bytes=space[0] if space else None,
+                disk_limit_bytes=space[1] if space else None,
+            )
+        return out
+
+    def _live_pid(self, container_id: str) -> int | None:
+        proc = self._procs.get(container_id)
+        if proc is not None:
+            return proc.pid if proc.poll() is None else None
+        pid = self._pid_from_file(container_id)
+        return pid if pid is not None and _alive(pid) else None
+
+    def _pids(self, container_id: str, pid: int) -> list[int]:
+        in_cgroup = self._cgroups.pids(_session_of(container_id))
+        return in_cgroup if in_cgroup else _session_pids(pid)
 
     # -- helpers -------------------------------------------------------------------------------------
     def _pid_from_file(self, container_id: str) -> int | None:
@@ -521,6 +582,52 @@ class SandboxCgroups:
         (d / "cpu.max").write_text(f"{int(res.cpu_cores * 100000)} 100000")
         return [str(d / "cgroup.procs")]
 
+    def _dir(self, controller: str, session_id: str) -> Path | None:
+        base = self._v1.get(controller) if self._v1 else self._v2
+        d = base / _CGROUP_PARENT / session_id if base is not None else None
+        return d if d is not None and d.is_dir() else None
+
+    def pids(self, session_id: str) -> list[int]:
+        d = self._dir("memory", session_id) or self._dir("pids", session_id)
+        try:
+            return [int(x) for x in (d / "cgroup.procs").read_text().split()] if d else []
+        except (OSError, ValueError):
+            return []
+
+    def memory(self, session_id: str) -> tuple[int | None, int | None]:
+        """(bytes in use without reclaimable page cache, limit); (None, None) without a memory cgroup."""
+        d = self._dir("memory", session_id)
+        if d is None:
+            return None, None
+        v1 = (d / "memory.usage_in_bytes").is_file()
+        try:
+            used = int((d / ("memory.usage_in_bytes" if v1 else "memory.current")).read_text())
+            raw_limit = (d / ("memory.limit_in_bytes" if v1 else "memory.max")).read_text().strip()
+            stat = (d / "memory.stat").read_text()
+        except (OSError, ValueError):
+            return None, None
+        inactive = "total_inactive_file" if v1 else "inactive_file"
+        for line in stat.splitlines():
+            key, _, value = line.partition(" ")
+            if key == inactive and value.strip().isdigit():
+                used = max(0, used - int(value))
+        limit = int(raw_limit) if raw_limit.isdigit() and int(raw_limit) < 1 << 60 else None
+        return used, limit
+
+    def cpu_limit(self, session_id: str) -> float | None:
+        d = self._dir("cpu", session_id)
+        try:
+            if d is not None and (d / "cpu.cfs_quota_us").is_file():
+                quota = int((d / "cpu.cfs_quota_us").read_text())
+                period = int((d / "cpu.cfs_period_us").read_text())
+                return quota / period if quota > 0 and period > 0 else None
+            if d is not None and (d / "cpu.max").is_file():
+                quota_s, _, period_s = (d / "cpu.max").read_text().partition(" ")
+                return int(quota_s) / int(period_s) if quota_s.isdigit() and int(period_s) > 0 else None
+        except (OSError, ValueError):
+            return None
+        return None
+
     def remove(self, session_id: str) -> None:
         """Remove the sandbox's cgroups once its processes are gone (an exiting task may linger briefly)."""
         bases = list(self._v1.values()) + ([self._v2] if self._v2 is not None else [])
@@ -539,3 +646,45 @@ class SandboxCgroups:
         if not self._warned:
             self._warned = True
             log.warning("process sandboxes run without pids/memory/cpu limits: %s", reason)
+
+
+def _cpu_ticks(pids: Iterable[int]) -> int:
+    """utime + stime of the processes (clock ticks); a process that is gone counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _session_pids(leader: int) -> list[int]:
+    """Processes of the session the sandbox's launcher leads (start_new_session) - no cgroup to ask."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 3 and fields[3] == str(leader):
+            out.append(int(entry))
+    return out
+
+
+def _statvfs(path: str) -> tuple[int, int] | None:
+    try:
+        s = os.statvfs(path)
+    except OSError:
+        return None
+    return s.f_frsize * (s.f_blocks - s.f_bfree), s.f_frsize * s.f_blocks

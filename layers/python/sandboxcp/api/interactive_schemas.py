@@ -1,0 +1,95 @@
+"""Response bodies of code contexts and background processes (issue #12; docs/api.md "Contexts and
+background processes")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from sandboxcp.api.output_schemas import OutputChunkResponse
+from sandboxcp.api.schemas import _Out
+from sandboxcp.domain.models import BackgroundProcess, CodeContext
+from sandboxcp.domain.output import OutputPage
+
+
+class ContextResponse(_Out):
+    context_id: str
+    session_id: str
+    language: str = Field(description="python or javascript")
+    cwd: str | None = Field(default=None, description="Its working directory (null: /workspace)")
+    status: str = Field(
+        description="creating, ready, busy (running a cell), dead (its interpreter died: restart it), "
+        "deleted, or ended (with its session)"
+    )
+    executions: int = Field(description="Cells run in it, as the executor last reported")
+    restarts: int
+    error_message: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+
+    @classmethod
+    def of(cls, c: CodeContext) -> ContextResponse:
+        return cls(**c.model_dump(include=set(cls.model_fields)))
+
+
+class ContextList(BaseModel):
+    contexts: list[ContextResponse]
+    total: int
+
+
+class ProcessResponse(_Out):
+    process_id: str
+    session_id: str
+    cmd: str
+    cwd: str | None = None
+    status: str = Field(
+        description="starting, running, exited, failed (the sandbox refused to start it) or ended (with its "
+        "session)"
+    )
+    pid: int | None = None
+    exit_code: int | None = Field(default=None, description="Once exited normally")
+    signal: int | None = Field(default=None, description="The signal number that ended it, if one did")
+    error_message: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @classmethod
+    def of(cls, p: BackgroundProcess) -> ProcessResponse:
+        return cls(**p.model_dump(include=set(cls.model_fields)))
+
+
+class ProcessList(BaseModel):
+    processes: list[ProcessResponse]
+    total: int
+
+
+class StdinWritten(BaseModel):
+    process_id: str
+    written: int = Field(description="Bytes the sandbox wrote to the process's stdin")
+
+
+class ProcessOutput(BaseModel):
+    """The same page as GET /executions/{id}/output, for a process."""
+
+    process_id: str
+    chunks: list[OutputChunkResponse]
+    next_after: int = Field(description="Pass as `after` to read on")
+    complete: bool = Field(description="The process ended and every chunk has been read")
+
+    @classmethod
+    def of(cls, process_id: str, page: OutputPage) -> ProcessOutput:
+        return cls(
+            process_id=process_id,
+            chunks=[OutputChunkResponse.of(c) for c in page.chunks],
+            next_after=page.next_after,
+            complete=page.complete,
+        )
+
+
+class ProcessOutputStored(BaseModel):
+    stored: int = Field(description="Chunks stored by this call (0 for a batch sent before)")
+    status: str = Field(description="The process's status after this post")

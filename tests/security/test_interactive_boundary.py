@@ -1,0 +1,161 @@
+"""The interactive features' new ways in (live output callbacks, code contexts, background processes),
+attacked from inside real sandboxes on both local runtimes. Each attack goes through the public API:
+
+- a sandbox cannot write live output into another session's execution or process (the internal
+  output callbacks need that session's callback token, which no user code can read);
+- nothing in a sandbox reaches its executor's context and process routes without the executor key;
+- another tenant's contexts and processes are invisible (404) and cannot be driven;
+- a background process that daemonizes and ignores signals still ends with its session.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import wait_for
+from tests.security.conftest import Tenants
+
+pytestmark = pytest.mark.e2e
+
+FORGE_OUTPUT = r"""
+import http.client, json, socket
+
+class Unix(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("sandbox", timeout=5)
+        self.path = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path)
+
+def post(path_on, url, body, headers):
+    try:
+        c = Unix(path_on)
+        c.request("POST", url, json.dumps(body), {"Content-Type": "application/json", **headers})
+        return c.getresponse().status
+    except OSError as exc:
+        return type(exc).__name__
+
+def handler(e):
+    chunk = {"seq": 1, "stream": "stdout", "data": "FORGED\n", "at": "2026-11-30T00:00:00Z"}
+    log = {}
+    for token in ("", "cb_" + e["victim_sid"] + ".guess", e["own_sid"]):
+        auth = {"Authorization": "Bearer " + token}
+        log["exec " + token] = post("/run/controlplane.sock", f"/internal/executions/{e['eid']}/output",
+                                    {"chunks": [chunk]}, auth)
+        log["proc " + token] = post("/run/controlplane.sock", f"/internal/processes/{e['pid']}/output",
+                                    {"chunks": [chunk], "exit": {"exit_code": 0, "signal": None,
+                                                                 "ended_at": "2026-11-30T00:00:00Z"}}, auth)
+    for key in ("", "0" * 64):
+        auth = {"Authorization": "Bearer " + key}
+        log["ctx " + key] = post("/run/sandbox/executor.sock", "/contexts",
+                                 {"context_id": "ctx-evil", "language": "python"}, auth)
+        log["proc-start " + key] = post("/run/sandbox/executor.sock", "/processes",
+                                        {"process_id": "proc-evil", "cmd": "id"}, auth)
+    return log
+"""
+
+
+def _victim_stream(t: Tenants, eid: str) -> str:
+    page = t.victim.get(f"/executions/{eid}/output", params={"after": 0}).json()
+    return "".join(chunk["data"] for chunk in page["chunks"])
+
+
+def test_a_sandbox_cannot_write_another_sessions_live_output(tenants: Tenants) -> None:
+    t = tenants
+    slow = "import time\ndef handler(e):\n    print('victim line', flush=True)\n    time.sleep(4)\n"
+    eid = t.victim.post(
+        f"/sessions/{t.victim_sid}/execute", json={"code": slow, "language": "python"}
+    ).json()["execution_id"]
+    proc = t.victim.post(f"/sessions/{t.victim_sid}/processes", json={"cmd": "echo victim; sleep 5"})
+    assert proc.status_code == 201, proc.text
+    pid = proc.json()["process_id"]
+    event = {"victim_sid": t.victim_sid, "own_sid": t.attacker_sid, "eid": eid, "pid": pid}
+    status, result = t.attack(FORGE_OUTPUT, event=event)
+    assert status == "completed", result
+    log = result["return_value"]
+    assert all(v not in (200, 201, 202) for v in log.values()), log
+    assert {log[k] for k in log if k.startswith(("exec", "proc "))} <= {401, 403}, log
+    if t.runtime == "docker":  # the executor's socket is in the sandbox there, and refuses without the key
+        assert {log[k] for k in log if k.startswith(("ctx", "proc-start"))} == {403}, log
+    assert wait_for(lambda: "victim line" in _victim_stream(t, eid), timeout=20)
+    assert "FORGED" not in _victim_stream(t, eid)
+    page = t.victim.get(f"/sessions/{t.victim_sid}/processes/{pid}/output", params={"wait": 5}).json()
+    assert "FORGED" not in str(page)
+    assert t.victim.get(f"/sessions/{t.victim_sid}/processes/{pid}").json()["status"] == "running"
+
+
+def test_another_tenants_contexts_and_processes_are_invisible(tenants: Tenants) -> None:
+    t = tenants
+    cid = t.victim.post(f"/sessions/{t.victim_sid}/contexts", json={"language": "python"}).json()[
+        "context_id"
+    ]
+    seeded = t.victim.post(
+        f"/sessions/{t.victim_sid}/execute-sync",
+        json={"code": "secret = 'victim-state'", "language": "python", "context_id": cid},
+    )
+    assert seeded.status_code == 200, seeded.text
+    pid = t.victim.post(f"/sessions/{t.victim_sid}/processes", json={"cmd": "sleep 60"}).json()["process_id"]
+    a, own = t.attacker, t.attacker_sid
+    attempts = [
+        a.get(f"/sessions/{t.victim_sid}/contexts/{cid}"),
+        a.post(f"/sessions/{t.victim_sid}/contexts/{cid}/restart"),
+        a.delete(f"/sessions/{t.victim_sid}/contexts/{cid}"),
+        a.get(f"/sessions/{own}/contexts/{cid}"),
+        a.post(f"/sessions/{own}/execute", json={"code": "secret", "language": "python", "context_id": cid}),
+        a.get(f"/sessions/{t.victim_sid}/processes/{pid}"),
+        a.get(f"/sessions/{own}/processes/{pid}"),
+        a.post(f"/sessions/{own}/processes/{pid}/stdin", json={"data": "x"}),
+        a.post(f"/sessions/{t.victim_sid}/processes/{pid}/signal", json={"signal": "SIGKILL"}),
+        a.get(f"/sessions/{t.victim_sid}/processes/{pid}/output"),
+    ]
+    assert [r.status_code for r in attempts] == [404] * len(attempts), [r.text for r in attempts]
+    for r in attempts:
+        assert set(r.json()) >= {"error_code", "description", "error_detail", "solution", "request_id"}
+    still = t.victim.post(
+        f"/sessions/{t.victim_sid}/execute-sync",
+        json={"code": "secret", "language": "python", "context_id": cid},
+    )
+    assert still.json()["return_value"] == "'victim-state'", still.text
+    assert t.victim.get(f"/sessions/{t.victim_sid}/processes/{pid}").json()["status"] == "running"
+
+
+# Leaves its group and session, ignores the signals a polite shutdown sends, detaches from every pipe.
+DAEMON = (
+    "setsid bash -c 'trap \"\" TERM HUP INT; exec -a {marker} sleep 600' </dev/null >/dev/null 2>&1 & "
+    "sleep 600"
+)
+
+
+def test_a_daemonized_process_ignoring_signals_ends_with_its_session(tenants: Tenants) -> None:
+    t = tenants
+    created = t.attacker.post("/sessions", json={"template_id": "python-basic", "timeout": 600})
+    sid = created.json()["session_id"]
+    assert wait_for(lambda: t.attacker.get(f"/sessions/{sid}").json()["status"] == "running", timeout=60)
+    marker = f"escapee-{secrets.token_hex(4)}"
+    started = t.attacker.post(f"/sessions/{sid}/processes", json={"cmd": DAEMON.format(marker=marker)})
+    assert started.status_code == 201, started.text
+    assert wait_for(lambda: _host_has(marker), timeout=15), "the daemon never started"
+    assert t.attacker.delete(f"/sessions/{sid}").status_code in (200, 202, 204)
+    deadline = time.monotonic() + 30
+    while _host_has(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _host_has(marker), "a process of the ended session is still running on the host"
+
+
+def _host_has(marker: str) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+                if state not in (b"Z", b"X"):
+                    return True
+        except OSError:
+            continue
+    return False
