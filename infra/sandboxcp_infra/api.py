@@ -14,10 +14,13 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct, IConstruct
 
 from sandboxcp.routes import AUTHORIZERS, ROUTES, Auth, Route
 from sandboxcp_infra.nag import acknowledge
+from sandboxcp_infra.naming import deployment_name
+from sandboxcp_infra.waf import PublicApiFirewall
 
 STAGE_NAME = "prod"
 PUBLIC_RATE_LIMIT, PUBLIC_BURST_LIMIT = 100, 200
@@ -179,6 +182,7 @@ class RoutedRestApi(Construct):
         rate_limit: int,
         burst_limit: int,
         private_endpoint: ec2.IInterfaceVpcEndpoint | None = None,
+        waf: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.private_endpoint = private_endpoint
@@ -188,7 +192,7 @@ class RoutedRestApi(Construct):
         self.rest_api = apigw.RestApi(
             self,
             "Api",
-            rest_api_name=f"{Stack.of(self).stack_name}-{construct_id}",
+            rest_api_name=f"{deployment_name(self)}-{construct_id}",
             description=description,
             endpoint_configuration=apigw.EndpointConfiguration(
                 types=[apigw.EndpointType.PRIVATE if private_endpoint else apigw.EndpointType.REGIONAL],
@@ -264,12 +268,23 @@ class RoutedRestApi(Construct):
             "Handlers validate every body with the contract's pydantic models and answer with the contract's "
             "error body; API Gateway's own 400 would not match that contract.",
         )
-        acknowledge(
-            self.rest_api,
-            "AwsSolutions-APIG3",
-            "A WAF web ACL is an account-level choice (cost, rule sets) left to the deployer; docs/deploy.md "
-            "shows how to associate one. Stage throttling and the Lambda authorizer guard the API meanwhile.",
-        )
+        self.web_acl: wafv2.CfnWebACL | None = None
+        if waf:
+            self.web_acl = PublicApiFirewall(self, "Firewall", stage=self.rest_api.deployment_stage).web_acl
+        elif private_endpoint is not None:
+            acknowledge(
+                self.rest_api.deployment_stage,
+                "AwsSolutions-APIG3",
+                "Private API: reachable only through the VPC's execute-api endpoint (its resource policy), "
+                "called only by executors with a session's callback token; stage throttling caps it.",
+            )
+        else:
+            acknowledge(
+                self.rest_api.deployment_stage,
+                "AwsSolutions-APIG3",
+                "The WAF web ACL with a per-IP rate rule is opt-in (`-c waf=true`, docs/deploy.md): it costs "
+                "per month. Stage throttling and the Lambda authorizer guard the API without it.",
+            )
         acknowledge(
             self.rest_api,
             "AwsSolutions-COG4",
@@ -323,6 +338,7 @@ class PublicApi(RoutedRestApi):
         functions: Mapping[str, lambda_.IFunction],
         log_retention: logs.RetentionDays,
         logging_role: ApiGatewayLoggingRole | None,
+        waf: bool = False,
     ) -> None:
         api_key_authorizer = functions[AUTHORIZERS["api_key"].module]
         super().__init__(
@@ -336,4 +352,5 @@ class PublicApi(RoutedRestApi):
             logging_role=logging_role,
             rate_limit=PUBLIC_RATE_LIMIT,
             burst_limit=PUBLIC_BURST_LIMIT,
+            waf=waf,
         )

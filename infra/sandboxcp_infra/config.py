@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Node
 
+from sandboxcp.services.warm_pool import DEFAULT_POOLS, MAX_CEILING, MAX_FLOOR
 from sandboxcp.settings import Settings
 
 # Runtimes a cloud deployment can drive; `process` exists only for local mode (`sandboxcp local`).
@@ -24,6 +26,13 @@ EKS_REQUIRED = ("eks_cluster_name", "eks_endpoint", "eks_ca_data", "vpc_id")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SG_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# `-c alarm_email=none`: the explicit choice of a deployment whose alarm topic nobody subscribes to by email.
+NO_ALARM_EMAIL = "none"
+# SANDBOX_WARM_POOL values: no pool at all (the deployed default), and the context word for the seed's sizes.
+NO_WARM_POOL = "none"
+SEED_WARM_POOL = "seed"
+_WARM_POOL_ITEM = re.compile(r"^([a-z0-9][a-z0-9-]*)=([0-9]{1,3})(?::([0-9]{1,3}))?$")
 
 
 class ConfigError(ValueError):
@@ -39,6 +48,9 @@ class EksConfig:
     ca_data: str  # base64 PEM, as in kubeconfig's certificate-authority-data
     namespace: str = DEFAULT_EKS_NAMESPACE
     cluster_security_group_id: str | None = None  # the cluster security group (pods without SGs use it)
+    # The region's S3 prefix list CIDRs, comma-separated (EKS_S3_CIDRS): where sandboxes without network sync
+    # their workspace. CDK cannot read a prefix list's entries at synth, so the operator passes them.
+    s3_cidrs: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,10 +70,15 @@ class DeploymentConfig:
     eks: EksConfig | None = None
     # docker: the default node's engine, `tcp://<host>:<port>` (TLS); more nodes live in runtime_nodes.
     docker_host: str | None = None
-    # Where alarm notifications go (an email subscription to the alarm topic), if anywhere.
+    # Where alarm notifications go (an email subscription to the alarm topic); None only when the deployer
+    # opted out explicitly (`-c alarm_email=none`): an unwatched alarm topic is a choice, never a default.
     alarm_email: str | None = None
-    # Warm sandboxes per template, e.g. "python-basic=3,nodejs-basic=1" (empty: every launch is cold).
-    warm_pool: str = ""
+    # A WAF web ACL with a rate-based rule per client IP on the public API's stage (`-c waf=true`).
+    waf: bool = False
+    # SANDBOX_WARM_POOL of every function: "none" (no warm sandboxes, every launch is cold) unless the
+    # operator asks for pools: `-c warm_pool=seed` (the seed's sizes) or `template=N` /
+    # `template=FLOOR:CEILING` items.
+    warm_pool: str = NO_WARM_POOL
 
     @property
     def data_removal_policy(self) -> RemovalPolicy:
@@ -96,7 +113,8 @@ class DeploymentConfig:
             ecs_task_definition_prefix=prefix,
             eks=_eks(node) if runtime == "eks" else None,
             docker_host=_docker_host(node) if runtime == "docker" else None,
-            alarm_email=_text(node, "alarm_email"),
+            alarm_email=_alarm_email(node),
+            waf=_bool(node, "waf", default=False),
             warm_pool=_warm_pool(node),
         )
 
@@ -107,6 +125,24 @@ def _text(node: Node, key: str) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _alarm_email(node: Node) -> str | None:
+    email = _text(node, "alarm_email")
+    if email is None:
+        raise ConfigError(
+            "context 'alarm_email' is required: the address the alarm topic notifies, e.g. `cdk deploy "
+            f"-c alarm_email=oncall@example.com`; or `-c alarm_email={NO_ALARM_EMAIL}` to deploy without an "
+            "email subscription (then subscribe something else to the AlarmTopicArn output); see "
+            "docs/deploy.md"
+        )
+    if email.lower() == NO_ALARM_EMAIL:
+        return None
+    if not _EMAIL.match(email):
+        raise ConfigError(
+            f"context 'alarm_email' must be an email address or {NO_ALARM_EMAIL!r}; got {email!r}"
+        )
+    return email
 
 
 def _eks(node: Node) -> EksConfig:
@@ -130,12 +166,28 @@ def _eks(node: Node) -> EksConfig:
     if cluster_sg is not None and not _SG_ID.match(cluster_sg):
         raise ConfigError(f"context 'eks_cluster_sg' must look like sg-0123456789abcdef0; got {cluster_sg!r}")
     return EksConfig(
+        s3_cidrs=_cidrs(node, "eks_s3_cidrs"),
         cluster_name=str(_text(node, "eks_cluster_name")),
         endpoint=endpoint,
         ca_data=str(_text(node, "eks_ca_data")),
         namespace=namespace,
         cluster_security_group_id=cluster_sg,
     )
+
+
+def _cidrs(node: Node, key: str) -> str:
+    """Comma-separated CIDRs, normalized to `a/n,b/m` (empty when unset)."""
+    value = _text(node, key)
+    if value is None:
+        return ""
+    cidrs = [part.strip() for part in value.split(",") if part.strip()]
+    try:
+        return ",".join(str(ipaddress.ip_network(cidr)) for cidr in cidrs)
+    except ValueError:
+        raise ConfigError(
+            f"context {key!r} must be comma-separated CIDRs such as 52.216.0.0/15,3.5.0.0/19 (the entries of "
+            f"the region's S3 prefix list, docs/deploy.md); got {value!r}"
+        ) from None
 
 
 def _docker_host(node: Node) -> str:
@@ -194,7 +246,30 @@ def _retention(node: Node) -> logs.RetentionDays:
 
 
 def _warm_pool(node: Node) -> str:
-    value = _text(node, "warm_pool") or ""
-    if value and not re.fullmatch(r"[a-z0-9-]+=[0-9]{1,2}(,[a-z0-9-]+=[0-9]{1,2})*", value.replace(" ", "")):
-        raise ConfigError(f"context 'warm_pool' must look like python-basic=3,nodejs-basic=1; got {value!r}")
-    return value.replace(" ", "")
+    """SANDBOX_WARM_POOL as deployed. Unset or `none`: no pool. An empty value would make the functions fall
+    back to the seed's sizes (warm_pool.DEFAULT_POOLS: 35 sandboxes running around the clock), so that is only
+    ever deployed when asked for by name: `seed`. Otherwise `template=N` (floor N, ceiling 2N) or
+    `template=FLOOR:CEILING` items, comma-separated; 0 turns a template's pool off."""
+    value = (_text(node, "warm_pool") or NO_WARM_POOL).replace(" ", "")
+    if value.lower() == NO_WARM_POOL:
+        return NO_WARM_POOL
+    if value.lower() == SEED_WARM_POOL:
+        return DEFAULT_POOLS
+    usage = (
+        f"context 'warm_pool' must be {NO_WARM_POOL!r} (the default: no warm sandboxes), {SEED_WARM_POOL!r} "
+        f"(the seed's sizes, {DEFAULT_POOLS}) or comma-separated template=N or template=FLOOR:CEILING items "
+        f"(floor at most {MAX_FLOOR}, ceiling at most {MAX_CEILING}), e.g. python-basic=2:8,nodejs-basic=1"
+    )
+    items = value.split(",")
+    seen: set[str] = set()
+    for item in items:
+        match = _WARM_POOL_ITEM.match(item)
+        if match is None:
+            raise ConfigError(f"{usage}; got {value!r}")
+        template_id, floor, ceiling = match.group(1), int(match.group(2)), match.group(3)
+        if template_id in seen:
+            raise ConfigError(f"{usage}; {template_id!r} is listed twice in {value!r}")
+        seen.add(template_id)
+        if floor > MAX_FLOOR or (ceiling is not None and not floor <= int(ceiling) <= MAX_CEILING):
+            raise ConfigError(f"{usage}; got {item!r}")
+    return value

@@ -17,6 +17,14 @@ IDEMPOTENCY = "idempotency"
 # Powertools' DynamoDBPersistenceLayer defaults: partition key `id`, expiry epoch in `expiration`.
 IDEMPOTENCY_KEY = "id"
 IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"
+# The models' expiry attribute (epoch seconds, set by the code when e.g. a session or execution ends): on
+# every table whose model has it, DynamoDB deletes items once it has passed, so history stays bounded.
+TTL_ATTRIBUTE = "expires_at"
+
+
+def ttl_attribute(model: type[Model]) -> str | None:
+    return TTL_ATTRIBUTE if TTL_ATTRIBUTE in model.get_attributes() else None
+
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -102,7 +110,14 @@ class DataTables(Construct):
 
         for name, (model, settings_field) in TABLES.items():
             schema = table_schema(model)
-            table = self._table(pascal(name), schema.partition_key, schema.sort_key, removal_policy, retain)
+            table = self._table(
+                pascal(name),
+                schema.partition_key,
+                schema.sort_key,
+                removal_policy,
+                retain,
+                time_to_live_attribute=ttl_attribute(model),
+            )
             for gsi in schema.global_indexes:
                 table.add_global_secondary_index(
                     index_name=gsi.name,

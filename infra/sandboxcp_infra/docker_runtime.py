@@ -8,6 +8,7 @@ access grants `secretsmanager:GetSecretValue` on that secret and read access to 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ from constructs import Construct
 
 from sandboxcp_infra.nag import acknowledge
 from sandboxcp_infra.naming import env_var
-from sandboxcp_infra.network import HTTPS, Network
+from sandboxcp_infra.network import Network
 from sandboxcp_infra.runtime import SandboxRuntime
 
 # PEM strings, as `docker --tlsverify --tlscacert --tlscert --tlskey` take them.
@@ -29,12 +30,23 @@ TLS_SECRET_TEMPLATE = {"ca": "", "cert": "", "key": ""}
 PUBLISHED_PORTS = ec2.Port.tcp_range(32768, 60999)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class DockerSandboxes(SandboxRuntime):
     implied_access = ("runtime_nodes:r",)
 
     def __init__(self, scope: Construct, construct_id: str, *, network: Network, docker_host: str) -> None:
         super().__init__(scope, construct_id, network=network)
         network.add_interface_endpoints(secretsmanager=ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER)
+        engine_host = urlsplit(docker_host).hostname
+        if engine_host and not _is_ip(engine_host):
+            network.allow_dns_names(engine_host)  # the functions resolve the engine's name in the VPC
 
         self.tls_secret = secretsmanager.Secret(
             self,
@@ -58,9 +70,10 @@ class DockerSandboxes(SandboxRuntime):
             description="sandboxcp Docker hosts: Engine API and published executor ports from the functions",
             allow_all_outbound=False,
         )
-        self.hosts_security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(), HTTPS, "Internal API (execute-api endpoint) and S3 presigned URLs"
-        )
+        # Sandboxes share their host's network path: the internal API's endpoint and S3 (presigned URLs) only.
+        # Whatever the hosts themselves need besides (management, image pulls) goes in the operator's own
+        # security groups, which add to this one (docs/network.md).
+        network.restrict_sandbox_egress(self.hosts_security_group)
         engine_port = urlsplit(docker_host).port
         if engine_port is None:
             raise ValueError(f"docker_host {docker_host!r} has no port")

@@ -2,20 +2,27 @@
 
 Each task definition (family `<ECS_TASK_DEFINITION_PREFIX><template id>`) runs one container, `executor`,
 built from `executor/images/<template id>/Dockerfile` with `executor/` as build context: read-only root
-file system, uid/gid 1000, not privileged, every capability dropped, an init process, writable /tmp and
+file system, uid/gid 1000, not privileged, every capability dropped, no init process, writable /tmp and
 /workspace on the task's ephemeral storage, logs to one log group (stream prefix `sandbox`). There is no
 task role at all, so a sandbox has no credentials to fetch (the ECS adapter refuses task definitions with
 one); the execution role, which the container never sees, only pulls the image and writes the logs.
 
 The sandbox security group accepts the executor port from the functions' security group alone and sends
-HTTPS only: to the internal API's endpoint, S3 presigned URLs, and the image pull and log endpoints."""
+HTTPS only to the VPC's interface endpoints (internal API, image pulls, logs) and to S3's prefix list
+(presigned URLs, image layers): docs/network.md.
+
+Templates created through the API with their own image run under task definitions the ECS adapter
+registers (`<prefix><name>-<sha256(image)[:12]>`, ECS_EXECUTION_ROLE_ARN as execution role), so the
+`runtime` functions may RegisterTaskDefinition, pass the execution role, and RunTask any `<prefix>*` family.
+No "open" security group exists here (the VPC has no way out): ECS_OPEN_SECURITY_GROUPS stays unset and
+network-open templates are refused on ECS (docs/deploy.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Fn, RemovalPolicy, Stack
+from aws_cdk import CfnElement, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -35,9 +42,9 @@ from sandboxcp.adapters.runtimes.ecs import (
 from sandboxcp.services.templates import default_templates
 from sandboxcp_infra.config import ConfigError
 from sandboxcp_infra.layers import ASSET_EXCLUDES, REPO_ROOT
-from sandboxcp_infra.nag import acknowledge
+from sandboxcp_infra.nag import acknowledge, arn_prefix_finding, reference_finding
 from sandboxcp_infra.naming import env_var, pascal
-from sandboxcp_infra.network import HTTPS, Network
+from sandboxcp_infra.network import Network
 from sandboxcp_infra.runtime import SandboxRuntime
 
 # The images' build context and where each template's Dockerfile sits in it.
@@ -130,11 +137,10 @@ class EcsSandboxes(SandboxRuntime):
             description="sandboxcp ECS sandboxes: executor port from the functions only; HTTPS out only",
             allow_all_outbound=False,
         )
-        self.security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(),
-            HTTPS,
-            "Internal API (execute-api endpoint), S3 presigned URLs, image pulls and logs (VPC endpoints)",
-        )
+        # Out: the interface endpoints (internal API, image pulls, logs) and S3 (presigned URLs, image layers)
+        # only; the endpoints' policies and the DNS firewall bound what those reach (network.py).
+        network.restrict_sandbox_egress(self.security_group)
+        network.allow_ecr_image_layers()
         network.functions_sg.connections.allow_to(
             self.security_group, ec2.Port.tcp(EXECUTOR_PORT), "sandboxcp functions to the executor API"
         )
@@ -151,7 +157,12 @@ class EcsSandboxes(SandboxRuntime):
             env_var("ecs_security_groups"): self.security_group.security_group_id,
             env_var("ecs_task_definition_prefix"): task_definition_prefix,
             env_var("ecs_log_group"): self.log_group.log_group_name,
+            # Task definitions the adapter registers for templates' own images run with this execution role.
+            env_var("ecs_execution_role_arn"): self.execution_role.role_arn,
+            # No "open" sandbox security group: the stack's VPC has no way out, so templates with network
+            # enabled are refused on ECS (docs/deploy.md) until an operator sets ECS_OPEN_SECURITY_GROUPS.
         }
+        self.task_definition_prefix = task_definition_prefix
         self.outputs = {
             "SandboxClusterName": (self.cluster.cluster_name, "ECS cluster the sandboxes run in"),
             "SandboxLogGroupName": (self.log_group.log_group_name, "Executor logs (stream prefix sandbox)"),
@@ -207,10 +218,12 @@ class EcsSandboxes(SandboxRuntime):
 
     def _grant(self, function: lambda_.Function) -> None:
         on_cluster = {"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}}
+        # Every revision of every sandbox family: the deployment's and those the adapter registers for
+        # templates' own images (`<prefix><name>-<sha256(image)[:12]>`), only on the sandbox cluster.
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["ecs:RunTask"],
-                resources=[td.task_definition_arn for td in self.task_definitions.values()],
+                resources=[self.task_definition_arns],
                 conditions=on_cluster,
             )
         )
@@ -236,23 +249,51 @@ class EcsSandboxes(SandboxRuntime):
         function.add_to_role_policy(
             iam.PolicyStatement(actions=["ecs:DescribeTaskDefinition"], resources=["*"])
         )
+        # The health check (`ping`): the cluster is ACTIVE.
         function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[self.execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": ECS_TASKS}},
-            )
+            iam.PolicyStatement(actions=["ecs:DescribeClusters"], resources=[self.cluster.cluster_arn])
         )
         function.add_to_role_policy(
             iam.PolicyStatement(actions=["logs:GetLogEvents"], resources=[self.log_group.log_group_arn])
         )
-        if function.role is not None:
-            acknowledge(
-                function.role,
-                f"AwsSolutions-IAM5[Resource::{self._task_arns_finding}]",
-                "Sandbox task ids are known only at run time: StopTask/DescribeTasks/TagResource on the "
-                "tasks of the sandbox cluster, also bound by the ecs:cluster or ecs:CreateAction condition.",
-            )
+        if function.role is None:
+            raise ValueError(f"{function.node.path} has no role to grant the ECS runtime to")
+        # Registering a task definition for a template's image: RegisterTaskDefinition has no resource-level
+        # permissions, so it sits in a policy of its own, the only place its Resource::* is acknowledged,
+        # together with passing the execution role (the only role those definitions name; no task role).
+        register = iam.Policy(
+            function,
+            "EcsRegisterTaskDefinition",
+            roles=[function.role],
+            statements=[
+                iam.PolicyStatement(actions=["ecs:RegisterTaskDefinition"], resources=["*"]),
+                iam.PolicyStatement(
+                    actions=["iam:PassRole"],
+                    resources=[self.execution_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": ECS_TASKS}},
+                ),
+            ],
+        )
+        acknowledge(
+            register,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecs:RegisterTaskDefinition has no resource-level permissions; the adapter registers only "
+            "hardened definitions (no task role, this execution role) and RunTask is limited to the sandbox "
+            "families.",
+        )
+        acknowledge(
+            function.role,
+            f"AwsSolutions-IAM5[Resource::{self._task_arns_finding(function)}]",
+            "Sandbox task ids are known only at run time: StopTask/DescribeTasks/TagResource on the "
+            "tasks of the sandbox cluster, also bound by the ecs:cluster or ecs:CreateAction condition.",
+        )
+        acknowledge(
+            function.role,
+            f"AwsSolutions-IAM5[Resource::{self._task_definition_arns_finding(function)}]",
+            "Task definitions registered for templates' images get families known only at run time "
+            "(<prefix><name>-<sha256(image)[:12]>) and new revisions: RunTask on every revision of the "
+            "stack's prefix, only on the sandbox cluster (ecs:cluster condition).",
+        )
 
     @property
     def task_arns(self) -> str:
@@ -262,12 +303,22 @@ class EcsSandboxes(SandboxRuntime):
         )
 
     @property
-    def _task_arns_finding(self) -> str:
-        # How cdk-nag prints the resource above: intrinsics as <...>.
-        cluster_id = Stack.of(self).resolve(
-            (self.cluster.node.default_child).logical_id  # type: ignore[union-attr]
+    def task_definition_arns(self) -> str:
+        """Every revision of every task definition family with the stack's prefix."""
+        return Stack.of(self).format_arn(
+            service="ecs", resource="task-definition", resource_name=f"{self.task_definition_prefix}*"
         )
-        return f"arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<{cluster_id}>/*"
+
+    def _task_definition_arns_finding(self, function: lambda_.Function) -> str:
+        return f"{arn_prefix_finding(function, 'ecs')}task-definition/{self.task_definition_prefix}*"
+
+    def _task_arns_finding(self, function: lambda_.Function) -> str:
+        # How cdk-nag prints task_arns in the function's template: intrinsics as <...>.
+        cluster = self.cluster.node.default_child
+        if not isinstance(cluster, CfnElement):
+            raise TypeError("unexpected ECS cluster resource")
+        cluster_name = reference_finding(function, cluster)
+        return f"{arn_prefix_finding(function, 'ecs')}task/{cluster_name}/*"
 
 
 def _without_task_role(task_definition: ecs.TaskDefinition) -> None:

@@ -55,6 +55,9 @@ class EksSandboxes(SandboxRuntime):
             env_var("eks_ca_data"): cluster.ca_data,
             env_var("eks_namespace"): cluster.namespace,
         }
+        if cluster.s3_cidrs:
+            # Sandboxes without network reach S3 (their workspace sync) at these addresses only.
+            self.environment[env_var("eks_s3_cidrs")] = cluster.s3_cidrs
 
     def _grant(self, function: lambda_.Function) -> None:
         if function.role is None:

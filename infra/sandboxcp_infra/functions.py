@@ -3,7 +3,7 @@ sandboxcp.routes adds its function here with no infra change."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,11 +39,26 @@ VPC_ACCESS_ACTIONS = (
 )
 
 
+# The nested stack each function lives in (stack.py), by what reaches it: a stack holds the functions its own
+# resources integrate, so no two nested stacks reference each other.
+#   public       the public API's routes
+#   public_auth  the public API's authorizer, in the API's own stack: API Gateway's permission to invoke it
+#                names the authorizer, and CDK puts that permission next to the function
+#   launch       the launch workflow's steps, the internal API's routes and its authorizer (the workflow,
+#                the internal API and its callback URL refer to each other, so they share a stack)
+#   jobs         periodic and one-off jobs
+PUBLIC, PUBLIC_AUTH, LAUNCH, JOBS_GROUP = "public", "public_auth", "launch", "jobs"
+GROUPS = (PUBLIC, PUBLIC_AUTH, LAUNCH, JOBS_GROUP)
+_API_GROUP = {"public": PUBLIC, "internal": LAUNCH}
+_AUTHORIZER_GROUP = {"api_key": PUBLIC_AUTH, "callback": LAUNCH}
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     module: str
     access: Access
     timeout_s: int
+    group: str  # one of GROUPS
 
     @property
     def handler(self) -> str:
@@ -53,41 +68,53 @@ class FunctionSpec:
 def function_specs() -> dict[str, FunctionSpec]:
     """Module -> spec for every entry of the route table, in all_modules() order; a module listed twice is a
     mistake in the table, not something to resolve silently."""
-    entries: list[Route | Job] = [*ROUTES, *AUTHORIZERS.values(), *LAUNCH_STEPS.values(), *JOBS]
+    unplaced = set(AUTHORIZERS) - set(_AUTHORIZER_GROUP)
+    if unplaced:
+        raise ValueError(f"functions._AUTHORIZER_GROUP places no authorizer {sorted(unplaced)}")
+    entries: list[tuple[Route | Job, str]] = [
+        *((route, _API_GROUP[route.api]) for route in ROUTES),
+        *((job, _AUTHORIZER_GROUP[kind]) for kind, job in AUTHORIZERS.items()),
+        *((job, LAUNCH) for job in LAUNCH_STEPS.values()),
+        *((job, JOBS_GROUP) for job in JOBS),
+    ]
     specs: dict[str, FunctionSpec] = {}
-    for entry in entries:
+    for entry, group in entries:
         if entry.module in specs:
             raise ValueError(
                 f"sandboxcp.routes lists module {entry.module!r} twice; one module, one function"
             )
-        specs[entry.module] = FunctionSpec(entry.module, entry.access, entry.timeout_s)
+        specs[entry.module] = FunctionSpec(entry.module, entry.access, entry.timeout_s, group)
     return {module: specs[module] for module in all_modules()}
 
 
-class Functions(Construct):
+class Functions:
     """One function per module, each with its own role (so grants stay per endpoint), its own log group with
-    retention, X-Ray tracing and the shared layers. `by_module` maps module name -> function. The modules in
+    retention, X-Ray tracing and the shared layers. `by_module` maps module name -> function. Each function
+    goes in a `Functions` construct under `homes[spec.group]` (a nested stack per group). The modules in
     `vpc_modules` run in `network`'s subnets behind its functions security group."""
 
     def __init__(
         self,
-        scope: Construct,
-        construct_id: str,
         *,
+        homes: Mapping[str, Construct],
         layers: list[lambda_.ILayerVersion],
         environment: dict[str, str],
         log_retention: logs.RetentionDays,
         network: Network | None = None,
         vpc_modules: Collection[str] = (),
     ) -> None:
-        super().__init__(scope, construct_id)
-        # One asset for all functions: the functions/ directory, each function picking its module by handler.
-        code = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ASSET_EXCLUDES)
         self.specs = function_specs()
         self.by_module: dict[str, lambda_.Function] = {}
+        containers: dict[str, Construct] = {}
+        # One asset per stack (a CDK asset belongs to one): the functions/ directory, each function picking
+        # its module by handler.
+        code: dict[str, lambda_.Code] = {}
 
         for module, spec in self.specs.items():
-            group = Construct(self, pascal(module))
+            if spec.group not in containers:
+                containers[spec.group] = Construct(homes[spec.group], "Functions")
+                code[spec.group] = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ASSET_EXCLUDES)
+            group = Construct(containers[spec.group], pascal(module))
             # An explicit role instead of CDK's default one: no AWSLambdaBasicExecutionRole managed policy,
             # log writes granted on this function's own log group only.
             role = iam.Role(
@@ -110,7 +137,7 @@ class Functions(Construct):
                 runtime=RUNTIME,
                 architecture=ARCHITECTURE,
                 handler=spec.handler,
-                code=code,
+                code=code[spec.group],
                 layers=layers,
                 role=role,
                 log_group=log_group,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import CfnElement, Stack
+from aws_cdk import CfnElement
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -21,7 +21,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import IConstruct
 
-from sandboxcp_infra.nag import acknowledge
+from sandboxcp_infra.nag import acknowledge, reference_finding
 from sandboxcp_infra.naming import env_var
 from sandboxcp_infra.runtime import SandboxRuntime
 
@@ -76,10 +76,10 @@ class AccessGrants:
             table.grant_read_write_data(function)
         # CDK grants a table's indexes as `<table arn>/index/*`: the wildcard covers only this table's GSIs,
         # which the list and reaper queries read. Acknowledged for exactly that resource string.
-        table_id = _logical_id(table)
+        table_arn = reference_finding(function, _cfn(table), "Arn")
         acknowledge(
             _policy_scope(function),
-            f"AwsSolutions-IAM5[Resource::<{table_id}.Arn>/index/*]",
+            f"AwsSolutions-IAM5[Resource::{table_arn}/index/*]",
             "Queries on this table's own global secondary indexes (lists and reapers never Scan).",
         )
 
@@ -88,23 +88,23 @@ class AccessGrants:
             self._bucket.grant_read(function)
         else:
             self._bucket.grant_read_write(function)
-        bucket_id = _logical_id(self._bucket)
+        bucket_arn = reference_finding(function, _cfn(self._bucket), "Arn")
         reason = (
             "Workspace objects are keyed by session id under workspace/ and results/; object-level grants "
             "on the workspace bucket need the bucket/* resource and S3's Get*/List*/Delete* action groups."
         )
         scope = _policy_scope(function)
-        acknowledge(scope, f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]", reason)
+        acknowledge(scope, f"AwsSolutions-IAM5[Resource::{bucket_arn}/*]", reason)
         for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
             acknowledge(scope, f"AwsSolutions-IAM5[Action::{action}]", reason)
 
 
-def _logical_id(construct: IConstruct) -> str:
-    """The CloudFormation logical id of an L2 construct, as cdk-nag names it in findings."""
+def _cfn(construct: IConstruct) -> CfnElement:
+    """The CloudFormation resource of an L2 construct, which cdk-nag names in findings."""
     cfn = construct.node.default_child
     if not isinstance(cfn, CfnElement):
         raise TypeError(f"{construct.node.path} has no CloudFormation resource")
-    return str(Stack.of(cfn).resolve(cfn.logical_id))
+    return cfn
 
 
 def _policy_scope(function: lambda_.Function) -> iam.IRole:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -22,13 +22,26 @@ from constructs import Construct
 
 from sandboxcp import metric_catalog
 from sandboxcp_infra.functions import METRICS_NAMESPACE
-from sandboxcp_infra.naming import pascal
+from sandboxcp_infra.naming import deployment_name, pascal
 from sandboxcp_infra.schedules import Schedules
 
 METRICS_SERVICE = metric_catalog.SERVICE  # the `service` dimension powertools adds to every metric
 PERIOD = Duration.minutes(5)
 PUBLIC_5XX_RATE = 0.05  # API Gateway's 5XXError averaged over requests is the share of 5xx answers
 WIDGET_WIDTH = 12
+# Fargate's On-Demand vCPU count against its service quota: alarm while more than this share is in use, so
+# the quota is raised before RunTask starts failing (docs/deploy.md, first-deploy checklist).
+FARGATE_VCPU_QUOTA_SHARE = 0.8
+FARGATE_VCPU_USAGE = {
+    "Service": "Fargate",
+    "Type": "Resource",
+    "Resource": "vCPU",
+    "Class": "Standard/OnDemand",
+}
+# Sandbox resource use the executor may report (catalogued by whoever emits them): an alarm above this
+# percentage for each one the catalogue holds, none for those it does not.
+CONTAINER_USAGE_METRICS = ("ContainerCpuPercent", "ContainerMemoryPercent", "ContainerDiskPercent")
+CONTAINER_USAGE_PERCENT = 80
 
 
 def custom_metric(
@@ -57,6 +70,44 @@ def custom_metric(
         expression=f"SUM({search})" if summed else search,
         using_metrics={},
         label=name if summed else "",
+        period=PERIOD,
+    )
+
+
+def custom_metric_max(name: str) -> cw.Metric | cw.MathExpression:
+    """The highest value of a catalogued metric across all its dimension values, in a form an alarm accepts
+    (alarms take no SEARCH): the metric itself when it has no dimensions besides `service`, otherwise a
+    Metrics Insights query over its dimension set."""
+    spec = metric_catalog.CATALOG[name]
+    if not spec.dimensions:
+        return custom_metric(name, "Maximum")
+    schema = ", ".join([f'"{METRICS_NAMESPACE}"', *sorted(("service", *spec.dimensions))])
+    return cw.MathExpression(
+        expression=f"SELECT MAX({name}) FROM SCHEMA({schema}) WHERE service = '{METRICS_SERVICE}'",
+        using_metrics={},
+        label=f"{name} (max)",
+        period=PERIOD,
+    )
+
+
+def container_usage_metrics(catalog: Mapping[str, object] = metric_catalog.CATALOG) -> list[str]:
+    """The container usage metrics the catalogue holds, which get an alarm each."""
+    return [name for name in CONTAINER_USAGE_METRICS if name in catalog]
+
+
+def fargate_vcpu_quota_use() -> cw.MathExpression:
+    """Share of the account's Fargate On-Demand vCPU quota in use (0..1): AWS/Usage against SERVICE_QUOTA."""
+    usage = cw.Metric(
+        namespace="AWS/Usage",
+        metric_name="ResourceCount",
+        dimensions_map=FARGATE_VCPU_USAGE,
+        statistic="Maximum",
+        period=PERIOD,
+    )
+    return cw.MathExpression(
+        expression="usage / SERVICE_QUOTA(usage)",
+        using_metrics={"usage": usage},
+        label="Fargate vCPU quota in use",
         period=PERIOD,
     )
 
@@ -124,6 +175,26 @@ class Monitoring(Construct):
             description="Launch state machine executions failed, timed out or were aborted",
         )
         self._alarm(
+            "SandboxStartFailures",
+            custom_metric("SandboxStartFailures", runtime=runtime),
+            description=f"The {runtime} runtime refused or failed to start sandboxes (e.g. RunTask failures)",
+        )
+        if runtime == "ecs":
+            self._alarm(
+                "FargateVcpuQuota",
+                fargate_vcpu_quota_use(),
+                threshold=FARGATE_VCPU_QUOTA_SHARE,
+                description=f"More than {FARGATE_VCPU_QUOTA_SHARE:.0%} of the account's Fargate On-Demand "
+                "vCPU quota in use: raise it (Service Quotas) before sandbox launches fail",
+            )
+        for name in container_usage_metrics():
+            self._alarm(
+                f"{name}High",
+                custom_metric_max(name),
+                threshold=CONTAINER_USAGE_PERCENT,
+                description=f"A sandbox's {name} above {CONTAINER_USAGE_PERCENT}% over 5 min",
+            )
+        self._alarm(
             "ExecutionsCrashed",
             custom_metric("ExecutionsCrashed"),
             description="Executions lost their heartbeat (reaped as crashed) in the last 5 min",
@@ -177,6 +248,16 @@ class Monitoring(Construct):
                 description=f"DynamoDB throttled requests to the {name} table",
             )
         for module, sweeper in schedules.sweepers.items():
+            # A rule that stops starting its sweeper raises no error either (its job's Stopped alarm fires
+            # too; this one names the sweeper).
+            self._alarm(
+                f"{pascal(module)}SweeperStopped",
+                sweeper.metric_started(period=PERIOD),
+                threshold=1,
+                below=True,
+                description=f"The sweeper running {module} was not started in the last 5 min",
+            )
+        for module, sweeper in schedules.sweepers.items():
             self._alarm(
                 f"{pascal(module)}SweeperFailures",
                 cw.MathExpression(
@@ -191,7 +272,7 @@ class Monitoring(Construct):
             )
 
         self.dashboard = cw.Dashboard(
-            self, "Dashboard", dashboard_name=Stack.of(self).stack_name, default_interval=Duration.hours(3)
+            self, "Dashboard", dashboard_name=deployment_name(self), default_interval=Duration.hours(3)
         )
         self.dashboard.add_widgets(cw.TextWidget(markdown="# Sandbox Control Plane", width=24, height=1))
         for name, api in apis.items():
@@ -234,10 +315,11 @@ class Monitoring(Construct):
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(
-                title="State machines: failures",
+                title="Launch and sweeper failures",
                 left=[
                     launch.metric_failed(period=PERIOD, label="launch failed"),
                     launch.metric_timed_out(period=PERIOD, label="launch timed out"),
+                    custom_metric("SandboxStartFailures", runtime=runtime),
                     *(
                         sweeper.metric_failed(period=PERIOD, label=f"{module} sweeper failed")
                         for module, sweeper in schedules.sweepers.items()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from aws_cdk import Stack
+from constructs import IConstruct
+
 from sandboxcp.settings import Settings
 
 
@@ -16,3 +19,12 @@ def env_var(settings_field: str) -> str:
     if not alias:
         raise KeyError(f"Settings.{settings_field} has no environment alias")
     return alias
+
+
+def deployment_name(scope: IConstruct) -> str:
+    """The top-level stack's name, also from inside a nested stack (whose own name CloudFormation makes up):
+    what API and dashboard names start with, so they read the same whichever stack holds them."""
+    stack = Stack.of(scope)
+    while stack.nested_stack_parent is not None:
+        stack = stack.nested_stack_parent
+    return stack.stack_name

@@ -126,3 +126,16 @@ def triple(action: str, resource: Any, condition: dict[str, Any] | None = None) 
 
 def modules_with(synth: Synthesized, access: str) -> list[str]:
     return [m for m, spec in synth.stack.functions.specs.items() if access in spec.access]
+
+
+def nested_stack_of(synth: Synthesized, construct: Any) -> Any:
+    """The nested stack holding `construct`, or None when it is in the parent stack."""
+    from aws_cdk import NestedStack, Stack
+
+    stack = Stack.of(construct)
+    return stack if NestedStack.is_nested_stack(stack) else None
+
+
+def nested_stack_resource_id(synth: Synthesized, nested: Any) -> str:
+    """Logical id of a nested stack's AWS::CloudFormation::Stack resource in the parent template."""
+    return str(synth.stack.resolve(nested.nested_stack_resource.logical_id))

@@ -15,6 +15,7 @@ from tests.infra import helpers as h
 from tests.infra.conftest import Synthesized
 
 CUSTOM_METRICS = (
+    "SandboxStartFailures",
     "SessionsCreated",
     "SessionsTerminated",
     "ExecutionsCompleted",
@@ -225,3 +226,106 @@ def test_internal_api_lambda_and_dynamodb_throttle_alarms(synthesized: Synthesiz
             *(h.refs(m["MetricStat"]["Metric"]["Dimensions"]) for m in alarm["Metrics"] if "MetricStat" in m)
         )
         assert refs == {synthesized.logical_id(table)}
+
+
+def test_sandbox_start_failures_alarm(variant: Synthesized) -> None:
+    """launch.start_sandbox counts a runtime's refusal (RunTask failures among them) per runtime."""
+    alarm = _alarm(variant, "SandboxStartFailures")
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+        METRICS_NAMESPACE,
+        "SandboxStartFailures",
+        "Sum",
+    )
+    assert sorted(alarm["Dimensions"], key=lambda d: d["Name"]) == [
+        {"Name": "runtime", "Value": variant.variant},
+        {"Name": "service", "Value": METRICS_SERVICE},
+    ]
+    assert (alarm["Threshold"], alarm["TreatMissingData"]) == (0, "notBreaching")
+
+
+def test_fargate_vcpu_quota_alarm_on_ecs_only(variant: Synthesized) -> None:
+    if variant.variant != "ecs":
+        assert "FargateVcpuQuota" not in variant.stack.monitoring.alarms
+        return
+    alarm = _alarm(variant, "FargateVcpuQuota")
+    (usage,) = [m for m in alarm["Metrics"] if "MetricStat" in m]
+    (expression,) = [m for m in alarm["Metrics"] if "Expression" in m]
+    metric = usage["MetricStat"]["Metric"]
+    assert (metric["Namespace"], metric["MetricName"]) == ("AWS/Usage", "ResourceCount")
+    assert {d["Name"]: d["Value"] for d in metric["Dimensions"]} == {
+        "Service": "Fargate",
+        "Type": "Resource",
+        "Resource": "vCPU",
+        "Class": "Standard/OnDemand",
+    }
+    assert expression["Expression"] == f"{usage['Id']} / SERVICE_QUOTA({usage['Id']})"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0.8, "GreaterThanThreshold")
+
+
+def test_a_sweeper_that_stops_starting_alarms(synthesized: Synthesized) -> None:
+    for module, sweeper in synthesized.stack.schedules.sweepers.items():
+        alarm = _alarm(synthesized, f"{pascal(module)}SweeperStopped")
+        assert (alarm["MetricName"], alarm["Threshold"]) == ("ExecutionsStarted", 1)
+        assert alarm["ComparisonOperator"] == "LessThanThreshold" and alarm["TreatMissingData"] == "breaching"
+        assert h.refs(alarm["Dimensions"]) == {synthesized.logical_id(sweeper)}
+
+
+def test_container_usage_alarms_follow_the_catalogue(synthesized: Synthesized) -> None:
+    """An alarm above 80 % for each of ContainerCpu/Memory/DiskPercent the catalogue holds, none otherwise."""
+    from sandboxcp.metric_catalog import MetricSpec
+    from sandboxcp_infra.monitoring import (
+        CONTAINER_USAGE_METRICS,
+        container_usage_metrics,
+        custom_metric_max,
+    )
+
+    fake = {name: MetricSpec(name, "Percent") for name in CONTAINER_USAGE_METRICS[:2]}
+    assert container_usage_metrics(fake) == list(CONTAINER_USAGE_METRICS[:2])
+    assert container_usage_metrics({}) == []
+    catalogued = container_usage_metrics()
+    alarms = synthesized.stack.monitoring.alarms
+    assert {f"{name}High" for name in CONTAINER_USAGE_METRICS} & set(alarms) == {
+        f"{name}High" for name in catalogued
+    }
+    for name in catalogued:
+        alarm = _alarm(synthesized, f"{name}High")
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (80, "GreaterThanThreshold")
+        assert name in json.dumps(alarm)
+
+    # Alarms take no SEARCH: a metric with dimensions is read through a Metrics Insights query instead.
+    metric_catalog.CATALOG["ContainerCpuPercent__probe"] = MetricSpec(
+        "ContainerCpuPercent__probe", "Percent", ("template",)
+    )
+    try:
+        query = custom_metric_max("ContainerCpuPercent__probe")
+        assert query.expression == (
+            'SELECT MAX(ContainerCpuPercent__probe) FROM SCHEMA("SandboxControlPlane", service, template)'
+            f" WHERE service = '{METRICS_SERVICE}'"
+        )
+    finally:
+        del metric_catalog.CATALOG["ContainerCpuPercent__probe"]
+
+
+def test_alarm_email_is_required_or_explicitly_declined() -> None:
+    import pytest
+    from aws_cdk import App
+
+    from sandboxcp_infra.config import ConfigError, DeploymentConfig
+    from tests.infra.conftest import cdk_context
+
+    def config(**context: Any) -> DeploymentConfig:
+        return DeploymentConfig.from_context(App(context=cdk_context(**context)).node)
+
+    context = cdk_context()
+    del context["alarm_email"]
+    with pytest.raises(ConfigError, match=r"'alarm_email' is required.*-c alarm_email=none"):
+        DeploymentConfig.from_context(App(context=context).node)
+    with pytest.raises(ConfigError, match="must be an email address"):
+        config(alarm_email="oncall")
+    assert config(alarm_email="none").alarm_email is None
+    assert config(alarm_email="NONE").alarm_email is None
+    assert config(alarm_email="oncall@example.com").alarm_email == "oncall@example.com"
+
+
+def test_the_synthesized_topic_has_no_subscription_when_declined(variant: Synthesized) -> None:
+    assert h.of_type(variant, "AWS::SNS::Subscription") == {}  # the test context says alarm_email=none
