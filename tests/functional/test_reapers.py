@@ -195,3 +195,27 @@ def test_reaper_reads_only_active_sessions(deps):
     assert report.examined == 10
     assert all(op != "Scan" for op, _ in calls)
     assert sum(n for op, n in calls if op == "Query") == 10
+
+
+def test_an_execution_that_keeps_beating_keeps_its_session_for_35_minutes(deps):
+    """An execution may run up to an hour; the idle limit is 30 minutes. Its heartbeats (through the real
+    internal handler, every 5 s of injected time) are activity: the session outlives the idle limit, and
+    is idle again 30 minutes after the last beat."""
+    seed_session(deps)
+    deps.sessions.update_fields(SAMPLE_SESSION, {"timeout": 6 * 3600}, only_if=[SessionStatus.RUNNING])
+    _execution(deps, "exec_20260101_00000001", timeout=3600)
+    start = clock.now()
+    try:
+        for beat in range(0, 35 * 60 + 1, 5):
+            at = start + timedelta(seconds=beat)
+            clock.set_clock(lambda at=at: at)
+            assert invoke("internal_heartbeat", sample_event("internal_heartbeat"))["statusCode"] == 200
+            if beat % 60 == 0:
+                assert reap_sessions(deps, now=at).idle == []
+                assert reap_executions(deps, now=at).crashed == []
+        last_beat = clock.now()
+    finally:
+        clock.set_clock(None)
+    assert deps.sessions.get(SAMPLE_SESSION).status == SessionStatus.RUNNING
+    assert reap_sessions(deps, now=last_beat + timedelta(minutes=29)).idle == []
+    assert reap_sessions(deps, now=last_beat + timedelta(minutes=31)).idle == [SAMPLE_SESSION]

@@ -114,8 +114,12 @@ def execution_status(
 
 
 def heartbeat(deps: Dependencies, caller_session: str, execution_id: str) -> None:
-    _own_execution(deps, caller_session, execution_id)
-    deps.executions.heartbeat(execution_id, clock.now())
+    """A beat is activity: it keeps the execution from being taken for crashed and its session from
+    being taken for idle (an execution may run far longer than the 30-minute idle limit)."""
+    execution = _own_execution(deps, caller_session, execution_id)
+    now = clock.now()
+    deps.executions.heartbeat(execution_id, now)
+    deps.sessions.touch(execution.session_id, now)
 
 
 def record_result(
