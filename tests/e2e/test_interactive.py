@@ -1,6 +1,7 @@
-"""Interactive execution end to end, on both local runtimes (process: bubblewrap, docker): code contexts
-with state and rich outputs, live output while a run goes on, background processes, and the bad input
-of each. Everything goes through the public API of a real local stack into real sandboxes."""
+"""Interactive execution end to end, on both local runtimes (process: bubblewrap, docker) and on the ECS
+stand-in: code contexts with state and rich outputs, live output while a run goes on, background
+processes, and the bad input of each. Everything goes through the public API of a real local stack into
+real sandboxes."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ TERMINAL = {"completed", "failed", "timeout", "crashed"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", params=["process", "docker"])
+@pytest.fixture(scope="module", params=["process", "docker", "ecs"])
 def live_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if request.param == "docker":
+    """The local stack on each local runtime and on the ECS stand-in (tasks as real containers, reached
+    over HTTP; callbacks and workspace over the network)."""
+    if request.param in ("docker", "ecs"):
         request.getfixturevalue("docker_engine")  # starts dockerd and builds the images, or fails
     s = start_stack(tmp_path_factory.mktemp(f"interactive-{request.param}"), runtime=request.param)
     yield s
