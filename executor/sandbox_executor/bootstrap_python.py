@@ -76,7 +76,9 @@ PYTHON_BOOTSTRAP = _HANDLER_RUNTIME + "\nsys.exit(_main(int(sys.argv[1])))\n"
 # dies with the server, and is dumpable again (the server is not: its children run user code as
 # our uid and must not be able to rewrite it for the runs after theirs). The server reports each
 # child's pid, then its wait status and rusage; it serves one run at a time.
-PYTHON_FORKSERVER = _HANDLER_RUNTIME + r"""
+PYTHON_FORKSERVER = (
+    _HANDLER_RUNTIME
+    + r"""
 import array, ctypes, fcntl, signal, socket
 
 def _child_exit(main):
@@ -152,3 +154,4 @@ def _serve(sock_fd):
 
 sys.exit(_serve(int(sys.argv[1])))
 """
+)

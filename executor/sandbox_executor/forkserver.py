@@ -109,12 +109,13 @@ class ForkServer:
                 os.close(fd)
             self.stop()
             raise SpawnError(f"fork server: {type(exc).__name__}: {exc}") from exc
+        started = time.monotonic()  # before the waiter exists: a quick child may be reported at once
         waiter = _ReportedExit(sock, pid)
         waiter.start()
         stdin_w, stdout_r, stderr_r, ret_r = ours
         try:
             result = supervise(
-                Child(pid, stdin_w, stdout_r, stderr_r, ret_r, waiter),
+                Child(pid, stdin_w, stdout_r, stderr_r, ret_r, waiter, started),
                 stdin_data=stdin_data,
                 timeout_s=timeout_s,
                 registry=self._registry,

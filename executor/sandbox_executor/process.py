@@ -160,12 +160,14 @@ def run_process(
     finally:
         if return_pipe:
             os.close(ret_w)  # only the child may hold the write end, or we would never see EOF
+    started = time.monotonic()  # before the reaper exists: a quick child may be reaped at once
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     reaper = _Reaper(proc.pid)
     reaper.start()
     try:
+        pipes = (proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno(), ret_r)
         result = supervise(
-            Child(proc.pid, proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno(), ret_r, reaper),
+            Child(proc.pid, *pipes, reaper, started),
             stdin_data=stdin_data,
             timeout_s=timeout_s,
             registry=registry,
@@ -202,6 +204,7 @@ class Child:
     stderr_fd: int
     ret_fd: int  # -1: no return-value pipe
     waiter: ExitWaiter
+    started: float  # time.monotonic() when it was started, taken before anything can learn its exit
 
 
 def supervise(
@@ -213,7 +216,7 @@ def supervise(
     on_output: OnOutput | None = None,
 ) -> ProcessResult:
     """Feed, drain and time out ``child`` until it is gone; the caller closes the fds afterwards."""
-    started = time.monotonic()
+    started = child.started
     registry.add(child.pid)
     stdout, stderr = BoundedBuffer(OUTPUT_LIMIT), BoundedBuffer(OUTPUT_LIMIT)
     ret = BoundedBuffer(RETURN_LIMIT) if child.ret_fd >= 0 else None
@@ -226,7 +229,8 @@ def supervise(
     status = child.waiter.status
     exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
     end = child.waiter.finished_at if child.waiter.done.is_set() else time.monotonic()
-    return ProcessResult(exit_code, timed_out, stdout, stderr, ret, end - started, child.waiter.rusage)
+    duration = max(0.0, end - started)  # never negative, whatever the clocks of two threads say
+    return ProcessResult(exit_code, timed_out, stdout, stderr, ret, duration, child.waiter.rusage)
 
 
 def _pump(

@@ -102,6 +102,7 @@ class BackgroundProcess:
         for fd in names:
             sel.register(fd, selectors.EVENT_READ)
         exited = threading.Event()
+
         def wait_exit() -> None:
             proc.wait()
             exited.set()

@@ -229,7 +229,6 @@ class Runner:
         )
         return outcome_from(result, req.timeout), started_ns
 
-
     def child_environment(self) -> dict[str, str]:
         """What user code's environment is: ours minus secrets, plus the session's env vars."""
         env = dict(self._base_env)

@@ -71,7 +71,7 @@ def test_a_sandbox_cannot_write_another_sessions_live_output(tenants: Tenants) -
     eid = t.victim.post(
         f"/sessions/{t.victim_sid}/execute", json={"code": slow, "language": "python"}
     ).json()["execution_id"]
-    proc = t.victim.post(f"/sessions/{t.victim_sid}/processes", json={"cmd": "echo victim; sleep 5"})
+    proc = t.victim.post(f"/sessions/{t.victim_sid}/processes", json={"cmd": "echo victim; sleep 120"})
     assert proc.status_code == 201, proc.text
     pid = proc.json()["process_id"]
     event = {"victim_sid": t.victim_sid, "own_sid": t.attacker_sid, "eid": eid, "pid": pid}
@@ -87,6 +87,7 @@ def test_a_sandbox_cannot_write_another_sessions_live_output(tenants: Tenants) -
     page = t.victim.get(f"/sessions/{t.victim_sid}/processes/{pid}/output", params={"wait": 5}).json()
     assert "FORGED" not in str(page)
     assert t.victim.get(f"/sessions/{t.victim_sid}/processes/{pid}").json()["status"] == "running"
+    t.victim.post(f"/sessions/{t.victim_sid}/processes/{pid}/signal", json={"signal": "SIGKILL"})
 
 
 def test_another_tenants_contexts_and_processes_are_invisible(tenants: Tenants) -> None:
