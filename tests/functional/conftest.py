@@ -187,3 +187,22 @@ def with_path(event: dict[str, Any], **params: str) -> dict[str, Any]:
         path = path.replace("{" + name + "}", value)
     event["path"] = path
     return event
+
+
+@pytest.fixture
+def atomic_writes(monkeypatch):  # type: ignore[no-untyped-def]
+    """DynamoDB applies a conditional write atomically; moto's in-process backend does not lock, so two
+    threads can both pass a condition. Serialize its writes, as the real service does per item."""
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()  # a transaction applies its items through the same methods
+    for name in ("update_item", "put_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)

@@ -13,7 +13,7 @@ from sandboxcp.domain.states import SessionStatus
 from tests.functional.conftest import SAMPLE_SESSION, seed_session
 
 
-def test_racing_transitions_one_winner(deps):
+def test_racing_transitions_one_winner(deps, atomic_writes):
     seed_session(deps, status=SessionStatus.CREATING)
     targets = [SessionStatus.RUNNING, SessionStatus.FAILED, SessionStatus.TERMINATED] * 4
     winners: list[SessionStatus] = []  # in the order the writes landed

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.services import auth
@@ -15,25 +13,6 @@ from sandboxcp.services.launch import start_sandbox
 from sandboxcp.services.orphans import reap_orphans
 from sandboxcp.services.warm_pool import pool_sizes, refill
 from tests.functional.conftest import seed_session
-
-
-@pytest.fixture
-def atomic_writes(monkeypatch):  # type: ignore[no-untyped-def]
-    """DynamoDB applies a conditional write atomically; moto's in-process backend does not lock, so two
-    threads can both pass a condition. Serialize its writes, as the real service does per item."""
-    import threading
-
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    for name in ("update_item", "put_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 def _pooled(deps, spec: str = "python-basic=2"):  # type: ignore[no-untyped-def]
