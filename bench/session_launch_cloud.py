@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,100 +37,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "python"))
 
-from sandboxcp.local.aws import free_port  # noqa: E402
-from sandboxcp.local.ecs_standin import TASK_LABEL  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
 
-POLL_S = 0.005
-API_KEY = "sk_bench_admin_key_not_secret"
+from session_launch_docker import POLL_S, LocalStack, _script  # noqa: E402
+
 GOALS = {"cold": 1.5, "warm": 1.1}
-
-
-def _script(name: str) -> None:
-    subprocess.run(["bash", str(ROOT / "scripts" / name)], check=True, stdout=subprocess.DEVNULL)
-
-
-class LocalStack:
-    """`sandboxcp local --runtime <runtime>` in a subprocess, with an admin client."""
-
-    def __init__(self, runtime: str, state_dir: Path, warm_pool: str) -> None:
-        self.runtime = runtime
-        port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandboxcp.cli",
-                "local",
-                "--port",
-                str(port),
-                "--runtime",
-                runtime,
-                "--state-dir",
-                str(state_dir),
-            ],
-            env={**os.environ, "SANDBOXCP_API_KEY": API_KEY, "SANDBOX_WARM_POOL": warm_pool},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the {runtime} stack exited early")
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the {runtime} stack did not answer /api/v1/health within 60 s")
-            time.sleep(0.2)
-        self.api = httpx.Client(
-            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
-        )
-
-    def warm_sandboxes(self) -> int:
-        label = f"label={TASK_LABEL}" if self.runtime == "ecs" else "name=sandbox-pool_"
-        return len(
-            subprocess.run(
-                ["docker", "ps", "-q", "--filter", label], capture_output=True, text=True
-            ).stdout.split()
-        )
-
-    def wait_for_warm_pool(self, size: int, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while self.warm_sandboxes() < size:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the warm pool did not reach {size} sandboxes within {timeout:.0f} s")
-            time.sleep(0.5)
-        time.sleep(1.0)  # their executors finish booting
-
-    def launch_seconds(self, template: str) -> float:
-        started = time.perf_counter()
-        created = self.api.post("/sessions", json={"template_id": template})
-        created.raise_for_status()
-        sid = created.json()["session_id"]
-        status = created.json()["status"]
-        while status != "running":
-            if status != "creating":
-                raise SystemExit(f"session {sid} ended {status} instead of running")
-            if time.perf_counter() - started > 60:
-                raise SystemExit(f"session {sid} not running after 60 s")
-            time.sleep(POLL_S)
-            status = self.api.get(f"/sessions/{sid}").json()["status"]
-        elapsed = time.perf_counter() - started
-        self.api.delete(f"/sessions/{sid}")
-        return elapsed
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def bare_run_seconds(image: str, n: int) -> float:
@@ -170,24 +80,24 @@ def measure(runtime: str, template: str, runs: int, work: Path) -> dict[str, tup
     """{"cold"|"warm": (session seconds, bare seconds)}, each list `runs` long, interleaved."""
     image = f"sandboxcp/{template}:latest"
     out: dict[str, tuple[list[float], list[float]]] = {}
-    stack = LocalStack(runtime, work / f"{runtime}-cold", warm_pool="none")
+    stack = LocalStack(work / f"{runtime}-cold", {"SANDBOX_WARM_POOL": "none"}, runtime)
     try:
         stack.launch_seconds(template)  # warm-up: lazy imports, clients, the task definition check
         bare_run_seconds(image, 0)
         cold: tuple[list[float], list[float]] = ([], [])
         for i in range(1, runs + 1):
-            cold[0].append(stack.launch_seconds(template))
+            cold[0].append(stack.launch_seconds(template)[0])
             cold[1].append(bare_run_seconds(image, i))
         out["cold"] = cold
     finally:
         stack.stop()
     size = runs + 1
-    pooled = LocalStack(runtime, work / f"{runtime}-warm", warm_pool=f"{template}={size}:{size}")
+    pooled = LocalStack(work / f"{runtime}-warm", {"SANDBOX_WARM_POOL": f"{template}={size}:{size}"}, runtime)
     try:
         pooled.wait_for_warm_pool(size)
         warm: tuple[list[float], list[float]] = ([], [])
         for i in range(runs):
-            warm[0].append(pooled.launch_seconds(template))
+            warm[0].append(pooled.launch_seconds(template)[0])
             warm[1].append(bare_run_seconds(image, 100 + i))
         out["warm"] = warm
     finally:

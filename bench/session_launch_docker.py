@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "python"))
 
 from sandboxcp.local.aws import free_port  # noqa: E402
+from sandboxcp.local.ecs_standin import TASK_LABEL  # noqa: E402
 
 POLL_S = 0.005
 API_KEY = "sk_bench_admin_key_not_secret"
@@ -51,7 +52,11 @@ def _script(name: str) -> None:
 
 
 class LocalStack:
-    def __init__(self, state_dir: Path, env: dict[str, str] | None = None) -> None:
+    """`sandboxcp local --runtime <runtime>` in a subprocess, with an admin client (also used by
+    bench/session_launch_cloud.py)."""
+
+    def __init__(self, state_dir: Path, env: dict[str, str] | None = None, runtime: str = "docker") -> None:
+        self.runtime = runtime
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -63,7 +68,7 @@ class LocalStack:
                 "--port",
                 str(self.port),
                 "--runtime",
-                "docker",
+                runtime,
                 "--state-dir",
                 str(state_dir),
             ],
@@ -89,18 +94,23 @@ class LocalStack:
             base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
         )
 
-    def wait_for_warm_pool(self, size: int, timeout: float = 90) -> None:
+    def warm_sandboxes(self) -> int:
+        """Warm sandboxes running now (ECS stand-in tasks carry its label; the docker runtime names them)."""
+        label = f"label={TASK_LABEL}" if self.runtime == "ecs" else "name=sandbox-pool_"
+        return len(
+            subprocess.run(
+                ["docker", "ps", "-q", "--filter", label], capture_output=True, text=True
+            ).stdout.split()
+        )
+
+    def wait_for_warm_pool(self, size: int, timeout: float = 120) -> None:
         """Until `size` warm sandboxes run (the refill job fires every 10 s)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = subprocess.run(
-                ["docker", "ps", "-q", "--filter", "name=sandbox-pool_"], capture_output=True, text=True
-            ).stdout.split()
-            if len(out) >= size:
-                time.sleep(1.0)  # let their executors finish booting
-                return
+        while self.warm_sandboxes() < size:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the warm pool did not reach {size} sandboxes within {timeout:.0f} s")
             time.sleep(0.5)
-        raise SystemExit(f"the warm pool did not reach {size} sandboxes within {timeout:.0f} s")
+        time.sleep(1.0)  # let their executors finish booting
 
     def launch_seconds(self, template: str) -> tuple[float, dict[str, float]]:
         """Create -> running, and where the time went (from the session's and the engine's timestamps)."""
@@ -123,7 +133,7 @@ class LocalStack:
             if time.perf_counter() - started > 60:
                 raise SystemExit(f"session {sid} not running after 60 s")
             time.sleep(POLL_S)
-        phases = _phases(session, elapsed)
+        phases = _phases(session, elapsed) if self.runtime == "docker" else {}  # engine ids: docker only
         self.api.delete(f"/sessions/{sid}")
         return elapsed, phases
 

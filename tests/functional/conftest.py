@@ -32,6 +32,9 @@ from sandboxcp.services.deps import Dependencies, set_deps
 from sandboxcp.settings import get_settings
 from tests.functional.interactive_double import InteractiveExecutorDouble
 
+# The contract's error body: every 4xx and 5xx answer has exactly these fields.
+ERROR_FIELDS = {"error_code", "description", "error_detail", "solution", "request_id"}
+
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SAMPLE_SESSION = "sess_0000000000000001"
 SAMPLE_EXECUTION = "exec_20260101_00000001"

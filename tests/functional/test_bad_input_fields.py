@@ -19,6 +19,7 @@ from sandboxcp.domain.states import SessionStatus
 from sandboxcp.services.requests import CreateSessionRequest, ExecuteRequest
 from sandboxcp.services.templates import CreateTemplateRequest
 from tests.functional.conftest import (
+    ERROR_FIELDS,
     SAMPLE_SESSION,
     TENANT,
     body,
@@ -28,7 +29,6 @@ from tests.functional.conftest import (
     with_path,
 )
 
-ERROR_FIELDS = {"error_code", "description", "error_detail", "solution", "request_id"}
 REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"  # the sample events' requestContext.requestId
 TEMPLATE = {
     "id": "custom-env",

@@ -17,9 +17,8 @@ import pytest
 from sandboxcp.api.resolver import MAX_JSON_DEPTH, parse_json
 from sandboxcp.domain.errors import InvalidParameter
 from sandboxcp.routes import ROUTES, Route
-from tests.functional.conftest import SAMPLE_SESSION, body, invoke, sample_event, seed_session
+from tests.functional.conftest import ERROR_FIELDS, SAMPLE_SESSION, body, invoke, sample_event, seed_session
 
-ERROR_FIELDS = {"error_code", "description", "error_detail", "solution", "request_id"}
 REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"  # the sample events' request id
 
 WITH_PARAMS = [r for r in ROUTES if "{" in r.path]

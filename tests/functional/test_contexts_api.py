@@ -14,6 +14,7 @@ from sandboxcp.domain import clock
 from sandboxcp.domain.models import ExecutionOutcome
 from sandboxcp.domain.states import SessionStatus
 from tests.functional.conftest import (
+    ERROR_FIELDS,
     SAMPLE_SESSION,
     TENANT,
     body,
@@ -23,7 +24,6 @@ from tests.functional.conftest import (
     with_path,
 )
 
-ERROR_FIELDS = {"error_code", "description", "error_detail", "solution", "request_id"}
 URL = f"unix:///tmp/{SAMPLE_SESSION}.sock"
 OTHER_SESSION = "sess_0000000000000002"
 

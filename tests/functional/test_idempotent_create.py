@@ -13,9 +13,7 @@ import pytest
 
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.idempotent_create import IDEMPOTENCY_TTL_S
-from tests.functional.conftest import body, invoke, sample_event
-
-ERROR_FIELDS = {"error_code", "description", "error_detail", "solution", "request_id"}
+from tests.functional.conftest import ERROR_FIELDS, body, invoke, sample_event
 
 
 def _create(payload: dict[str, Any] | None = None, *, key: str | None, tenant: str = "tenant-a") -> dict:

@@ -13,6 +13,7 @@ import pytest
 
 from sandboxcp.domain.states import ExecutionStatus
 from tests.functional.conftest import (
+    ERROR_FIELDS,
     SAMPLE_EXECUTION,
     SAMPLE_SESSION,
     body,
@@ -22,7 +23,6 @@ from tests.functional.conftest import (
     with_path,
 )
 
-ERROR_FIELDS = {"error_code", "description", "error_detail", "solution", "request_id"}
 MIB = 1 << 20
 
 

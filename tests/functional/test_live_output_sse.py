@@ -154,4 +154,3 @@ def _end_running(deps: Any) -> None:
     deps.executions.transition(
         SAMPLE_EXECUTION, ExecutionStatus.COMPLETED, now=_now(), fields={"completed_at": _now()}
     )
-

@@ -10,9 +10,15 @@ import boto3
 import pytest
 
 from sandboxcp.domain.states import SessionStatus
-from tests.functional.conftest import SAMPLE_SESSION, body, invoke, sample_event, seed_session, with_path
-
-ERROR_FIELDS = {"error_code", "description", "error_detail", "solution", "request_id"}
+from tests.functional.conftest import (
+    ERROR_FIELDS,
+    SAMPLE_SESSION,
+    body,
+    invoke,
+    sample_event,
+    seed_session,
+    with_path,
+)
 
 
 def _with_body(module: str, payload: object) -> dict:

@@ -17,7 +17,6 @@ import base64
 import json
 import re
 import ssl
-import subprocess
 import tempfile
 import threading
 import uuid
@@ -27,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from sandboxcp.local.kube_standin import self_signed_certificate, status_body
 
 _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log)?$")
 _NAMESPACE = re.compile(r"^/api/v1/namespaces/([^/]+)$")
@@ -75,18 +76,6 @@ class FakeKube:
         return [r for r in self.requests if r.method == method and about(r)]
 
 
-def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-
-
 def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -122,7 +111,7 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
                 state.requests.append(request)
             auth = request.headers.get("authorization", "")
             if not re.fullmatch(r"Bearer k8s-aws-v1\.[A-Za-z0-9_-]+", auth):
-                self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+                self._send(401, status_body(401, "Unauthorized", "Unauthorized"))
                 return
             if m := _POD.match(parts.path):
                 self._pods(request, m.group(1), m.group(2), bool(m.group(3)))
@@ -134,9 +123,9 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
                         200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": m.group(1)}}
                     )
                 else:
-                    self._send(404, _status(404, "NotFound", f'namespaces "{m.group(1)}" not found'))
+                    self._send(404, status_body(404, "NotFound", f'namespaces "{m.group(1)}" not found'))
             else:
-                self._send(404, _status(404, "NotFound", f"no route {parts.path}"))
+                self._send(404, status_body(404, "NotFound", f"no route {parts.path}"))
 
         do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
 
@@ -147,7 +136,7 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
             name = body["metadata"]["name"]
             with state.lock:
                 if (ns, name) in store:
-                    self._send(409, _status(409, "AlreadyExists", f'{kind} "{name}" already exists'))
+                    self._send(409, status_body(409, "AlreadyExists", f'{kind} "{name}" already exists'))
                     return
                 obj = json.loads(json.dumps(body))
                 obj["metadata"].update(
@@ -190,7 +179,7 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
                 return
             pod = state.pods.get((ns, name or ""))
             if pod is None:
-                self._send(404, _status(404, "NotFound", f'pods "{name}" not found'))
+                self._send(404, status_body(404, "NotFound", f'pods "{name}" not found'))
             elif log and request.method == "GET":
                 lines = list(state.logs.get((ns, name or ""), []))
                 if "tailLines" in request.query:
@@ -205,7 +194,7 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
                     state.pods.pop((ns, name or ""), None)
                 self._send(200, pod)
             else:
-                self._send(405, _status(405, "MethodNotAllowed", request.method))
+                self._send(405, status_body(405, "MethodNotAllowed", request.method))
 
         def _policies(self, request: Request, ns: str, name: str | None) -> None:
             if request.method == "POST" and name is None:
@@ -213,47 +202,17 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
                 return
             policy = state.policies.get((ns, name or ""))
             if policy is None:
-                self._send(404, _status(404, "NotFound", f'networkpolicies "{name}" not found'))
+                self._send(404, status_body(404, "NotFound", f'networkpolicies "{name}" not found'))
             elif request.method == "GET":
                 self._send(200, policy)
             elif request.method == "DELETE":
                 with state.lock:
                     state.policies.pop((ns, name or ""), None)
-                self._send(200, _status(200, "", "") | {"status": "Success"})
+                self._send(200, status_body(200, "", "") | {"status": "Success"})
             else:
-                self._send(405, _status(405, "MethodNotAllowed", request.method))
+                self._send(405, status_body(405, "MethodNotAllowed", request.method))
 
     return Handler
-
-
-def self_signed(directory: Path, common_name: str = "fake-kube") -> tuple[Path, Path]:
-    """A one-day EC certificate for 127.0.0.1 (the fake server's, or a stranger's in tests)."""
-    cert, key = directory / f"{common_name}.cert.pem", directory / f"{common_name}.key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            f"/CN={common_name}",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 class FakeKubeServer:
@@ -272,7 +231,7 @@ class FakeKubeServer:
         scheme = "http"
         if self.tls:
             self._tmp = tempfile.TemporaryDirectory(prefix="fake-kube-")
-            cert, key = self_signed(Path(self._tmp.name))
+            cert, key = self_signed_certificate(Path(self._tmp.name), "fake-kube")
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(cert, key)
             httpd.socket = context.wrap_socket(httpd.socket, server_side=True)

@@ -31,7 +31,8 @@ from sandboxcp.adapters.runtimes.eks_auth import EksTokenSource, url_from_token
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import SandboxSpec
 from sandboxcp.domain.resources import ResourceLimit
-from tests.integration.fake_kube import FakeKube, FakeKubeServer, self_signed
+from sandboxcp.local.kube_standin import self_signed_certificate
+from tests.integration.fake_kube import FakeKube, FakeKubeServer
 
 CLUSTER = "sandbox-cluster"
 REGION = "eu-west-1"
@@ -309,7 +310,7 @@ def test_the_server_rejects_requests_without_a_bearer_token(kube: FakeKube) -> N
 
 
 def test_a_wrong_ca_is_refused(kube: FakeKube, tmp_path: Path) -> None:
-    other_cert, _ = self_signed(tmp_path, "other")
+    other_cert, _ = self_signed_certificate(tmp_path, "other")
     other = other_cert.read_bytes()
     import base64
 

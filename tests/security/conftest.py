@@ -16,6 +16,28 @@ from tests.integration.conftest import create_running_session, docker_engine, ru
 
 pytestmark = pytest.mark.e2e
 
+# Sandbox code that POSTs JSON over a unix socket and returns the status (or the error's name): what
+# hostile code uses to reach the control plane's and the executor's sockets from inside a sandbox.
+UNIX_POST = """
+import http.client, json, socket
+
+class Unix(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("sandbox", timeout=5)
+        self.path = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path)
+
+def post(path_on, url, body, headers):
+    try:
+        c = Unix(path_on)
+        c.request("POST", url, json.dumps(body), {"Content-Type": "application/json", **headers})
+        return c.getresponse().status
+    except OSError as exc:
+        return type(exc).__name__
+"""
+
 
 @dataclass
 class Tenants:

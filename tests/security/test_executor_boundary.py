@@ -23,7 +23,7 @@ import pytest
 
 from tests.e2e.conftest import callback_token_of
 from tests.integration.conftest import run_code
-from tests.security.conftest import Tenants
+from tests.security.conftest import UNIX_POST, Tenants
 
 pytestmark = pytest.mark.e2e
 
@@ -120,24 +120,8 @@ def test_a_swapper_cannot_redirect_executions_into_another_sandbox(tenants: Tena
     assert victim[0] == "completed" and victim[1]["return_value"] == "victim"
 
 
-FORGER = """
-import http.client, json, os, socket, time
-
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("sandbox", timeout=5)
-        self.path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(self.path)
-
-def post(path_on, url, body, headers):
-    try:
-        c = Unix(path_on)
-        c.request("POST", url, json.dumps(body), {"Content-Type": "application/json", **headers})
-        return c.getresponse().status
-    except OSError as exc:
-        return type(exc).__name__
+FORGER = UNIX_POST + """
+import os, time
 
 seen, log = set(), []
 deadline = time.time() + 60

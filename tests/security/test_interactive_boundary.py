@@ -17,28 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import wait_for
-from tests.security.conftest import Tenants
+from tests.security.conftest import UNIX_POST, Tenants
 
 pytestmark = pytest.mark.e2e
 
-FORGE_OUTPUT = r"""
-import http.client, json, socket
-
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("sandbox", timeout=5)
-        self.path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(self.path)
-
-def post(path_on, url, body, headers):
-    try:
-        c = Unix(path_on)
-        c.request("POST", url, json.dumps(body), {"Content-Type": "application/json", **headers})
-        return c.getresponse().status
-    except OSError as exc:
-        return type(exc).__name__
+FORGE_OUTPUT = UNIX_POST + r"""
 
 def handler(e):
     chunk = {"seq": 1, "stream": "stdout", "data": "FORGED\n", "at": "2026-11-30T00:00:00Z"}

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from sandboxcp.api.output_schemas import OutputChunkResponse
+from sandboxcp.api.output_schemas import OutputChunkResponse, page_fields
 from sandboxcp.api.schemas import _Out
 from sandboxcp.domain.models import BackgroundProcess, CodeContext
 from sandboxcp.domain.output import OutputPage
@@ -82,12 +82,7 @@ class ProcessOutput(BaseModel):
 
     @classmethod
     def of(cls, process_id: str, page: OutputPage) -> ProcessOutput:
-        return cls(
-            process_id=process_id,
-            chunks=[OutputChunkResponse.of(c) for c in page.chunks],
-            next_after=page.next_after,
-            complete=page.complete,
-        )
+        return cls(process_id=process_id, **page_fields(page))
 
 
 class ProcessOutputStored(BaseModel):

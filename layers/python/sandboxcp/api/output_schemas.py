@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_serializer
 
@@ -38,12 +38,16 @@ class ExecutionOutput(BaseModel):
 
     @classmethod
     def of(cls, execution_id: str, page: OutputPage) -> ExecutionOutput:
-        return cls(
-            execution_id=execution_id,
-            chunks=[OutputChunkResponse.of(c) for c in page.chunks],
-            next_after=page.next_after,
-            complete=page.complete,
-        )
+        return cls(execution_id=execution_id, **page_fields(page))
+
+
+def page_fields(page: OutputPage) -> dict[str, Any]:
+    """The fields every output page shares (an execution's, a process's)."""
+    return {
+        "chunks": [OutputChunkResponse.of(c) for c in page.chunks],
+        "next_after": page.next_after,
+        "complete": page.complete,
+    }
 
 
 class OutputStored(BaseModel):

@@ -62,6 +62,11 @@ class Session(BaseModel):
     terminated_at: datetime | None = None
     last_activity_at: datetime
 
+    @property
+    def executor_key(self) -> str:
+        """What the control plane presents to the session's executor: the SHA-256 of its callback token."""
+        return self.callback_token_hash or ""
+
 
 class ExecutionMetrics(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)

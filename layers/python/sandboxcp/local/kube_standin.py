@@ -132,7 +132,8 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    """A Kubernetes `Status` object, as the API server answers errors (the test fake answers the same)."""
     return {
         "kind": "Status",
         "apiVersion": "v1",
@@ -1214,7 +1215,7 @@ class KubeStandin:
                 raise KubeError(404, "NotFound", f'networkpolicies.networking.k8s.io "{name}" not found')
             self._policies.pop((namespace, name))
             self._apply_policies()
-        return _status(200, "", "") | {"details": {"name": name, "kind": "networkpolicies"}}
+        return status_body(200, "", "") | {"details": {"name": name, "kind": "networkpolicies"}}
 
     def _apply_policies(self) -> None:
         """Recompute every Pod's fence (called under the lock after any change)."""
@@ -1307,25 +1308,25 @@ def _handler(standin: KubeStandin) -> type[BaseHTTPRequestHandler]:
             try:
                 body = json.loads(raw) if raw.strip() else None
             except ValueError:
-                self._send(400, _status(400, "BadRequest", "the body is not JSON"))
+                self._send(400, status_body(400, "BadRequest", "the body is not JSON"))
                 return
             if parts.path in ("/healthz", "/readyz", "/livez"):
                 self._send(200, b"ok", "text/plain")
                 return
             if not is_eks_token(self.headers.get("Authorization", "")):
-                self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+                self._send(401, status_body(401, "Unauthorized", "Unauthorized"))
                 return
             try:
                 code, payload, content_type = self._route(parts.path, parse_qs(parts.query), body)
             except KubeError as exc:
                 code, payload, content_type = (
                     exc.code,
-                    _status(exc.code, exc.reason, exc.message),
+                    status_body(exc.code, exc.reason, exc.message),
                     "application/json",
                 )
             except Exception as exc:  # never a hung client: the error goes back as a 500 Status
                 log.exception("kube-standin: %s %s failed", self.command, parts.path)
-                code, payload = 500, _status(500, "InternalError", f"{type(exc).__name__}: {exc}")
+                code, payload = 500, status_body(500, "InternalError", f"{type(exc).__name__}: {exc}")
                 content_type = "application/json"
             self._send(code, payload, content_type)
 

@@ -8,7 +8,7 @@ has ended marks it then (the sandbox itself is gone, and its interpreters with i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -17,48 +17,27 @@ from sandboxcp.domain.errors import (
     ContextNotFound,
     InvalidParameter,
     SandboxError,
-    SandboxUnavailable,
     SessionLimitReached,
-    StateConflict,
 )
 from sandboxcp.domain.ids import CONTEXT_ID_RE, new_context_id
 from sandboxcp.domain.models import ENDED_CONTEXT_STATUSES, CodeContext, ContextStatus, Principal, Session
 from sandboxcp.domain.ports import ExecutorContext
-from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES, SessionStatus
+from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import audit, logger
+from sandboxcp.services import live_records
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.requests import CreateContextRequest
-from sandboxcp.services.sessions import get_session
+from sandboxcp.services.sessions import get_session, running_session
 
 MAX_CONTEXTS_PER_SESSION = 8  # the executor's own limit per sandbox
 RETRY_AFTER_S = 10  # a slot frees only when the client deletes a context
 LIVE: tuple[ContextStatus, ...] = ("creating", "ready", "busy", "dead")
 
 
-def running_session(deps: Dependencies, caller: Principal, session_id: str) -> Session:
-    """The caller's session, running and bound to an executor (409 / 503 otherwise, as execute answers)."""
-    session = get_session(deps, caller, session_id)
-    if session.status != SessionStatus.RUNNING:
-        raise StateConflict(
-            f"Session '{session_id}' is {session.status}; contexts and processes live only in a running "
-            "session",
-            solution="Wait until GET /api/v1/sessions/{id} shows 'running', or create a new session",
-        )
-    if not session.executor_url:
-        raise SandboxUnavailable(
-            f"Session '{session_id}' has no executor address yet", solution="Retry in a second"
-        )
-    return session
-
-
-def executor_key(session: Session) -> str:
-    return session.callback_token_hash or ""
-
-
 def create_context(
     deps: Dependencies, caller: Principal, session_id: str, req: CreateContextRequest
 ) -> CodeContext:
-    session = running_session(deps, caller, session_id)
+    session = running_session(deps, caller, session_id, purpose=live_records.PURPOSE)
     live = deps.contexts.count_live(session_id)
     if live >= MAX_CONTEXTS_PER_SESSION:
         raise SessionLimitReached(
@@ -85,7 +64,7 @@ def create_context(
             context.context_id,
             context.language,
             context.cwd,
-            executor_key=executor_key(session),
+            executor_key=session.executor_key,
         )
     except SandboxError:
         deps.contexts.delete(context.context_id)  # never made: nothing to keep
@@ -111,7 +90,7 @@ def get_context(deps: Dependencies, caller: Principal, session_id: str, context_
         return context
     try:
         answer = deps.executor.get_context(
-            session.executor_url, context_id, executor_key=executor_key(session)
+            session.executor_url, context_id, executor_key=session.executor_key
         )
     except ContextNotFound:
         return _store(deps, context, _gone())
@@ -129,7 +108,7 @@ def delete_context(deps: Dependencies, caller: Principal, session_id: str, conte
         return context
     if session.status == SessionStatus.RUNNING and session.executor_url:
         with suppress(ContextNotFound):  # already gone in the sandbox
-            deps.executor.delete_context(session.executor_url, context_id, executor_key=executor_key(session))
+            deps.executor.delete_context(session.executor_url, context_id, executor_key=session.executor_key)
     now = clock.now()
     audit("context.delete", "success", session_id=session_id, context_id=context_id)
     return _store(deps, context, {"status": "deleted", "ended_at": now})
@@ -137,12 +116,12 @@ def delete_context(deps: Dependencies, caller: Principal, session_id: str, conte
 
 def restart_context(deps: Dependencies, caller: Principal, session_id: str, context_id: str) -> CodeContext:
     """A fresh interpreter in place of the old one (its variables are gone); the id stays."""
-    session = running_session(deps, caller, session_id)
+    session = running_session(deps, caller, session_id, purpose=live_records.PURPOSE)
     context = live_context(deps, session, context_id)
     assert session.executor_url
     try:
         answer = deps.executor.restart_context(
-            session.executor_url, context_id, executor_key=executor_key(session)
+            session.executor_url, context_id, executor_key=session.executor_key
         )
     except ContextNotFound:
         _store(deps, context, _gone())
@@ -185,17 +164,7 @@ def context_for_execution(
 
 def end_for_session(deps: Dependencies, session_id: str) -> int:
     """Mark the session's live contexts ended (the sandbox is gone with it). Returns how many."""
-    now = clock.now()
-    ended = 0
-    for context_id in deps.contexts.live_ids(session_id):
-        try:
-            deps.contexts.update(
-                context_id, {"status": "ended", "ended_at": now, "updated_at": now}, only_from=LIVE
-            )
-            ended += 1
-        except StateConflict:
-            continue  # deleted or ended meanwhile
-    return ended
+    return live_records.end_for_session(deps.contexts, session_id, live=LIVE)
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -214,23 +183,23 @@ def _gone() -> dict[str, Any]:
 
 
 def _settle(deps: Dependencies, session: Session, context: CodeContext) -> CodeContext:
-    """A live record of an ended session is ended (the end hook missed it, or has not run yet)."""
-    if context.status in ENDED_CONTEXT_STATUSES or session.status in ACTIVE_SESSION_STATUSES:
-        return context
-    return _store(deps, context, {"status": "ended", "ended_at": session.terminated_at or clock.now()})
+    is_live = context.status not in ENDED_CONTEXT_STATUSES
+    return live_records.settle(
+        deps.contexts,
+        context.context_id,
+        context,
+        session,
+        is_live=is_live,
+        live=LIVE,
+        not_found=_not_found(context),
+    )
 
 
 def _store(deps: Dependencies, context: CodeContext, fields: Mapping[str, Any]) -> CodeContext:
-    """Write what changed while the record is still live; if another writer ended it first, theirs stands."""
-    changed = {k: v for k, v in fields.items() if getattr(context, k) != v}
-    if not changed:
-        return context
-    try:
-        return deps.contexts.update(
-            context.context_id, {**changed, "updated_at": clock.now()}, only_from=LIVE
-        )
-    except StateConflict:
-        current = deps.contexts.get(context.context_id)
-        if current is None:
-            raise ContextNotFound(f"Context '{context.context_id}' does not exist") from None
-        return current
+    return live_records.store(
+        deps.contexts, context.context_id, context, fields, live=LIVE, not_found=_not_found(context)
+    )
+
+
+def _not_found(context: CodeContext) -> Callable[[], ContextNotFound]:
+    return lambda: ContextNotFound(f"Context '{context.context_id}' does not exist")

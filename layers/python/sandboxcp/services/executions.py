@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import (
     ExecutionNotFound,
     SandboxError,
-    SandboxUnavailable,
-    StateConflict,
     TooManyRequests,
 )
 from sandboxcp.domain.ids import EXECUTION_ID_RE, new_execution_id
 from sandboxcp.domain.models import Execution, Principal, Session
 from sandboxcp.domain.ports import Page
-from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
+from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus
 from sandboxcp.observability import audit, record_metric
 from sandboxcp.services.contexts import context_for_execution
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.files import workspace_plan
 from sandboxcp.services.output import doorbell
 from sandboxcp.services.requests import ExecuteRequest
-from sandboxcp.services.sessions import get_session
+from sandboxcp.services.sessions import get_session, running_session
 
 # Executions pending or running in one session before the API answers 429 (the executor runs them in order).
 MAX_INFLIGHT_PER_SESSION = 32
@@ -33,16 +30,7 @@ SYNC_WAIT_S = 25.0
 def submit_execution(
     deps: Dependencies, caller: Principal, session_id: str, req: ExecuteRequest
 ) -> Execution:
-    session = get_session(deps, caller, session_id)
-    if session.status != SessionStatus.RUNNING:
-        raise StateConflict(
-            f"Session '{session_id}' is {session.status}; code runs only in a running session",
-            solution="Wait until GET /api/v1/sessions/{id} shows 'running', or create a new session",
-        )
-    if not session.executor_url:
-        raise SandboxUnavailable(
-            f"Session '{session_id}' has no executor address yet", solution="Retry in a second"
-        )
+    session = running_session(deps, caller, session_id)
     if req.context_id is not None:  # a cell in a live context of this session, in its language
         context_for_execution(deps, session, req.context_id, req.language)
     queued = deps.executions.count_inflight_for_session(session_id)
@@ -97,7 +85,7 @@ def dispatch(deps: Dependencies, session: Session, execution: Execution) -> None
         session.executor_url,
         execution,
         workspace_plan(deps, session),
-        executor_key=session.callback_token_hash or "",
+        executor_key=session.executor_key,
     )
 
 
@@ -108,7 +96,6 @@ def execute_and_wait(
     req: ExecuteRequest,
     *,
     wait_s: float = SYNC_WAIT_S,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> Execution:
     """Submit, then wait for the end up to `wait_s` (below API Gateway's 29 s); the caller polls past it."""
     execution = submit_execution(deps, caller, session_id, req)
@@ -121,13 +108,10 @@ def execute_and_wait(
             current.status in TERMINAL_EXECUTION_STATUSES or time.monotonic() >= deadline
         ):
             return current
-        if sleep is time.sleep:
-            # Woken at once when the result is stored in this process (the local stack); in AWS the
-            # result arrives in another function, and this is a poll every `delay`.
-            doorbell.wait(execution.execution_id, rung, delay)
-            rung = doorbell.rings(execution.execution_id)
-        else:
-            sleep(delay)
+        # Woken at once when the result is stored in this process (the local stack); in AWS the result
+        # arrives in another function, and this is a poll every `delay`.
+        doorbell.wait(execution.execution_id, rung, delay)
+        rung = doorbell.rings(execution.execution_id)
         delay = min(delay * 1.5, 0.25)
 
 

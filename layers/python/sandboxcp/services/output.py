@@ -156,7 +156,6 @@ def read(
     after: int,
     wait_s: float,
     is_complete: Callable[[], bool],
-    sleep: Callable[[float], None] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> OutputPage:
     """Chunks with seq > `after` (a page: MAX_PAGE_CHUNKS, MAX_PAGE_BYTES). With none yet and the stream not
@@ -173,11 +172,8 @@ def read(
         if chunks or ended or now >= deadline:
             next_after = chunks[-1].seq if chunks else after
             return OutputPage(chunks=chunks, next_after=next_after, complete=ended and not more)
-        pause = min(POLL_S, deadline - now)
-        if sleep is None or sleep is time.sleep:
-            doorbell.wait(stream_id, seen, pause)  # woken early by a writer in this process
-        else:
-            sleep(pause)  # tests that drive time themselves
+        # A pause of POLL_S, cut short by a writer in this process (the local stack runs them all in one).
+        doorbell.wait(stream_id, seen, min(POLL_S, deadline - now))
 
 
 def _page(deps: Dependencies, stream_id: str, after: int) -> tuple[list[OutputChunk], bool]:

@@ -8,7 +8,6 @@ running record from the executor while the session runs; processes end with thei
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -34,13 +33,12 @@ from sandboxcp.domain.models import (
 )
 from sandboxcp.domain.output import MAX_CHUNKS_PER_BATCH, OutputPage
 from sandboxcp.domain.ports import ExecutorProcess
-from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES, SessionStatus
+from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import audit, logger
-from sandboxcp.services import output
-from sandboxcp.services.contexts import executor_key, running_session
+from sandboxcp.services import live_records, output
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.requests import CreateProcessRequest, Signal
-from sandboxcp.services.sessions import get_session
+from sandboxcp.services.sessions import get_session, running_session
 
 MAX_LIVE_PROCESSES_PER_SESSION = 16  # the executor's own limit per sandbox
 RETRY_AFTER_S = 5
@@ -64,7 +62,7 @@ class ProcessOutputReport(output.OutputBatch):
 def start_process(
     deps: Dependencies, caller: Principal, session_id: str, req: CreateProcessRequest
 ) -> BackgroundProcess:
-    session = running_session(deps, caller, session_id)
+    session = running_session(deps, caller, session_id, purpose=live_records.PURPOSE)
     live = deps.processes.count_live(session_id)
     if live >= MAX_LIVE_PROCESSES_PER_SESSION:
         _reconcile(deps, session)  # an exit the executor could not report yet frees its slot
@@ -96,7 +94,7 @@ def start_process(
             req.cmd,
             req.cwd,
             req.env,
-            executor_key=executor_key(session),
+            executor_key=session.executor_key,
         )
     except SandboxError as err:
         _store(deps, process, {"status": "failed", "error_message": err.detail, "ended_at": clock.now()})
@@ -126,12 +124,12 @@ def write_stdin(
     deps: Dependencies, caller: Principal, session_id: str, process_id: str, data: str, eof: bool
 ) -> int:
     """Bytes written; 409 once the process exited or its stdin was closed."""
-    session = running_session(deps, caller, session_id)
+    session = running_session(deps, caller, session_id, purpose=live_records.PURPOSE)
     process = _running(deps, session, process_id)
     assert session.executor_url
     try:
         written = deps.executor.write_stdin(
-            session.executor_url, process_id, data, eof, executor_key=executor_key(session)
+            session.executor_url, process_id, data, eof, executor_key=session.executor_key
         )
     except StateConflict as err:
         _refresh(deps, session, process)
@@ -150,12 +148,12 @@ def signal_process(
     deps: Dependencies, caller: Principal, session_id: str, process_id: str, signal: Signal
 ) -> BackgroundProcess:
     """Send `signal`; the process's record shows the exit once the executor reports it."""
-    session = running_session(deps, caller, session_id)
+    session = running_session(deps, caller, session_id, purpose=live_records.PURPOSE)
     process = _running(deps, session, process_id)
     assert session.executor_url
     try:
         deps.executor.signal_process(
-            session.executor_url, process_id, signal, executor_key=executor_key(session)
+            session.executor_url, process_id, signal, executor_key=session.executor_key
         )
     except StateConflict as err:
         _refresh(deps, session, process)
@@ -175,7 +173,6 @@ def read_process_output(
     *,
     after: int,
     wait_s: float,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> OutputPage:
     """A page of the process's output (services/output.py); complete once it ended and all was read."""
     session = get_session(deps, caller, session_id)
@@ -188,7 +185,7 @@ def read_process_output(
         current = deps.processes.get(process_id)
         return current is None or current.status not in LIVE_PROCESS_STATUSES
 
-    return output.read(deps, process_id, after=after, wait_s=wait_s, is_complete=ended, sleep=sleep)
+    return output.read(deps, process_id, after=after, wait_s=wait_s, is_complete=ended)
 
 
 def record_process_output(
@@ -227,17 +224,7 @@ def find_process(deps: Dependencies, session: Session, process_id: str) -> Backg
 
 def end_for_session(deps: Dependencies, session_id: str) -> int:
     """Mark the session's live processes ended (the sandbox is gone with them). Returns how many."""
-    now = clock.now()
-    ended = 0
-    for process_id in deps.processes.live_ids(session_id):
-        try:
-            deps.processes.update(
-                process_id, {"status": "ended", "ended_at": now, "updated_at": now}, only_from=LIVE
-            )
-            ended += 1
-        except StateConflict:
-            continue  # exited meanwhile
-    return ended
+    return live_records.end_for_session(deps.processes, session_id, live=LIVE)
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -278,7 +265,7 @@ def _refresh(deps: Dependencies, session: Session, process: BackgroundProcess) -
         return process
     try:
         answer = deps.executor.get_process(
-            session.executor_url, process.process_id, executor_key=executor_key(session)
+            session.executor_url, process.process_id, executor_key=session.executor_key
         )
     except ProcessNotFound:
         return _store(deps, process, _gone())
@@ -295,7 +282,7 @@ def _reconcile(deps: Dependencies, session: Session) -> list[BackgroundProcess]:
     if not session.executor_url:
         return []
     try:
-        answers = deps.executor.list_processes(session.executor_url, executor_key=executor_key(session))
+        answers = deps.executor.list_processes(session.executor_url, executor_key=session.executor_key)
     except SandboxError as err:
         logger.info("processes not refreshed", extra={"session_id": session.session_id, "reason": err.detail})
         return []
@@ -311,23 +298,23 @@ def _reconcile(deps: Dependencies, session: Session) -> list[BackgroundProcess]:
 
 
 def _settle(deps: Dependencies, session: Session, process: BackgroundProcess) -> BackgroundProcess:
-    """A live record of an ended session is ended (the end hook missed it, or has not run yet)."""
-    if process.status not in LIVE_PROCESS_STATUSES or session.status in ACTIVE_SESSION_STATUSES:
-        return process
-    return _store(deps, process, {"status": "ended", "ended_at": session.terminated_at or clock.now()})
+    is_live = process.status in LIVE_PROCESS_STATUSES
+    return live_records.settle(
+        deps.processes,
+        process.process_id,
+        process,
+        session,
+        is_live=is_live,
+        live=LIVE,
+        not_found=_not_found(process),
+    )
 
 
 def _store(deps: Dependencies, process: BackgroundProcess, fields: Mapping[str, Any]) -> BackgroundProcess:
-    """Write what changed while the record is live; if another writer ended it first, theirs stands."""
-    changed = {k: v for k, v in fields.items() if getattr(process, k) != v}
-    if not changed:
-        return process
-    try:
-        return deps.processes.update(
-            process.process_id, {**changed, "updated_at": clock.now()}, only_from=LIVE
-        )
-    except StateConflict:
-        current = deps.processes.get(process.process_id)
-        if current is None:
-            raise ProcessNotFound(f"Process '{process.process_id}' does not exist") from None
-        return current
+    return live_records.store(
+        deps.processes, process.process_id, process, fields, live=LIVE, not_found=_not_found(process)
+    )
+
+
+def _not_found(process: BackgroundProcess) -> Callable[[], ProcessNotFound]:
+    return lambda: ProcessNotFound(f"Process '{process.process_id}' does not exist")

@@ -65,6 +65,24 @@ def get_session(deps: Dependencies, caller: Principal, session_id: str) -> Sessi
     return session
 
 
+def running_session(
+    deps: Dependencies, caller: Principal, session_id: str, *, purpose: str = "code runs"
+) -> Session:
+    """The caller's session, running and bound to an executor: 409 if it is not running (`purpose` says what
+    needs it), 503 while it has no executor address yet."""
+    session = get_session(deps, caller, session_id)
+    if session.status != SessionStatus.RUNNING:
+        raise StateConflict(
+            f"Session '{session_id}' is {session.status}; {purpose} only in a running session",
+            solution="Wait until GET /api/v1/sessions/{id} shows 'running', or create a new session",
+        )
+    if not session.executor_url:
+        raise SandboxUnavailable(
+            f"Session '{session_id}' has no executor address yet", solution="Retry in a second"
+        )
+    return session
+
+
 def list_sessions(
     deps: Dependencies,
     caller: Principal,

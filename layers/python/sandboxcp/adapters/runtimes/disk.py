@@ -91,6 +91,15 @@ def remove_all_under(root: Path) -> None:
             _run("umount", "-l", point)
 
 
+def space(path: str) -> tuple[int, int] | None:
+    """(bytes used, bytes in all) of the file system holding `path`; None if it cannot be read."""
+    try:
+        s = os.statvfs(path)
+    except OSError:
+        return None
+    return s.f_frsize * (s.f_blocks - s.f_bfree), s.f_frsize * s.f_blocks
+
+
 def _run(*argv: str) -> None:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)

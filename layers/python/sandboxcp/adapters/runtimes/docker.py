@@ -594,7 +594,7 @@ class DockerRuntime:
         session_id = ((info.get("Config") or {}).get("Labels") or {}).get(SESSION_LABEL, "")
         mount = self._session_dir(session_id) / disk.MOUNT_POINT if session_id else None
         if mount is not None and self.node(self._node_of(container_id)).is_local and os.path.ismount(mount):
-            return _statvfs(str(mount))
+            return disk.space(str(mount))
         return self._exec_statvfs(container_id)
 
     def _exec_statvfs(self, container_id: str) -> tuple[int, int] | None:
@@ -871,14 +871,6 @@ def _cgroup_memory(full_id: str) -> int:
         if key == stat_key and value.strip().isdigit():
             return max(0, used - int(value))
     return used
-
-
-def _statvfs(path: str) -> tuple[int, int] | None:
-    try:
-        s = os.statvfs(path)
-    except OSError:
-        return None
-    return s.f_frsize * (s.f_blocks - s.f_bfree), s.f_frsize * s.f_blocks
 
 
 def _usage(

@@ -263,7 +263,7 @@ class ProcessRuntime:
             if memory is None:
                 memory = sum(_rss_bytes(p) for p in pids)
             mount = self._session_dir(_session_of(c)) / disk.MOUNT_POINT
-            space = _statvfs(str(mount) if os.path.ismount(mount) else f"/proc/{pid}/root/workspace")
+            space = disk.space(str(mount) if os.path.ismount(mount) else f"/proc/{pid}/root/workspace")
             out[c] = ContainerUsage.of(
                 cpu_cores_used=cores,
                 cpu_limit=self._cgroups.cpu_limit(_session_of(c)) or 0.0,
@@ -680,11 +680,3 @@ def _session_pids(leader: int) -> list[int]:
         if len(fields) > 3 and fields[3] == str(leader):
             out.append(int(entry))
     return out
-
-
-def _statvfs(path: str) -> tuple[int, int] | None:
-    try:
-        s = os.statvfs(path)
-    except OSError:
-        return None
-    return s.f_frsize * (s.f_blocks - s.f_bfree), s.f_frsize * s.f_blocks
