@@ -1,8 +1,8 @@
 """The interactive features' new ways in (live output callbacks, code contexts, background processes),
 attacked from inside real sandboxes on both local runtimes. Each attack goes through the public API:
 
-- a sandbox cannot write live output into another session's execution or process (the internal
-  output callbacks need that session's callback token, which no user code can read);
+- a sandbox cannot write live output into another session's execution or process, nor report artifacts
+  for it (the internal callbacks need that session's callback token, which no user code can read);
 - nothing in a sandbox reaches its executor's context and process routes without the executor key;
 - another tenant's contexts and processes are invisible (404) and cannot be driven;
 - a background process that daemonizes and ignores signals still ends with its session.
@@ -33,6 +33,9 @@ def handler(e):
         log["proc " + token] = post("/run/controlplane.sock", f"/internal/processes/{e['pid']}/output",
                                     {"chunks": [chunk], "exit": {"exit_code": 0, "signal": None,
                                                                  "ended_at": "2026-11-30T00:00:00Z"}}, auth)
+        forged = {"artifacts": [{"path": "FORGED.txt", "size": 1, "mime_type": "text/plain"}]}
+        log["exec-artifacts " + token] = post("/run/controlplane.sock",
+                                              f"/internal/executions/{e['eid']}/artifacts", forged, auth)
     for key in ("", "0" * 64):
         auth = {"Authorization": "Bearer " + key}
         log["ctx " + key] = post("/run/sandbox/executor.sock", "/contexts",
@@ -63,10 +66,13 @@ def test_a_sandbox_cannot_write_another_sessions_live_output(tenants: Tenants) -
     log = result["return_value"]
     assert all(v not in (200, 201, 202) for v in log.values()), log
     assert {log[k] for k in log if k.startswith(("exec", "proc "))} <= {401, 403}, log
+    assert any(k.startswith("exec-artifacts") for k in log), log
     if t.runtime == "docker":  # the executor's socket is in the sandbox there, and refuses without the key
         assert {log[k] for k in log if k.startswith(("ctx", "proc-start"))} == {403}, log
     assert wait_for(lambda: "victim line" in _victim_stream(t, eid), timeout=20)
     assert "FORGED" not in _victim_stream(t, eid)
+    assert wait_for(lambda: t.victim.get(f"/executions/{eid}/status").json()["status"] == "completed", 20)
+    assert "FORGED" not in str(t.victim.get(f"/executions/{eid}/result").json()["artifacts"])
     page = t.victim.get(f"/sessions/{t.victim_sid}/processes/{pid}/output", params={"wait": 5}).json()
     assert "FORGED" not in str(page)
     assert t.victim.get(f"/sessions/{t.victim_sid}/processes/{pid}").json()["status"] == "running"
