@@ -26,6 +26,7 @@ from sandbox_executor.processes import Processes
 from sandbox_executor.runner import Runner
 from sandbox_executor.server import Service, TCPServer, UnixServer, bound_port, make_server
 from sandbox_executor.spawner import Spawner
+from sandbox_executor.validation import ValidationError, WorkspacePlan, parse_workspace_plan
 from sandbox_executor.worker import ExecutionQueue
 
 EXIT_OK = 0
@@ -94,6 +95,7 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
         Processes(spawner, runner.child_environment, config.workspace, config.bash_bin, callbacks.output),
     )
     runner.contexts = interactive.contexts
+    runner.fetch_listing = lambda: _listing(callbacks, identity)
     executions = ExecutionQueue(
         runner,
         callbacks,
@@ -141,6 +143,15 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
     return _shut_down(
         shutdown.signum, server, config, callbacks, registry, identity, listener is None, interactive
     )
+
+
+def _listing(callbacks: CallbackClient, identity: Identity) -> WorkspacePlan | None:
+    raw = callbacks.workspace_listing(identity.session_id())
+    try:
+        return parse_workspace_plan(raw) if raw is not None else None
+    except ValidationError as exc:
+        log("workspace_listing_invalid", error=str(exc))
+        return None
 
 
 def _shut_down(

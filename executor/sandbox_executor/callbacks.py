@@ -32,6 +32,7 @@ class Outcome(enum.Enum):
 class Delivery:
     outcome: Outcome
     status: int | None = None  # last HTTP status seen, None if the last try never got an answer
+    body: bytes = b""  # the answer's body, when delivered
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class CallbackClient:
                 resp = request(self._endpoint, "POST", url_path, body=body, headers=headers, timeout=timeout)
                 status = resp.status
                 if 200 <= status < 300:
-                    return Delivery(Outcome.DELIVERED, status)
+                    return Delivery(Outcome.DELIVERED, status, resp.body)
                 if not _retryable(status):
                     log("callback_rejected", path=url_path, status=status, attempt=attempt)
                     return Delivery(Outcome.REJECTED, status)
@@ -184,6 +185,21 @@ class CallbackClient:
             timeout=30.0,  # the body can be several MiB
             extra_headers={"Idempotency-Key": execution_id},
         )
+
+    def workspace_listing(self, session_id: str) -> dict[str, Any] | None:
+        """The workspace's current plan with a presigned GET per file (internal-api: workspace-urls);
+        None when it cannot be had."""
+        delivery = self.post(
+            f"/sessions/{session_id}/workspace-urls", {}, backoff=STATUS_BACKOFF, timeout=10.0
+        )
+        if delivery.outcome is not Outcome.DELIVERED:
+            return None
+        try:
+            answer = json.loads(delivery.body)
+        except ValueError:  # cut at the response bound, or not JSON
+            log("workspace_listing_unreadable", bytes=len(delivery.body))
+            return None
+        return answer if isinstance(answer, dict) else None
 
     def output(self, path: str, payload: dict[str, Any]) -> bool:
         """One batch of live output (streaming.py): True once the control plane has it or refused it

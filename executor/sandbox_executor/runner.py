@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from sandbox_executor.process import (
     SpawnError,
     run_process,
 )
-from sandbox_executor.validation import ExecutionRequest
+from sandbox_executor.validation import ExecutionRequest, WorkspacePlan
 from sandbox_executor.workspace import SyncError, WorkspaceSync, artifact
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -138,6 +138,9 @@ class Runner:
         self.workspace_sync = WorkspaceSync(config.workspace, config.s3_via)
         self.forkserver = ForkServer(sys.executable, registry) if use_forkserver else None
         self.contexts = contexts
+        # Asks the control plane for the workspace's listing (app.py sets it): a plan without downloads
+        # says "unchanged since rev", and an agent that has not synced that rev needs the listing.
+        self.fetch_listing: Callable[[], WorkspacePlan | None] | None = None
 
     def _binary(self, name: str) -> str:
         found = shutil.which(name, path=self._base_env.get("PATH"))
@@ -150,6 +153,7 @@ class Runner:
         newest_input_ns = 0
         if plan is not None:
             try:
+                plan = self._listed(plan)
                 newest_input_ns = self.workspace_sync.download(plan, req.execution_id)
             except SyncError as exc:
                 return sync_failure(str(exc))
@@ -176,6 +180,16 @@ class Runner:
         for note in saved.notes:
             outcome.stderr = _append_line(outcome.stderr, note)
         return outcome
+
+    def _listed(self, plan: WorkspacePlan) -> WorkspacePlan:
+        """`plan`, or the control plane's listing when the plan has none and this agent has not synced
+        its revision (a new agent, or files written through the API since)."""
+        if plan.downloads is not None or plan.rev == self.workspace_sync.synced_rev:
+            return plan
+        listed = self.fetch_listing() if self.fetch_listing is not None else None
+        if listed is None or listed.downloads is None:
+            raise SyncError("the workspace changed and its listing could not be had from the control plane")
+        return listed
 
     def _run(
         self, req: ExecutionRequest, not_before_ns: int, on_output: OnOutput | None

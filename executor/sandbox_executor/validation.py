@@ -66,9 +66,12 @@ class UploadPolicy:
 
 @dataclass(frozen=True)
 class WorkspacePlan:
-    downloads: tuple[Download, ...]
+    # None: "unchanged since `rev`" (the control plane did not list); an agent that has not synced `rev`
+    # asks for the listing (runner.py).
+    downloads: tuple[Download, ...] | None
     upload: UploadPolicy
     quota_bytes: int | None = None
+    rev: int | None = None  # the workspace revision these downloads are; None: not a stable one
 
 
 def _timeout(value: Any) -> int:
@@ -111,11 +114,14 @@ def parse_workspace_plan(raw: Any) -> WorkspacePlan | None:
         return None
     if not isinstance(raw, dict):
         raise ValidationError("Field 'workspace' must be an object or null")
-    raw_downloads = raw.get("downloads") or []
-    if not isinstance(raw_downloads, list):
-        raise ValidationError("Field 'workspace.downloads' must be an array")
+    rev = _int_or_none(raw.get("rev"), "workspace.rev")
+    raw_downloads = raw.get("downloads", [])
+    if raw_downloads is None and rev is None:
+        raise ValidationError("Field 'workspace.downloads' may be null only with a 'workspace.rev'")
+    if raw_downloads is not None and not isinstance(raw_downloads, list):
+        raise ValidationError("Field 'workspace.downloads' must be an array or null")
     downloads = []
-    for i, item in enumerate(raw_downloads):
+    for i, item in enumerate(raw_downloads or []):
         name = f"workspace.downloads[{i}]"
         if not isinstance(item, dict):
             raise ValidationError(f"Field '{name}' must be an object")
@@ -142,7 +148,8 @@ def parse_workspace_plan(raw: Any) -> WorkspacePlan | None:
     if not isinstance(key_prefix, str):
         raise ValidationError("Field 'workspace.upload.key_prefix' must be a string")
     return WorkspacePlan(
-        downloads=tuple(downloads),
+        downloads=None if raw_downloads is None else tuple(downloads),
+        rev=rev,
         upload=UploadPolicy(
             url=_str(upload.get("url"), "workspace.upload.url"),
             fields=dict(fields),

@@ -34,6 +34,7 @@ import stat
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -49,6 +50,7 @@ TIMEOUT_S = 60.0  # per socket operation, not per transfer
 CHUNK = 1 << 20
 MAX_PATH_BYTES = 1024  # the control plane's limit too
 MAX_NOTES = 20  # lines added to stderr about files not saved, at most
+TRANSFER_WORKERS = 8  # downloads or uploads in flight at once: many small files wait on round trips
 _ERROR_BODY_BYTES = 4096
 _TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
 _S3_CODE_RE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
@@ -232,6 +234,8 @@ class WorkspaceSync:
         self.workspace = workspace
         self._via = Endpoint.parse(via) if via else None
         self.manifest: dict[str, str] = {}  # path -> etag this agent last synced (either way)
+        # The workspace revision (WorkspacePlan.rev) this agent last downloaded whole; None: none yet.
+        self.synced_rev: int | None = None
         self.sleep: Callable[[float], None] = time.sleep
         self._execution_id: str | None = None  # for the retry log lines
 
@@ -244,6 +248,9 @@ class WorkspaceSync:
         the files modified after its start, which must come after these.
         """
         self._execution_id = execution_id
+        if plan.downloads is None:  # unchanged since plan.rev, which the caller checked this agent has
+            return 0
+        self.synced_rev = None  # until this download is whole
         for item in plan.downloads:
             problem = path_problem(item.path)
             if problem:
@@ -256,14 +263,17 @@ class WorkspaceSync:
             if todo:
                 with _local("workspace"):
                     ws_fd = os.open(self.workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                pool = ThreadPoolExecutor(TRANSFER_WORKERS, thread_name_prefix="download")
                 try:
-                    for item in todo:
-                        size, etag, mtime_ns = self._download_one(ws_fd, item)
+                    fetching = [(item, pool.submit(self._download_one, ws_fd, item)) for item in todo]
+                    for item, future in fetching:  # the first failure ends the sync (the rest is cancelled)
+                        size, etag, mtime_ns = future.result()
                         self.manifest[item.path] = etag
                         total += size
                         newest = max(newest, mtime_ns)
                         done += 1
                 finally:
+                    pool.shutdown(wait=True, cancel_futures=True)  # before the fd the transfers write through
                     os.close(ws_fd)
         except SyncError as exc:
             log(
@@ -282,6 +292,7 @@ class WorkspaceSync:
             bytes=total,
             ms=round((time.monotonic() - started) * 1000.0, 1),
         )
+        self.synced_rev = plan.rev
         return newest
 
     def _have(self, item: Download) -> bool:
@@ -375,23 +386,32 @@ class WorkspaceSync:
         except OSError as exc:
             out.notes.append(f"workspace files not saved: workspace unavailable ({exc.strerror})")
             return out
+        pool = ThreadPoolExecutor(TRANSFER_WORKERS, thread_name_prefix="upload")
         try:
-            for index, (path, _) in enumerate(files):
+            safe = []
+            for path, _ in files:
                 problem = path_problem(path)
                 if problem:
                     skipped += 1
                     problems.append(f"workspace file not saved: {path!r}: {problem}")
+                else:
+                    safe.append(path)
+            # Several at once: a run that writes 1,000 small files waits on round trips, not bytes. Results
+            # are taken in order, so notes and artifacts keep the run's order.
+            pending = [(path, pool.submit(self._upload_one, ws_fd, policy, path, send_type)) for path in safe]
+            given_up = 0  # uploads not tried after a fatal error (the policy refused, S3 unreachable, ...)
+            for path, future in pending:
+                if future.cancelled():
+                    given_up += 1
                     continue
                 try:
-                    saved = self._upload_one(ws_fd, policy, path, send_type)
+                    saved = future.result()
                 except SyncError as exc:
                     failed += 1
                     problems.append(f"workspace file not saved: {exc}")
-                    if exc.fatal and index + 1 < len(files):
-                        rest = len(files) - index - 1
-                        failed += rest
-                        problems.append(f"workspace files not saved: {rest} more, for the same reason")
-                        break
+                    if exc.fatal:
+                        for _, later in pending:
+                            later.cancel()
                     continue
                 if saved is None:
                     skipped += 1
@@ -403,7 +423,11 @@ class WorkspaceSync:
                 self.manifest[path] = etag
                 total += size
                 out.artifacts.append(artifact(path, size))
+            if given_up:
+                failed += given_up
+                problems.append(f"workspace files not saved: {given_up} more, for the same reason")
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # before the workspace fd the uploads read through
             os.close(ws_fd)
         if len(problems) > MAX_NOTES:
             problems[MAX_NOTES - 1 :] = [f"... and {len(problems) - MAX_NOTES + 1} more files not saved"]

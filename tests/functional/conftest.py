@@ -195,13 +195,16 @@ def with_path(event: dict[str, Any], **params: str) -> dict[str, Any]:
 @pytest.fixture
 def atomic_writes(monkeypatch):  # type: ignore[no-untyped-def]
     """DynamoDB applies a conditional write atomically; moto's in-process backend does not lock, so two
-    threads can both pass a condition. Serialize its writes, as the real service does per item."""
+    threads can both pass a condition. Serialize its writes, as the real service does per item. A
+    transaction too: moto's snapshots the tables, applies its items through the same methods (hence a
+    re-entrant lock) and, when one fails, puts the snapshot back, which would undo other threads' writes
+    made meanwhile."""
     import threading
 
     from moto.dynamodb.models import DynamoDBBackend
 
-    lock = threading.RLock()  # a transaction applies its items through the same methods
-    for name in ("update_item", "put_item"):
+    lock = threading.RLock()
+    for name in ("update_item", "put_item", "delete_item", "transact_write_items"):
         original = getattr(DynamoDBBackend, name)
 
         def locked(self, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]

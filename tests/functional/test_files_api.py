@@ -140,15 +140,59 @@ def test_another_tenant_can_neither_list_download_nor_upload(deps):
     assert [f.path for f in deps.workspace.list(SAMPLE_SESSION)] == ["secret.txt"]
 
 
-def test_executor_gets_a_workspace_plan_with_each_execution(deps):
-    seed_session(deps)
-    deps.workspace.put(SAMPLE_SESSION, "data/input.csv", b"1,2")
+def _submitted_plan(deps) -> dict:
     assert invoke("executions_submit", sample_event("executions_submit"))["statusCode"] == 200
-    [plan] = deps.executor.workspaces
-    assert [d["path"] for d in plan["downloads"]] == ["data/input.csv"]
-    assert f"/workspace/{SAMPLE_SESSION}/data/input.csv" in plan["downloads"][0]["url"]
+    return deps.executor.workspaces[-1]
+
+
+def _listing() -> dict:
+    event = with_path(sample_event("internal_workspace_urls"), session_id=SAMPLE_SESSION)
+    event["requestContext"]["authorizer"]["session_id"] = SAMPLE_SESSION
+    resp = invoke("internal_workspace_urls", event)
+    assert resp["statusCode"] == 200, resp
+    return body(resp)
+
+
+def test_a_submit_sends_the_workspace_revision_and_no_listing(deps):
+    """A submit costs no S3 listing (docs/workspace.md): the plan names the revision; the executor asks
+    for the listing (internal workspace-urls) only when it has not synced that revision."""
+    seed_session(deps)
+    deps.workspace.put(SAMPLE_SESSION, "data/input.csv", b"1,2")  # as a run's own upload: no new revision
+    plan = _submitted_plan(deps)
+    assert plan["rev"] == 0 and plan["downloads"] is None
     assert plan["upload"]["key_prefix"] == f"workspace/{SAMPLE_SESSION}/"
     assert plan["quota_bytes"] == 1024 * 1024 * 1024
+    listed = _listing()
+    assert listed["rev"] == 0
+    assert [d["path"] for d in listed["downloads"]] == ["data/input.csv"]
+    assert f"/workspace/{SAMPLE_SESSION}/data/input.csv" in listed["downloads"][0]["url"]
+
+
+def test_an_upload_through_the_api_moves_the_revision(deps):
+    seed_session(deps)
+    assert _upload("a.txt", b"a")["statusCode"] == 200
+    assert _upload("b.txt", b"b")["statusCode"] == 200
+    plan = _submitted_plan(deps)
+    assert plan["rev"] == 2 and plan["downloads"] is None
+    assert _listing()["rev"] == 2
+
+
+def test_while_a_presigned_upload_may_land_every_plan_carries_the_listing(deps):
+    """The control plane does not see a presigned upload land: until its URL expires, plans have no
+    revision to trust (null) and list the workspace each time."""
+    seed_session(deps)
+    assert invoke("files_presign_upload", sample_event("files_presign_upload"))["statusCode"] == 200
+    deps.workspace.put(SAMPLE_SESSION, "landed.csv", b"x")  # the client's upload, straight to S3
+    plan = _submitted_plan(deps)
+    assert plan["rev"] is None
+    assert [d["path"] for d in plan["downloads"]] == ["landed.csv"]
+    later = clock.now() + timedelta(hours=1, minutes=1)  # the URL has expired
+    clock.set_clock(lambda: later)
+    try:
+        plan = _submitted_plan(deps)
+    finally:
+        clock.set_clock(None)
+    assert plan["rev"] == 1 and plan["downloads"] is None
 
 
 def test_workspace_is_purged_24_h_after_the_session_ended(deps):

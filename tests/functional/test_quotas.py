@@ -119,6 +119,73 @@ def test_executions_in_flight_over_quota_get_429_until_one_ends(deps):
     assert _submit()["statusCode"] == 200
 
 
+def _report_result(execution_id: str) -> dict[str, Any]:
+    event = with_path(sample_event("internal_execution_result"), execution_id=execution_id)
+    event["headers"]["Idempotency-Key"] = execution_id
+    event["requestContext"]["authorizer"]["session_id"] = SAMPLE_SESSION
+    return invoke("internal_execution_result", event)
+
+
+def test_a_sessions_executions_in_flight_are_bounded_in_the_submits_own_transaction(deps, monkeypatch):
+    from sandboxcp.adapters.tables import SessionRecord
+    from sandboxcp.services import executions
+
+    seed_session(deps)
+    monkeypatch.setattr(executions, "MAX_INFLIGHT_PER_SESSION", 2)
+    first, second = _submit(), _submit()
+    assert first["statusCode"] == second["statusCode"] == 200
+    refused = _submit()
+    assert refused["statusCode"] == 429, refused
+    assert "already has 2 executions pending or running" in body(refused)["error_detail"]
+    assert len(deps.executor.submitted) == 2  # nothing recorded or dispatched for the refused one
+    assert deps.executions.count_inflight_for_session(SAMPLE_SESSION) == 2
+    assert SessionRecord.get(SAMPLE_SESSION).executions_inflight == 2
+    # A result gives the slot back exactly once, even when reported twice, and marks the session active.
+    before = SessionRecord.get(SAMPLE_SESSION).last_activity_at
+    assert _report_result(body(first)["execution_id"])["statusCode"] == 200
+    assert _report_result(body(first)["execution_id"])["statusCode"] == 200
+    assert SessionRecord.get(SAMPLE_SESSION).executions_inflight == 1
+    assert SessionRecord.get(SAMPLE_SESSION).last_activity_at > before
+    assert _submit()["statusCode"] == 200
+    assert _submit()["statusCode"] == 429
+
+
+def test_a_result_is_stored_even_when_its_session_item_is_gone(deps):
+    """The slot's give-back is skipped, not the result, when the session's item no longer exists (TTL)."""
+    from sandboxcp.adapters.tables import SessionRecord
+
+    seed_session(deps)
+    submitted = _submit()
+    SessionRecord.get(SAMPLE_SESSION).delete()
+    assert _report_result(body(submitted)["execution_id"])["statusCode"] == 200
+    stored = deps.executions.get(body(submitted)["execution_id"])
+    assert stored is not None and stored.status == "completed"
+    assert _usage(deps)["inflight_executions"] == 0
+    with pytest.raises(SessionRecord.DoesNotExist):  # and no item made up by the give-back
+        SessionRecord.get(SAMPLE_SESSION)
+
+
+def test_a_submit_to_a_session_that_ended_meanwhile_is_refused_with_nothing_recorded(deps, monkeypatch):
+    """The session item's status is part of the create transaction's condition: a session ended between
+    the submit's read and its write takes no execution."""
+    from sandboxcp.services import executions
+
+    seed_session(deps)
+    real_create = deps.executions.create
+
+    def end_session_first(execution, **kwargs):  # the race: the session ends after the submit read it
+        deps.sessions.transition(SAMPLE_SESSION, SessionStatus.TERMINATED, now=execution.created_at)
+        return real_create(execution, **kwargs)
+
+    monkeypatch.setattr(deps.executions, "create", end_session_first)
+    resp = invoke("executions_submit", sample_event("executions_submit"))
+    assert resp["statusCode"] == 409, resp
+    assert "no longer running" in body(resp)["error_detail"]
+    assert deps.executor.submitted == []
+    assert executions.MAX_INFLIGHT_PER_SESSION == 32
+    assert _usage(deps)["inflight_executions"] == 0
+
+
 def test_requests_per_second_over_quota_get_429_from_the_handler(deps, monkeypatch):
     _set(max_requests_per_second=2)
     secret = auth.issue_api_key(deps, ADMIN, TENANT, admin=False)

@@ -63,6 +63,7 @@ class FakeControlPlane:
     def __init__(self, unix_path: str | None = None) -> None:
         self.calls: list[Call] = []
         self.fail_results: dict[str, int] = {}
+        self.listing: dict[str, Any] | None = None  # the answer to .../workspace-urls, when set
         self.ready_status = 200
         self._cond = threading.Condition()
         handler = self._handler_class()
@@ -103,6 +104,8 @@ class FakeControlPlane:
                     cp.calls.append(Call(self.path, headers, raw, time.monotonic(), status))
                     cp._cond.notify_all()
                 body = b'{"message":"ok"}'
+                if self.path.endswith("/workspace-urls") and cp.listing is not None:
+                    body = json.dumps(cp.listing).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -260,6 +260,7 @@ def test_every_session_and_execution_field_is_a_table_attribute_of_the_same_name
         "purge_after",
         "quota_counted",
         "expires_at",
+        "executions_inflight",
     }
     execution_attributes = set(ExecutionRecord.get_attributes())
     assert set(EXECUTION_FIELDS) == set(models.Execution.model_fields) - {"outcome"}
@@ -270,6 +271,7 @@ def test_every_session_and_execution_field_is_a_table_attribute_of_the_same_name
         "outcome",
         "outcome_key",
         "quota_counted",
+        "session_slot",
         "expires_at",
         "artifacts",
     }

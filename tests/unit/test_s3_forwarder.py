@@ -426,7 +426,9 @@ def test_odd_names_are_fetched_by_exactly_the_signed_key(sock, store, name):
 def test_odd_names_round_trip_through_the_executor_client(sock, store, s3, name):
     """The executor uploads a file by name (POST policy) and a fresh agent downloads it (presigned GET):
     the key in S3 and the file on disk are exactly the name."""
-    session = SimpleNamespace(session_id=ATTACKER, resources=SimpleNamespace(disk_mb=64))
+    session = SimpleNamespace(
+        session_id=ATTACKER, resources=SimpleNamespace(disk_mb=64), workspace_rev=0, workspace_open_until=None
+    )
     deps = SimpleNamespace(workspace=store)
     content = name.encode() * 3
     with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as dst:

@@ -103,6 +103,11 @@ class SessionRecord(Model):
     purge_after = UTCDateTimeAttribute(null=True)
     quota_counted = BooleanAttribute(null=True)  # holds a share of its tenant's quota while live
     expires_at = NumberAttribute(null=True)  # DynamoDB TTL (epoch seconds): set when the session ends
+    # Executions pending or running: taken in an execution's create transaction, given back in the one
+    # that ends it (the per-session limit without a Query per submit).
+    executions_inflight = NumberAttribute(null=True)
+    workspace_rev = NumberAttribute(null=True)  # the API's writes to the workspace (Session.workspace_rev)
+    workspace_open_until = UTCDateTimeAttribute(null=True)  # presigned uploads may still land until then
 
     by_tenant = _TenantCreatedIndex()
     by_tenant_status = _TenantStatusIndex()
@@ -168,6 +173,7 @@ class ExecutionRecord(Model):
     retry_after = UTCDateTimeAttribute(null=True)  # a retry waiting for its backoff (the reaper sends it)
     artifacts = JSONAttribute(null=True)  # reported on their own (FR-050), merged into the result on read
     quota_counted = BooleanAttribute(null=True)  # holds a share of its tenant's quota while in flight
+    session_slot = BooleanAttribute(null=True)  # holds one of its session's executions_inflight
     expires_at = NumberAttribute(null=True)  # DynamoDB TTL (epoch seconds): set when the execution ends
 
     by_session = _SessionExecutionsIndex()

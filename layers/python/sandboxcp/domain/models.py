@@ -61,6 +61,11 @@ class Session(BaseModel):
     started_at: datetime | None = None
     terminated_at: datetime | None = None
     last_activity_at: datetime
+    # The workspace as the API wrote it (docs/workspace.md): `workspace_rev` counts the API's writes, so an
+    # executor that synced that revision needs no listing; until `workspace_open_until` a presigned upload
+    # may still land unseen, and every run gets the full listing.
+    workspace_rev: int = 0
+    workspace_open_until: datetime | None = None
 
     @property
     def executor_key(self) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from sandboxcp.local import inprocess_aws
 from sandboxcp.local.aws import (
     MotoAws,
     aws_environment,
@@ -101,6 +102,8 @@ class LocalStack:
         self.state_dir.mkdir(parents=True, mode=0o755)
         self._aws = MotoAws()
         self._aws.start()
+        # This process's DynamoDB calls skip the loopback HTTP hop to the moto server (inprocess_aws.py).
+        inprocess_aws.install(self._aws.endpoint)
         lambda_port = free_port()
         os.environ.update(aws_environment(self._aws.endpoint))
         os.environ.update(local_settings_env(str(self.state_dir), self.runtime))
@@ -171,6 +174,7 @@ class LocalStack:
             server.shutdown()
             server.server_close()
         if self._aws is not None:
+            inprocess_aws.uninstall()
             self._aws.stop()
         from sandboxcp.adapters.runtimes import disk
 

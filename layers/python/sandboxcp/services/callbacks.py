@@ -126,27 +126,25 @@ def record_result(
     deps: Dependencies, caller_session: str, execution_id: str, outcome: ExecutionOutcome
 ) -> tuple[Execution, bool]:
     """Store the outcome once. Returns (execution, created): a repeat returns the stored outcome unchanged."""
-    execution = _own_execution(deps, caller_session, execution_id)
-    if execution.status in TERMINAL_EXECUTION_STATUSES:
-        return execution, False
     now = clock.now()
     try:
-        stored = deps.executions.record_outcome(execution_id, outcome, now=now)
-    except StateConflict:
-        current = deps.executions.get(execution_id)
-        if current is None or current.status not in TERMINAL_EXECUTION_STATUSES:
+        # The store reads the execution once, and refuses another session's (403) before writing anything.
+        stored = deps.executions.record_outcome(execution_id, outcome, now=now, owner_session=caller_session)
+    except StateConflict:  # absent (404), or already ended: a repeat gets the stored outcome
+        current = _own_execution(deps, caller_session, execution_id)
+        if current.status not in TERMINAL_EXECUTION_STATUSES:
             raise
         return current, False
-    deps.sessions.touch(execution.session_id, now)
-    record_metric("ExecutionsCompleted", outcome=outcome.status, tenant=execution.tenant_id)
+    # The store also marked the session active (it gave back the execution's slot in the same write).
+    publish_complete(deps, execution_id)
+    record_metric("ExecutionsCompleted", outcome=outcome.status, tenant=stored.tenant_id)
     record_metric(
         "ExecutionDuration",
         outcome.metrics.duration_ms,
         unit="Milliseconds",
-        language=execution.language,
-        tenant=execution.tenant_id,
+        language=stored.language,
+        tenant=stored.tenant_id,
     )
-    publish_complete(deps, execution_id)  # live-output subscribers (docs/streaming.md)
     return stored, True
 
 

@@ -8,7 +8,6 @@ from sandboxcp.domain import clock
 from sandboxcp.domain.errors import (
     ExecutionNotFound,
     SandboxError,
-    TooManyRequests,
 )
 from sandboxcp.domain.ids import EXECUTION_ID_RE, new_execution_id
 from sandboxcp.domain.models import Execution, Principal, Session
@@ -33,13 +32,6 @@ def submit_execution(
     session = running_session(deps, caller, session_id)
     if req.context_id is not None:  # a cell in a live context of this session, in its language
         context_for_execution(deps, session, req.context_id, req.language)
-    queued = deps.executions.count_inflight_for_session(session_id)
-    if queued >= MAX_INFLIGHT_PER_SESSION:
-        raise TooManyRequests(
-            f"Session '{session_id}' already has {queued} executions pending or running "
-            f"(limit {MAX_INFLIGHT_PER_SESSION})",
-            solution="Wait for some to finish, or spread the work over more sessions",
-        )
     now = clock.now()
     execution = Execution(
         execution_id=new_execution_id(now),
@@ -53,9 +45,9 @@ def submit_execution(
         context_id=req.context_id,
         created_at=now,
     )
-    # Recorded before hand-off: an accepted execution is never lost. 429 over the tenant's quota.
-    deps.executions.create(execution, enforce_quota=True)
-    deps.sessions.touch(session_id, now)
+    # Recorded before hand-off: an accepted execution is never lost. One transaction takes the tenant's
+    # and the session's in-flight slots (429 over either) and marks the session active.
+    deps.executions.create(execution, enforce_quota=True, session_limit=MAX_INFLIGHT_PER_SESSION)
     try:
         dispatch(deps, session, execution)
     except SandboxError as err:
@@ -84,7 +76,7 @@ def dispatch(deps: Dependencies, session: Session, execution: Execution) -> None
     deps.executor.submit(
         session.executor_url,
         execution,
-        workspace_plan(deps, session),
+        workspace_plan(deps, session, listing=False),
         executor_key=session.executor_key,
     )
 
@@ -101,17 +93,18 @@ def execute_and_wait(
     execution = submit_execution(deps, caller, session_id, req)
     deadline = time.monotonic() + min(wait_s, req.timeout + 5)
     delay = 0.01
-    rung = doorbell.rings(execution.execution_id)
+    rung = 0  # a new execution's bell: any ring so far (a chunk, its end) already counts as news
     while True:
+        # Waited on before the first read, which is then rarely wasted. Woken at once when the result is
+        # stored in this process (the local stack); in AWS the result arrives in another function, and this
+        # is a poll every `delay`.
+        doorbell.wait(execution.execution_id, rung, delay)
+        rung = doorbell.rings(execution.execution_id)
         current = deps.executions.get(execution.execution_id)
         if current is not None and (
             current.status in TERMINAL_EXECUTION_STATUSES or time.monotonic() >= deadline
         ):
             return current
-        # Woken at once when the result is stored in this process (the local stack); in AWS the result
-        # arrives in another function, and this is a poll every `delay`.
-        doorbell.wait(execution.execution_id, rung, delay)
-        rung = doorbell.rings(execution.execution_id)
         delay = min(delay * 1.5, 0.25)
 
 

@@ -3,14 +3,20 @@ per-execution workspace plan handed to executors, and the 24 h purge of ended se
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import InvalidParameter, SandboxError, StateConflict
 from sandboxcp.domain.models import Principal, Session
 from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES
-from sandboxcp.domain.workspace import INLINE_BYTES, MAX_FILE_BYTES, WorkspaceFile, normalize_path
+from sandboxcp.domain.workspace import (
+    INLINE_BYTES,
+    MAX_FILE_BYTES,
+    PRESIGN_EXPIRY_S,
+    WorkspaceFile,
+    normalize_path,
+)
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.sessions import get_session
 
@@ -73,7 +79,9 @@ def upload_file(
             solution="Ask POST /api/v1/sessions/{id}/files/upload-url for a presigned upload",
         )
     _check_quota(deps, session, path, len(body))
-    return deps.workspace.put(session_id, path, body)
+    written = deps.workspace.put(session_id, path, body)
+    deps.sessions.workspace_written(session_id)  # after the put: a run that sees the new rev finds the file
+    return written
 
 
 def presign_upload(
@@ -84,6 +92,10 @@ def presign_upload(
     path = normalize_path(raw_path)
     _check_size(size)
     _check_quota(deps, session, path, size)
+    # Before the URL is handed out: until it expires, every run lists the workspace (the upload may land
+    # at any moment, unseen by the control plane).
+    open_until = clock.now() + timedelta(seconds=PRESIGN_EXPIRY_S)
+    deps.sessions.workspace_written(session_id, open_until=open_until)
     return {"path": path, **deps.workspace.presign_post(session_id, path=path, max_bytes=size)}
 
 
@@ -108,15 +120,23 @@ def list_files(deps: Dependencies, caller: Principal, session_id: str) -> list[W
     return deps.workspace.list(session_id)
 
 
-def workspace_plan(deps: Dependencies, session: Session) -> dict[str, Any]:
-    """What an executor needs to sync a run: a presigned GET per workspace file (it fetches the ones whose
-    etag it lacks) and one POST policy for artifacts, scoped to the session's prefix."""
-    files = deps.workspace.list(session.session_id)
+def workspace_plan(deps: Dependencies, session: Session, *, listing: bool = True) -> dict[str, Any]:
+    """What an executor needs to sync a run: one POST policy for artifacts, scoped to the session's prefix,
+    and the workspace's revision (`rev`, docs/workspace.md). With `listing`, or while a presigned upload
+    may still land (`rev` null then), also a presigned GET per workspace file (it fetches the ones whose
+    etag it lacks); without, `downloads` is null and an executor that has not synced `rev` asks for them
+    (POST /internal/sessions/{id}/workspace-urls): a submit costs no listing when nothing changed."""
     quota = quota_bytes(session)
+    still_open = session.workspace_open_until is not None and session.workspace_open_until > clock.now()
+    downloads = None
+    if listing or still_open:
+        downloads = [
+            {**f.model_dump(), "url": deps.workspace.presign_get(session.session_id, f.path)}
+            for f in deps.workspace.list(session.session_id)
+        ]
     return {
-        "downloads": [
-            {**f.model_dump(), "url": deps.workspace.presign_get(session.session_id, f.path)} for f in files
-        ],
+        "rev": None if still_open else session.workspace_rev,
+        "downloads": downloads,
         "upload": deps.workspace.presign_post(
             session.session_id, path=None, max_bytes=min(MAX_FILE_BYTES, quota)
         ),

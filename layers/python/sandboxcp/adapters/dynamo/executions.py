@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from sandboxcp.adapters.dynamo.common import (
     condition_failed,
@@ -18,12 +18,23 @@ from sandboxcp.adapters.dynamo.common import (
     record_fields,
     update_actions,
 )
-from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas, Share
-from sandboxcp.adapters.tables import ExecutionRecord
-from sandboxcp.domain.errors import ExecutionNotFound, InvalidParameter, StateConflict
+from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas, Share, Update, failed_at
+from sandboxcp.adapters.tables import ExecutionRecord, SessionRecord
+from sandboxcp.domain.errors import (
+    ExecutionNotFound,
+    Forbidden,
+    InvalidParameter,
+    StateConflict,
+    TooManyRequests,
+)
 from sandboxcp.domain.models import OUTCOME_TO_STATUS, Execution, ExecutionOutcome
 from sandboxcp.domain.ports import Page, ResultStore
-from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, execution_sources
+from sandboxcp.domain.states import (
+    TERMINAL_EXECUTION_STATUSES,
+    ExecutionStatus,
+    SessionStatus,
+    execution_sources,
+)
 from sandboxcp.domain.workspace import Artifact
 
 INFLIGHT = "1"
@@ -92,7 +103,12 @@ class DynamoExecutionRepository:
             return [Artifact.model_validate(a) for a in merged.values()]
         raise StateConflict(f"Artifacts of execution '{execution_id}' changed concurrently; retry")
 
-    def create(self, execution: Execution, *, enforce_quota: bool = False) -> None:
+    def create(
+        self, execution: Execution, *, enforce_quota: bool = False, session_limit: int | None = None
+    ) -> None:
+        """Store a new execution. With `session_limit`, the same transaction also takes one of its running
+        session's in-flight slots (TooManyRequests when all are taken; StateConflict when the session is
+        no longer running) and marks the session active: a submit is one write, no Query."""
         data = execution.model_dump(exclude={"status", "outcome", "last_heartbeat_at"})
         record = ExecutionRecord(
             **data,
@@ -108,7 +124,34 @@ class DynamoExecutionRepository:
             return
         record.quota_counted = True
         share = Share.execution(execution.tenant_id)
-        self._quotas.save_with_share(record, condition, share, enforce=enforce_quota)
+        also: list[Update] = []
+        if session_limit is not None:
+            record.session_slot = True
+            S = SessionRecord
+            slot = S.executions_inflight.does_not_exist() | (S.executions_inflight < session_limit)
+            also.append(
+                (
+                    S(session_id=execution.session_id),
+                    [S.executions_inflight.add(1), S.last_activity_at.set(execution.created_at)],
+                    (S.status == SessionStatus.RUNNING.value) & slot,
+                )
+            )
+        try:
+            self._quotas.save_with_share(record, condition, share, enforce=enforce_quota, also=also)
+        except TransactWriteError as err:
+            if not also or not failed_at(err, 2):
+                raise
+            session = get_item(SessionRecord, execution.session_id)
+            if session is None or session.status != SessionStatus.RUNNING.value:
+                raise StateConflict(
+                    f"Session '{execution.session_id}' is no longer running",
+                    solution="Create a new session",
+                ) from err
+            raise TooManyRequests(
+                f"Session '{execution.session_id}' already has {session_limit} executions pending or "
+                f"running (limit {session_limit})",
+                solution="Wait for some to finish, or spread the work over more sessions",
+            ) from err
 
     def get(self, execution_id: str, *, with_outcome: bool = True) -> Execution | None:
         r = get_item(ExecutionRecord, execution_id)
@@ -162,10 +205,12 @@ class DynamoExecutionRepository:
         *,
         now: datetime,
         fields: Mapping[str, Any] | None = None,
+        owner_session: str | None = None,
     ) -> Execution:
         current = get_item(ExecutionRecord, execution_id)
         if current is None:
             raise StateConflict(f"Execution '{execution_id}' does not exist")
+        _check_owner(current, owner_session)
         changes = {
             "status": target.value,
             "session_status": f"{current.session_id}#{target.value}",
@@ -183,7 +228,16 @@ class DynamoExecutionRepository:
             changes["quota_counted"] = None
             actions = update_actions(ExecutionRecord, changes)
             share = Share.execution(current.tenant_id)
-            if not DynamoTenantQuotas.update_giving_back(current, actions, condition, share):
+            also: list[Update] = []
+            if current.session_slot:
+                # Its session's in-flight slot goes back in the same transaction, and the session was
+                # active now (its idle clock starts again: no separate touch).
+                changes["session_slot"] = None
+                actions = update_actions(ExecutionRecord, changes)
+                S = SessionRecord
+                session_actions = [S.executions_inflight.add(-1), S.last_activity_at.set(now)]
+                also.append((S(session_id=current.session_id), session_actions, S.session_id.exists()))
+            if not DynamoTenantQuotas.update_giving_back(current, actions, condition, share, also=also):
                 raise conflict
             for name, value in changes.items():
                 setattr(current, name, value)
@@ -196,7 +250,9 @@ class DynamoExecutionRepository:
             raise
         return self._to_domain(current, with_outcome=False)
 
-    def record_outcome(self, execution_id: str, outcome: ExecutionOutcome, *, now: datetime) -> Execution:
+    def record_outcome(
+        self, execution_id: str, outcome: ExecutionOutcome, *, now: datetime, owner_session: str | None = None
+    ) -> Execution:
         inline = outcome.model_dump(mode="json")
         fields: dict[str, Any] = {"completed_at": now}
         if outcome.started_at is not None:
@@ -206,10 +262,16 @@ class DynamoExecutionRepository:
         else:
             # Written before the conditional update: a losing writer leaves an unreferenced object at
             # worst (its key is per attempt), never a half-stored result.
+            if owner_session is not None:  # nothing is written for another session's execution
+                owned = get_item(ExecutionRecord, execution_id)
+                if owned is None:
+                    raise StateConflict(f"Execution '{execution_id}' does not exist")
+                _check_owner(owned, owner_session)
             key = f"results/{execution_id}/{uuid.uuid4().hex}.json"
             self._results.put(key, outcome.model_dump_json().encode())
             fields["outcome_key"] = key
-        stored = self.transition(execution_id, OUTCOME_TO_STATUS[outcome.status], now=now, fields=fields)
+        target = OUTCOME_TO_STATUS[outcome.status]
+        stored = self.transition(execution_id, target, now=now, fields=fields, owner_session=owner_session)
         return stored.model_copy(update={"outcome": outcome})
 
     def claim_retry(self, execution_id: str, retry_after: datetime, now: datetime) -> bool:
@@ -237,3 +299,8 @@ class DynamoExecutionRepository:
             if condition_failed(err):
                 raise StateConflict(f"Execution '{execution_id}' is not running") from err
             raise
+
+
+def _check_owner(record: ExecutionRecord, owner_session: str | None) -> None:
+    if owner_session is not None and record.session_id != owner_session:
+        raise Forbidden(f"This callback token is not valid for execution '{record.execution_id}'")

@@ -176,6 +176,28 @@ class DynamoSessionRepository:
                 raise StateConflict(f"Session '{session_id}' is no longer in {sorted(only_if)}") from err
             raise
 
+    def workspace_written(self, session_id: str, *, open_until: datetime | None = None) -> None:
+        """Count one write to the workspace through the API; `open_until`: a presigned upload may land
+        until then (an earlier window is extended, a later one kept)."""
+        S = SessionRecord
+        count = S.workspace_rev.add(1)
+        if open_until is not None:
+            extends = S.workspace_open_until.does_not_exist() | (S.workspace_open_until <= open_until)
+            try:
+                S(session_id=session_id).update(
+                    actions=[count, S.workspace_open_until.set(open_until)],
+                    condition=S.session_id.exists() & extends,
+                )
+                return
+            except UpdateError as err:
+                if not condition_failed(err):
+                    raise
+        try:
+            S(session_id=session_id).update(actions=[count], condition=S.session_id.exists())
+        except UpdateError as err:
+            if not condition_failed(err):
+                raise
+
     def touch(self, session_id: str, now: datetime) -> None:
         try:
             SessionRecord(session_id=session_id).update(

@@ -40,6 +40,8 @@ _COUNTED: dict[str, tuple[Any, Any, Callable[[QuotaLimits], int]]] = {
     "memory": (T.max_memory_mb, T.free_memory_mb, lambda q: q.max_memory_mb),
 }
 _TXN_CONDITION_FAILED = CONDITION_FAILED.removesuffix("Exception")  # a cancellation reason's code
+# One more conditional update in a share's transaction: (item with its key, actions, condition or None).
+Update = tuple[Model, Sequence[Action], Condition | None]
 
 
 class Share:
@@ -151,10 +153,19 @@ class DynamoTenantQuotas:
         raise StateConflict(f"The quotas of tenant '{tenant_id}' changed concurrently; retry")
 
     # -- shares ------------------------------------------------------------------------------------------
-    def save_with_share(self, record: Model, condition: Condition, share: Share, *, enforce: bool) -> None:
+    def save_with_share(
+        self,
+        record: Model,
+        condition: Condition,
+        share: Share,
+        *,
+        enforce: bool,
+        also: Sequence[Update] = (),
+    ) -> None:
         """Save `record` (if `condition`) and take `share` in one transaction. `enforce`: only if the share
         fits the tenant's quota (else QuotaExceeded); otherwise the share is counted regardless (work the
-        control plane starts itself, such as crash retries)."""
+        control plane starts itself, such as crash retries). `also`: more conditional updates in the same
+        transaction (items 2, 3, ...: a TransactWriteError with `failed_at(err, 2)` names the first)."""
         for attempt in range(3):
             try:
                 with TransactWrite(connection=_connection(type(record))) as txn:
@@ -164,9 +175,11 @@ class DynamoTenantQuotas:
                         actions=share.take(),
                         condition=share.fits() if enforce else None,
                     )
+                    for item, actions, item_condition in also:
+                        txn.update(item, actions=list(actions), condition=item_condition)
                 return
             except TransactWriteError as err:
-                if not _failed_at(err, 1) or attempt == 2:
+                if not failed_at(err, 1) or attempt == 2:
                     raise
             r = get_item(TenantRecord, share.tenant_id)
             limits = [_COUNTED[kind][0].attr_name for kind in share.amounts]
@@ -177,19 +190,32 @@ class DynamoTenantQuotas:
 
     @staticmethod
     def update_giving_back(
-        record: Model, actions: Sequence[Action], condition: Condition, share: Share
+        record: Model,
+        actions: Sequence[Action],
+        condition: Condition,
+        share: Share,
+        *,
+        also: Sequence[Update] = (),
     ) -> bool:
-        """Update `record` if `condition` holds and give `share` back, in one transaction; False when the
-        condition failed (nothing written). The caller refreshes `record` from what it wrote."""
-        try:
-            with TransactWrite(connection=_connection(type(record))) as txn:
-                txn.update(record, actions=list(actions), condition=condition)
-                txn.update(TenantRecord(tenant_id=share.tenant_id), actions=share.give_back())
-        except TransactWriteError as err:
-            if _failed_at(err, 0):
-                return False
-            raise
-        return True
+        """Update `record` if `condition` holds and give `share` back, in one transaction (with the `also`
+        updates, each skipped when its own condition fails); False when `condition` failed (nothing
+        written). The caller refreshes `record` from what it wrote."""
+        updates = list(also)
+        while True:
+            try:
+                with TransactWrite(connection=_connection(type(record))) as txn:
+                    txn.update(record, actions=list(actions), condition=condition)
+                    txn.update(TenantRecord(tenant_id=share.tenant_id), actions=share.give_back())
+                    for item, item_actions, item_condition in updates:
+                        txn.update(item, actions=list(item_actions), condition=item_condition)
+                return True
+            except TransactWriteError as err:
+                if failed_at(err, 0):
+                    return False
+                failed = [i for i in range(len(updates)) if failed_at(err, i + 2)]
+                if not failed:
+                    raise
+                updates = [u for i, u in enumerate(updates) if i not in failed]  # e.g. its item is gone
 
     def _exceeded(self, r: TenantRecord, share: Share) -> QuotaExceeded:
         limits = _limits(r, self.defaults)
@@ -249,7 +275,8 @@ class DynamoTenantQuotas:
         return True
 
 
-def _failed_at(err: TransactWriteError, index: int) -> bool:
+def failed_at(err: TransactWriteError, index: int) -> bool:
+    """Whether item `index` of a cancelled transaction failed its condition."""
     reasons = err.cancellation_reasons or []
     reason = reasons[index] if len(reasons) > index else None
     return reason is not None and reason.code == _TXN_CONDITION_FAILED

@@ -1,0 +1,123 @@
+"""Does the workspace's size drive an execution's cost? (issue #14) Through the local stack, real
+sandboxes, one run:
+
+* submit latency (`POST /execute` until 202) and `execute-sync` round trip of a trivial handler, with an
+  empty workspace and then with 1,000 small files in it (goal: <= 1.2x the empty figures);
+* the sync cost of a run that writes 1,000 small files to /workspace (each is uploaded and reported as an
+  artifact), against the same code writing them to /tmp, which is not synced (goal: <= 2 s more).
+
+    python3 bench/workspace_scale.py [--runtime process|docker] [--runs 30] [--files 1000]
+
+Noisy machines: read the medians and the ratios, not single figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.execution_roundtrip import CODE, execute_sync, pct, timed
+from tests.e2e.conftest import start_stack, stop_stack
+
+WRITE_FILES = (
+    "import os\n"
+    "def handler(event):\n"
+    "    os.makedirs(event['dir'], exist_ok=True)\n"
+    "    for n in range(event['files']):\n"
+    "        with open(os.path.join(event['dir'], f'f{n:04}.txt'), 'w') as f:\n"
+    "            f.write('x' * 100)\n"
+)
+
+
+def submit_ms(api: httpx.Client, sid: str, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        resp = api.post(f"/sessions/{sid}/execute", json={"code": CODE, "language": "python"})
+        out.append((time.perf_counter() - t0) * 1000)
+        eid = resp.json()["execution_id"]
+        while api.get(f"/executions/{eid}/status").json()["status"] in ("pending", "running"):
+            time.sleep(0.005)
+    return out
+
+
+def write_ms(api: httpx.Client, sid: str, directory: str, files: int) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    body = execute_sync(api, sid, WRITE_FILES, timeout=300, event={"dir": directory, "files": files})
+    return (time.perf_counter() - t0) * 1000, len(body.get("artifacts") or [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--runtime", default="process", choices=("docker", "process"))
+    args = parser.parse_args()
+    rows: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = start_stack(Path(tmp), runtime=args.runtime)
+        try:
+            with stack.client() as api:
+                created = api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600})
+                sid = created.json()["session_id"]
+                while api.get(f"/sessions/{sid}").json()["status"] != "running":
+                    time.sleep(0.05)
+                execute_sync(api, sid, CODE)  # warm
+                rows["submit, empty workspace"] = submit_ms(api, sid, args.runs)
+                rows["execute-sync, empty workspace"] = timed(lambda: execute_sync(api, sid, CODE), args.runs)
+                unsynced, _ = write_ms(api, sid, "/tmp/many", args.files)
+                synced, artifacts = write_ms(api, sid, "many", args.files)
+                assert artifacts == args.files, f"{artifacts} of {args.files} files reported"
+                rows[f"write {args.files} files to /tmp (not synced)"] = [unsynced]
+                rows[f"write {args.files} files to /workspace (synced)"] = [synced]
+                listed = api.get(f"/sessions/{sid}/files").json()
+                assert listed["total"] >= args.files, listed["total"]
+                # A file through the API: the next run fetches the listing once (a new revision).
+                resp = api.post(f"/sessions/{sid}/files", files={"file": ("new.txt", b"new")})
+                assert resp.status_code == 200, resp.text
+                t0 = time.perf_counter()
+                execute_sync(api, sid, "def handler(e):\n    return open('new.txt').read()")
+                rows[f"first run after an API upload ({args.files} files listed)"] = [
+                    (time.perf_counter() - t0) * 1000
+                ]
+                rows[f"submit, {args.files} files"] = submit_ms(api, sid, args.runs)
+                rows[f"execute-sync, {args.files} files"] = timed(
+                    lambda: execute_sync(api, sid, CODE), args.runs
+                )
+                api.delete(f"/sessions/{sid}")
+        finally:
+            stop_stack(stack)
+    print(f"{args.runs} runs each ({args.runtime} runtime), one session, one sandbox\n")
+    print(f"{'':52} {'median ms':>10} {'p95 ms':>10}")
+    for name, values in rows.items():
+        print(f"{name:52} {statistics.median(values):10.1f} {pct(values, 95):10.1f}")
+    median = {name: statistics.median(values) for name, values in rows.items()}
+    n = args.files
+    empty_submit, empty_sync = median["submit, empty workspace"], median["execute-sync, empty workspace"]
+    ratios = {
+        f"submit {n} files / empty (goal <= 1.2)": median[f"submit, {n} files"] / empty_submit,
+        f"execute-sync {n} files / empty (goal <= 1.2)": median[f"execute-sync, {n} files"] / empty_sync,
+    }
+    synced, unsynced = (
+        median[f"write {n} files to /workspace (synced)"],
+        median[f"write {n} files to /tmp (not synced)"],
+    )
+    sync_cost_s = (synced - unsynced) / 1000
+    print()
+    for name, value in ratios.items():
+        print(f"{name:52} {value:10.2f}")
+    print(f"{f'sync cost of writing {n} files, s (goal <= 2)':52} {sync_cost_s:10.2f}")
+    print(json.dumps({"medians_ms": median, "ratios": ratios, "sync_cost_s": sync_cost_s}))
+
+
+if __name__ == "__main__":
+    main()
