@@ -3,7 +3,9 @@
 
 Deviation from the contract, on purpose: ``/execute`` answers **202** ``{"execution_id",
 "status": "accepted"}`` at once instead of a synchronous 200 with the result, so the control plane
-never blocks on long runs; the result arrives through the ``/internal/.../result`` callback.
+never blocks on long runs; the result arrives through the ``/internal/.../result`` callback. With
+``wait_ms`` (the control plane's execute-sync), a run that ends within it answers 200 ``{"execution_id",
+"status": "completed", "result": <the callback's body>}`` instead, and no callback is posted.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sandbox_executor.identity import AlreadyBound, Binding, Identity, parse_bin
 from sandbox_executor.interactive_api import Interactive
 from sandbox_executor.logs import log
 from sandbox_executor.validation import ValidationError, parse_execute_request
-from sandbox_executor.worker import ExecutionQueue, QueueFull
+from sandbox_executor.worker import ExecutionQueue, Handoff, QueueFull
 
 # A 1 MiB program can grow up to 6x as JSON (\uXXXX escapes), plus its event.
 MAX_BODY_BYTES = 8 << 20
@@ -232,8 +234,9 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:  # ValidationError, or malformed JSON
             self._validation_failed(exc)
             return
+        handoff = Handoff() if req.wait_ms else None
         try:
-            self.service.executions.submit(req)
+            accepted = self.service.executions.submit(req, handoff)
         except QueueFull as exc:
             log("execution_rejected", execution_id=req.execution_id, reason="queue_full")
             self._send(
@@ -246,7 +249,21 @@ class Handler(BaseHTTPRequestHandler):
                 ),
             )
             return
-        # A duplicate id gets the same answer without running twice.
+        if handoff is not None and accepted and req.wait_ms:
+            report = handoff.wait(req.wait_ms / 1000)
+            if report is not None:  # done in time: the answer carries the result (no callback then)
+                delivered = False
+                try:
+                    self._send(
+                        200, {"execution_id": req.execution_id, "status": "completed", "result": report}
+                    )
+                    delivered = True
+                except OSError:
+                    log("result_answer_failed", execution_id=req.execution_id)
+                finally:
+                    handoff.settle(delivered)
+                return
+        # Still running (it reports by callback), or a duplicate id: the same answer without running twice.
         self._send(202, {"execution_id": req.execution_id, "status": "accepted"})
 
     def _read_body(self) -> bytes | None:

@@ -29,6 +29,9 @@ class ValidationError(ValueError):
     """Carries the ``error_detail`` of a 400 ``Executor.ValidationError``."""
 
 
+MAX_WAIT_MS = 25_000  # below API Gateway's 29 s, as the control plane's execute-sync
+
+
 @dataclass(frozen=True)
 class ExecutionRequest:
     execution_id: str
@@ -42,6 +45,8 @@ class ExecutionRequest:
     workspace: WorkspacePlan | None = None
     # Run as a cell of this code context (contexts.py) instead of as a handler in a fresh process.
     context_id: str | None = None
+    # Hold the /execute answer up to this long for the result (execute-sync; server.py, worker.Handoff).
+    wait_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,8 +188,11 @@ def parse_execute_request(body: Any) -> ExecutionRequest:
     context_id = body.get("context_id")
     if context_id is not None and not (isinstance(context_id, str) and CONTEXT_ID_RE.fullmatch(context_id)):
         raise ValidationError(f"Field 'context_id' must match {CONTEXT_ID_RE.pattern}")
+    wait_ms = _int_or_none(body.get("wait_ms"), "wait_ms")
+    if wait_ms is not None and wait_ms > MAX_WAIT_MS:
+        raise ValidationError(f"Field 'wait_ms' must be at most {MAX_WAIT_MS}")
     request = _request(execution_id, code, language, timeout, event, stdin, workspace)
-    return replace(request, context_id=context_id) if context_id else request
+    return replace(request, context_id=context_id, wait_ms=wait_ms)
 
 
 def _request(

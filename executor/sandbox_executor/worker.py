@@ -38,6 +38,45 @@ FIRST_BEAT_S = 1.0
 RUNNING_STATUS_DELAY_S = 0.05
 
 QUEUED, RUNNING, DONE = "queued", "running", "done"
+# How long the worker waits for the submit's answer to be written once it handed the result over: past
+# it, the result goes by callback as usual.
+HANDOFF_SETTLE_S = 5.0
+
+
+class Handoff:
+    """A result the waiting `/execute` request may carry in its answer instead of the result callback
+    (`wait_ms`, execute-sync): one step fewer on the path of a short run. Exactly one of the two delivers
+    it: the request takes the report only while it still waits (`abandon` otherwise), and says whether
+    its answer was written (`settle`); the worker posts the callback unless it was."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._settled = threading.Event()
+        self._report: dict[str, object] | None = None
+        self._abandoned = False
+        self._delivered = False
+
+    def wait(self, timeout_s: float) -> dict[str, object] | None:
+        """The report if it came within `timeout_s` (the caller must then `settle`), else None."""
+        self._ready.wait(timeout_s)
+        with self._lock:
+            if self._report is None:
+                self._abandoned = True
+            return self._report
+
+    def settle(self, delivered: bool) -> None:
+        self._delivered = delivered
+        self._settled.set()
+
+    def offer(self, report: dict[str, object]) -> bool:
+        """Worker side: True when the waiting request delivered `report` (no callback then)."""
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._report = report
+            self._ready.set()
+        return self._settled.wait(HANDOFF_SETTLE_S) and self._delivered
 
 
 class QueueFull(Exception):
@@ -152,6 +191,7 @@ class ExecutionQueue:
         self._lock = threading.Lock()
         self._states: OrderedDict[str, str] = OrderedDict()
         self._running: str | None = None
+        self._handoffs: dict[str, Handoff] = {}  # executions whose /execute waits for the result
         self._heartbeats = Heartbeats(callbacks, heartbeat_s, stop)
         # Long-lived on purpose: user code is spawned from this thread and dies when it exits.
         self._thread = threading.Thread(target=self._loop, name="execution-worker", daemon=True)
@@ -165,8 +205,9 @@ class ExecutionQueue:
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
 
-    def submit(self, req: ExecutionRequest) -> bool:
+    def submit(self, req: ExecutionRequest, handoff: Handoff | None = None) -> bool:
         """Queue ``req``; False if that execution id is already known (queued, running or done).
+        With ``handoff``, its result is offered there first (see Handoff).
 
         Raises QueueFull past the bound.
         """
@@ -180,6 +221,8 @@ class ExecutionQueue:
             except queue.Full:
                 raise QueueFull(f"Executor has {self._queue.qsize()} queued executions") from None
             self._states[req.execution_id] = QUEUED
+            if handoff is not None:
+                self._handoffs[req.execution_id] = handoff
             self._heartbeats.hold(req.execution_id)
         log("execution_accepted", execution_id=req.execution_id, language=req.language, timeout_s=req.timeout)
         return True
@@ -210,6 +253,8 @@ class ExecutionQueue:
             except Exception as exc:  # never let one execution kill the worker
                 log("execution_internal_error", execution_id=req.execution_id, error=type(exc).__name__)
                 self._set_state(req.execution_id, DONE)
+            with self._lock:  # a result dropped at shutdown: a waiting request answers 202 at its deadline
+                self._handoffs.pop(req.execution_id, None)
 
     def _process(self, req: ExecutionRequest) -> None:
         eid = req.execution_id
@@ -254,6 +299,11 @@ class ExecutionQueue:
 
     def _report(self, eid: str, outcome: RunOutcome, started_at: str) -> None:
         report = {**outcome.to_report(), "started_at": started_at}
+        with self._lock:
+            handoff = self._handoffs.pop(eid, None)
+        if handoff is not None and handoff.offer(report):
+            log("result_delivered", execution_id=eid, via="execute_response")
+            return
         delivery = self._callbacks.execution_result(eid, report, self._retry_base_s)
         if delivery.status == 413:
             # The control plane (API Gateway / Lambda payload limits) refused the size: report a

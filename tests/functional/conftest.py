@@ -92,7 +92,13 @@ class RecordingExecutor(InteractiveExecutorDouble):  # + code contexts and backg
         self.binds.append((executor_url, session_id, callback_token, dict(env)))
 
     def submit(
-        self, executor_url: str, execution: Any, workspace: Any = None, *, executor_key: str = ""
+        self,
+        executor_url: str,
+        execution: Any,
+        workspace: Any = None,
+        *,
+        executor_key: str = "",
+        wait_s: float = 0.0,
     ) -> None:
         self.submitted.append((executor_url, execution))
         self.workspaces.append(workspace)

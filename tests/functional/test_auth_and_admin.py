@@ -74,3 +74,28 @@ def test_header_names_are_case_insensitive(deps):
     event["headers"] = {"authorization": f"Bearer {secret}"}
     event["multiValueHeaders"] = {"authorization": [f"Bearer {secret}"]}
     assert invoke("authorizer_api_key", event)["principalId"] == "tenant-a"
+
+
+def test_a_found_key_is_read_again_after_its_ttl_and_a_missing_one_on_every_request(deps, monkeypatch):
+    """The authorizer remembers a key it found for a while (one read saved per request), never a miss."""
+    from sandboxcp.adapters.dynamo import api_keys
+    from sandboxcp.adapters.tables import ApiKeyRecord
+    from sandboxcp.domain.errors import Unauthorized
+
+    auth_service = auth
+
+    secret = auth_service.issue_api_key(deps, Principal(tenant_id="ops", is_admin=True), "t1", admin=False)
+    now = [1000.0]
+    monkeypatch.setattr(api_keys.time, "monotonic", lambda: now[0])
+    assert auth_service.authenticate_api_key(deps, f"Bearer {secret}").tenant_id == "t1"
+    ApiKeyRecord.get(auth_service.hash_secret(secret)).delete()  # revoked by deleting its item
+    assert auth_service.authenticate_api_key(deps, f"Bearer {secret}").tenant_id == "t1"  # remembered
+    now[0] += api_keys.FOUND_KEY_TTL_S + 1
+    with pytest.raises(Unauthorized):
+        auth_service.authenticate_api_key(deps, f"Bearer {secret}")
+    # A key not found is not remembered: issued now, it works on the next request.
+    later = "sk_" + "x" * 43
+    with pytest.raises(Unauthorized):
+        auth_service.authenticate_api_key(deps, f"Bearer {later}")
+    auth_service.ensure_api_key(deps, later, "t2", admin=False)
+    assert auth_service.authenticate_api_key(deps, f"Bearer {later}").tenant_id == "t2"

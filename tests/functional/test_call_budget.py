@@ -57,7 +57,8 @@ def test_a_status_read_makes_one_aws_call(deps, aws_calls):
     submitted = invoke("executions_submit", sample_event("executions_submit"))
     execution_id = body(submitted)["execution_id"]
     aws_calls.clear()
-    resp = invoke("executions_status", with_path(sample_event("executions_status"), execution_id=execution_id))
+    event = with_path(sample_event("executions_status"), execution_id=execution_id)
+    resp = invoke("executions_status", event)
     assert resp["statusCode"] == 200, resp
     assert body(resp)["status"] == "pending"
     assert aws_calls == ["dynamodb.GetItem"]

@@ -101,7 +101,7 @@ class _AnsweringExecutor:
     def __init__(self, deps):
         self.deps = deps
 
-    def submit(self, executor_url, execution, workspace=None, *, executor_key=""):
+    def submit(self, executor_url, execution, workspace=None, *, executor_key="", wait_s=0.0):
         outcome = ExecutionOutcome.model_validate(
             json.loads(sample_event("internal_execution_result")["body"])
         )
@@ -114,6 +114,52 @@ def test_execute_sync_returns_the_result_when_it_is_ready(deps):
     resp = invoke("executions_submit_sync", sample_event("executions_submit_sync"))
     assert resp["statusCode"] == 200
     assert body(resp)["return_value"] == 42 and body(resp)["status"] == "success"
+
+
+class _ExecutorAnsweringWithTheResult:
+    """An executor that ends the run within the wait and answers /execute with the result (no callback)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.waits: list[float] = []
+
+    def submit(self, executor_url, execution, workspace=None, *, executor_key="", wait_s=0.0):
+        self.waits.append(wait_s)
+        return self.answer if wait_s > 0 else None
+
+
+def test_execute_sync_stores_the_result_the_executor_answers_with(deps):
+    from sandboxcp.adapters.tables import SessionRecord
+
+    seed_session(deps)
+    deps.executor = _ExecutorAnsweringWithTheResult(
+        json.loads(sample_event("internal_execution_result")["body"])
+    )
+    resp = invoke("executions_submit_sync", sample_event("executions_submit_sync"))
+    assert resp["statusCode"] == 200, resp
+    assert body(resp)["return_value"] == 42 and body(resp)["status"] == "success"
+    assert 0 < deps.executor.waits[0] <= 25
+    stored = deps.executions.get(body(resp)["execution_id"])
+    assert stored is not None and stored.status == ExecutionStatus.COMPLETED
+    assert stored.outcome is not None and stored.outcome.return_value == 42
+    # Stored as the callback would have: the tenant's and the session's in-flight slots are back.
+    assert deps.quotas.get("tenant-a").usage.inflight_executions == 0
+    assert SessionRecord.get(SAMPLE_SESSION).executions_inflight == 0
+    # An async submit never waits: its result comes by callback.
+    assert invoke("executions_submit", sample_event("executions_submit"))["statusCode"] == 200
+    assert deps.executor.waits[-1] == 0
+
+
+def test_a_malformed_result_in_the_executors_answer_fails_the_execution_saying_so(deps):
+    seed_session(deps)
+    deps.executor = _ExecutorAnsweringWithTheResult({"status": "success", "exit_code": "not a number"})
+    resp = invoke("executions_submit_sync", sample_event("executions_submit_sync"))
+    assert resp["statusCode"] == 202, resp  # ended without an outcome: the execution's record, as polled
+    assert body(resp)["status"] == "failed"
+    stored = deps.executions.get(body(resp)["execution_id"])
+    assert stored is not None and stored.status == ExecutionStatus.FAILED
+    assert "invalid result" in (stored.error_message or "")
+    assert deps.quotas.get("tenant-a").usage.inflight_executions == 0
 
 
 def test_execute_sync_hands_back_the_id_past_its_bound(deps):

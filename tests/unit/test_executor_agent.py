@@ -4,6 +4,7 @@ executions one at a time anyway), so every test uses its own execution ids."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -396,3 +397,35 @@ def test_execute_without_the_executor_key_is_refused(ex: ExecutorProcess) -> Non
     time.sleep(0.3)
     assert not [c for c in ex.cp.snapshot() if "exec_20250106_ffffffff" in c.path]
     assert ex.get("/health").json()["active_executions"] == 0
+
+
+# -- execute-sync: the result in the /execute answer (wait_ms) ---------------------------------------------
+
+
+def test_a_run_that_ends_within_wait_ms_is_answered_with_its_result_and_not_posted(
+    ex: ExecutorProcess,
+) -> None:
+    eid = new_execution_id()
+    code = "def handler(event):\n    print('hi')\n    return 41 + 1\n"
+    resp = ex.post({"execution_id": eid, "code": code, "language": "python", "wait_ms": 10_000})
+    assert resp.status == 200, resp.body
+    answer = json.loads(resp.body)
+    assert answer["execution_id"] == eid and answer["status"] == "completed"
+    assert answer["result"]["return_value"] == 42 and answer["result"]["stdout"] == "hi\n"
+    assert answer["result"]["status"] == "success" and answer["result"]["started_at"]
+    # Exactly one delivery: a later run's result arrives by callback, this one's never does.
+    ex.run("def handler(event):\n    return 0\n")
+    assert ex.cp.calls_to(f"/executions/{eid}/result") == []
+
+
+def test_a_run_longer_than_wait_ms_is_answered_202_and_reports_by_callback(ex: ExecutorProcess) -> None:
+    eid = new_execution_id()
+    code = "import time\ndef handler(event):\n    time.sleep(0.5)\n    return 'late'\n"
+    resp = ex.post({"execution_id": eid, "code": code, "language": "python", "wait_ms": 100})
+    assert resp.status == 202, resp.body
+    assert ex.cp.result(eid)["return_value"] == "late"
+
+
+def test_wait_ms_is_bounded(ex: ExecutorProcess) -> None:
+    resp = ex.post({"execution_id": new_execution_id(), "code": "x", "language": "python", "wait_ms": 25_001})
+    assert resp.status == 400 and b"wait_ms" in resp.body

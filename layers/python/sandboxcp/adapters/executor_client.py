@@ -26,7 +26,8 @@ from sandboxcp.domain.errors import (
 from sandboxcp.domain.models import Execution
 from sandboxcp.domain.ports import ExecutorContext, ExecutorProcess
 
-_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+_CONNECT_S, _READ_S = 2.0, 5.0
+_TIMEOUT = httpx.Timeout(_READ_S, connect=_CONNECT_S)
 _TLS: list[ssl.SSLContext] = []
 
 
@@ -99,9 +100,10 @@ class HttpExecutorClient:
         workspace: Mapping[str, Any] | None = None,
         *,
         executor_key: str = "",
-    ) -> None:
+        wait_s: float = 0.0,
+    ) -> dict[str, Any] | None:
         client, base = _client_for(executor_url)
-        payload = {
+        payload: dict[str, Any] = {
             "execution_id": execution.execution_id,
             "code": execution.code,
             "language": execution.language,
@@ -111,10 +113,17 @@ class HttpExecutorClient:
         }
         if execution.context_id:  # a cell in a code context; handler-style executions send no key
             payload["context_id"] = execution.context_id
+        timeout = _TIMEOUT
+        if wait_s > 0:  # the executor holds its answer until the run ends, up to wait_ms
+            payload["wait_ms"] = int(wait_s * 1000)
+            timeout = httpx.Timeout(wait_s + _READ_S, connect=_CONNECT_S)
         try:
             with client:
                 resp = client.post(
-                    f"{base}/execute", json=payload, headers={"Authorization": f"Bearer {executor_key}"}
+                    f"{base}/execute",
+                    json=payload,
+                    headers={"Authorization": f"Bearer {executor_key}"},
+                    timeout=timeout,
                 )
         except httpx.HTTPError as err:
             raise SandboxUnavailable(f"The session's executor is unreachable: {type(err).__name__}") from err
@@ -124,6 +133,13 @@ class HttpExecutorClient:
             raise SandboxUnavailable(
                 f"The session's executor refused the execution (HTTP {resp.status_code})"
             )
+        if resp.status_code == 200:  # ended within wait_s: the result callback's body, not posted
+            try:
+                result = resp.json().get("result")
+            except (ValueError, AttributeError):
+                result = None
+            return result if isinstance(result, dict) else {}
+        return None
 
     # -- code contexts and background processes (issue #12) -----------------------------------------------
     def create_context(

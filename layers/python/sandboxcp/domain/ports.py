@@ -312,10 +312,13 @@ class ExecutorClient(Protocol):
         workspace: Mapping[str, Any] | None = None,
         *,
         executor_key: str = "",
-    ) -> None:
+        wait_s: float = 0.0,
+    ) -> dict[str, Any] | None:
         """Hand an execution to its executor, with the presigned workspace plan for the run.
         `executor_key` (the session's callback token hash) proves to the executor that we are the
-        control plane and not code inside the sandbox."""
+        control plane and not code inside the sandbox. With `wait_s`, the executor answers with the
+        result (the result callback's body, which it then does not post) when the run ends within it;
+        None: the result comes by callback."""
         ...
 
     def bind(

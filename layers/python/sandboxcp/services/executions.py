@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import time
+from typing import Any
+
+from pydantic import ValidationError
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import (
     ExecutionNotFound,
     SandboxError,
+    StateConflict,
 )
 from sandboxcp.domain.ids import EXECUTION_ID_RE, new_execution_id
-from sandboxcp.domain.models import Execution, Principal, Session
+from sandboxcp.domain.models import Execution, ExecutionOutcome, Principal, Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus
 from sandboxcp.observability import audit, record_metric
+from sandboxcp.services.callbacks import record_result
 from sandboxcp.services.contexts import context_for_execution
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.files import workspace_plan
-from sandboxcp.services.output import doorbell
+from sandboxcp.services.output import doorbell, publish_complete
 from sandboxcp.services.requests import ExecuteRequest
 from sandboxcp.services.sessions import get_session, running_session
 
@@ -29,6 +34,13 @@ SYNC_WAIT_S = 25.0
 def submit_execution(
     deps: Dependencies, caller: Principal, session_id: str, req: ExecuteRequest
 ) -> Execution:
+    return _submit(deps, caller, session_id, req)[0]
+
+
+def _submit(
+    deps: Dependencies, caller: Principal, session_id: str, req: ExecuteRequest, *, wait_s: float = 0.0
+) -> tuple[Execution, dict[str, Any] | None]:
+    """The execution, and its result if the executor answered with it (`wait_s`, see dispatch)."""
     session = running_session(deps, caller, session_id)
     if req.context_id is not None:  # a cell in a live context of this session, in its language
         context_for_execution(deps, session, req.context_id, req.language)
@@ -49,7 +61,7 @@ def submit_execution(
     # and the session's in-flight slots (429 over either) and marks the session active.
     deps.executions.create(execution, enforce_quota=True, session_limit=MAX_INFLIGHT_PER_SESSION)
     try:
-        dispatch(deps, session, execution)
+        answer = dispatch(deps, session, execution, wait_s=wait_s)
     except SandboxError as err:
         deps.executions.transition(
             execution.execution_id,
@@ -67,17 +79,22 @@ def submit_execution(
         execution_id=execution.execution_id,
         language=execution.language,
     )
-    return execution
+    return execution, answer
 
 
-def dispatch(deps: Dependencies, session: Session, execution: Execution) -> None:
-    """Post an execution to its session's executor with the run's workspace plan (presigned URLs)."""
+def dispatch(
+    deps: Dependencies, session: Session, execution: Execution, *, wait_s: float = 0.0
+) -> dict[str, Any] | None:
+    """Post an execution to its session's executor with the run's workspace plan (presigned URLs). With
+    `wait_s`, the executor holds its answer until the run ends (up to `wait_s`) and answers with the
+    result, which it then does not report by callback: the caller must store it."""
     assert session.executor_url
-    deps.executor.submit(
+    return deps.executor.submit(
         session.executor_url,
         execution,
         workspace_plan(deps, session, listing=False),
         executor_key=session.executor_key,
+        wait_s=wait_s,
     )
 
 
@@ -89,9 +106,15 @@ def execute_and_wait(
     *,
     wait_s: float = SYNC_WAIT_S,
 ) -> Execution:
-    """Submit, then wait for the end up to `wait_s` (below API Gateway's 29 s); the caller polls past it."""
-    execution = submit_execution(deps, caller, session_id, req)
-    deadline = time.monotonic() + min(wait_s, req.timeout + 5)
+    """Submit, then wait for the end up to `wait_s` (below API Gateway's 29 s); the caller polls past it.
+    The executor answers with the result when the run ends in that time: stored here, as the result
+    callback would have (one round trip fewer than the callback and a read)."""
+    window = min(wait_s, req.timeout + 5)
+    started = time.monotonic()
+    execution, answer = _submit(deps, caller, session_id, req, wait_s=window)
+    if answer is not None:
+        return _store_answer(deps, execution, answer)
+    deadline = started + window
     delay = 0.01
     rung = 0  # a new execution's bell: any ring so far (a chunk, its end) already counts as news
     while True:
@@ -106,6 +129,29 @@ def execute_and_wait(
         ):
             return current
         delay = min(delay * 1.5, 0.25)
+
+
+def _store_answer(deps: Dependencies, execution: Execution, answer: dict[str, Any]) -> Execution:
+    """Store the result the executor answered with, exactly as its callback would have been stored (the
+    body is the sandbox's word, checked the same way: a malformed one fails the execution, saying so)."""
+    try:
+        outcome = ExecutionOutcome.model_validate(answer)
+    except ValidationError as err:
+        now = clock.now()
+        detail = f"The executor answered with an invalid result ({err.error_count()} problems)"
+        try:
+            failed = deps.executions.transition(
+                execution.execution_id,
+                ExecutionStatus.FAILED,
+                now=now,
+                fields={"error_message": detail, "completed_at": now},
+            )
+        except StateConflict:  # ended meanwhile (reaped): what is stored stands
+            return deps.executions.get(execution.execution_id) or execution
+        publish_complete(deps, execution.execution_id)
+        return failed
+    stored, _created = record_result(deps, execution.session_id, execution.execution_id, outcome)
+    return stored
 
 
 def get_execution(
