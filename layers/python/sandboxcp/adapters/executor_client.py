@@ -3,6 +3,7 @@ for the process runtime (`unix:///path/executor.sock`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import stat
@@ -27,8 +28,20 @@ from sandboxcp.domain.models import Execution
 from sandboxcp.domain.ports import ExecutorContext, ExecutorProcess
 
 _CONNECT_S, _READ_S = 2.0, 5.0
+# A result answered by the executor (execute-sync) is at most what API Gateway lets its callback carry.
+MAX_ANSWER_BYTES = 10 * 1024 * 1024
 _TIMEOUT = httpx.Timeout(_READ_S, connect=_CONNECT_S)
 _TLS: list[ssl.SSLContext] = []
+
+
+def _read_bounded(resp: httpx.Response, limit: int) -> bytes | None:
+    """The body, or None past `limit` bytes (not read further)."""
+    body = bytearray()
+    for chunk in resp.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _tls() -> ssl.SSLContext:
@@ -117,28 +130,29 @@ class HttpExecutorClient:
         if wait_s > 0:  # the executor holds its answer until the run ends, up to wait_ms
             payload["wait_ms"] = int(wait_s * 1000)
             timeout = httpx.Timeout(wait_s + _READ_S, connect=_CONNECT_S)
+        headers = {"Authorization": f"Bearer {executor_key}"}
         try:
-            with client:
-                resp = client.post(
-                    f"{base}/execute",
-                    json=payload,
-                    headers={"Authorization": f"Bearer {executor_key}"},
-                    timeout=timeout,
-                )
+            with (
+                client,
+                client.stream(
+                    "POST", f"{base}/execute", json=payload, headers=headers, timeout=timeout
+                ) as resp,
+            ):
+                status = resp.status_code
+                # The answer is the sandbox's word: read no more of it than the callback could carry.
+                body = _read_bounded(resp, MAX_ANSWER_BYTES) if status == 200 else b""
         except httpx.HTTPError as err:
             raise SandboxUnavailable(f"The session's executor is unreachable: {type(err).__name__}") from err
-        if resp.status_code == 503:
+        if status == 503:
             raise TooManyRequests("The session's executor queue is full")
-        if resp.status_code >= 300:
-            raise SandboxUnavailable(
-                f"The session's executor refused the execution (HTTP {resp.status_code})"
-            )
-        if resp.status_code == 200:  # ended within wait_s: the result callback's body, not posted
+        if status >= 300:
+            raise SandboxUnavailable(f"The session's executor refused the execution (HTTP {status})")
+        if status == 200:  # ended within wait_s: the result callback's body, not posted
             try:
-                result = resp.json().get("result")
+                result = json.loads(body).get("result") if body is not None else None
             except (ValueError, AttributeError):
                 result = None
-            return result if isinstance(result, dict) else {}
+            return result if isinstance(result, dict) else {}  # {}: fails validation, saying so
         return None
 
     # -- code contexts and background processes (issue #12) -----------------------------------------------
