@@ -105,7 +105,9 @@ def start_stack(tmp: Path, runtime: str | None = None) -> Stack:
     prepare_runtime(runtime)
     port = free_port()
     key = "sk_e2e_admin_key_for_tests_only"
-    env = {**os.environ, "SANDBOXCP_API_KEY": key}
+    # Tests fire requests back to back, faster than the default 100 per second and tenant: a test about
+    # something else must not meet that quota (tests/functional/test_quotas.py holds it).
+    env = {**os.environ, "SANDBOXCP_API_KEY": key, "QUOTA_MAX_REQUESTS_PER_SECOND": "5000"}
     # A file, not a pipe: nobody reads a pipe while tests run, and a full one would freeze the stack.
     log_path = tmp / "stack.log"
     log = open(log_path, "w")  # noqa: SIM115 - the child keeps it; closed here once handed over

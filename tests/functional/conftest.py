@@ -63,6 +63,10 @@ class RecordingRuntime:
     def destroy(self, container_id: str) -> None:
         self.destroyed.append(container_id)
 
+    def states(self, container_ids: Any) -> dict[str, SandboxState]:
+        self.state_calls = getattr(self, "state_calls", 0) + 1
+        return {container_id: self.state(container_id) for container_id in container_ids}
+
     def state(self, container_id: str) -> SandboxState:
         return "missing" if container_id in self.destroyed else "running"
 

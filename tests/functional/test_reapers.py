@@ -219,3 +219,16 @@ def test_an_execution_that_keeps_beating_keeps_its_session_for_35_minutes(deps):
     assert deps.sessions.get(SAMPLE_SESSION).status == SessionStatus.RUNNING
     assert reap_sessions(deps, now=last_beat + timedelta(minutes=29)).idle == []
     assert reap_sessions(deps, now=last_beat + timedelta(minutes=31)).idle == [SAMPLE_SESSION]
+
+
+def test_the_session_reaper_asks_the_runtime_once_per_tick_for_every_running_session(deps):
+    """O(live) and batched: one `states` call for all running sessions (ECS: 100 tasks a call), and a
+    sandbox the runtime reports gone fails its session."""
+    ids = [f"sess_00000000000000{n:02}" for n in range(12)]
+    for session_id in ids:
+        seed_session(deps, session_id)
+    deps.runtime.destroyed.append(f"proc-{ids[3]}")  # gone from under its session
+    report = reap_sessions(deps)
+    assert report.examined == 12
+    assert deps.runtime.state_calls == 1
+    assert report.failed == [ids[3]]

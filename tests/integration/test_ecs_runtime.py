@@ -469,3 +469,20 @@ def test_ping_is_describe_clusters(aws: dict[str, Any]) -> None:
     assert runtime.ping() is True
     runtime.cluster = "not-a-cluster"
     assert runtime.ping() is False
+
+
+def test_states_asks_ecs_once_per_hundred_tasks(aws: dict[str, Any]) -> None:
+    """The session reaper asks for every running session each tick: 250 tasks are 3 DescribeTasks."""
+    runtime: EcsRuntime = aws["runtime"]
+    running = runtime.start(_spec()).container_id
+    stopped = runtime.start(_spec()).container_id
+    runtime.destroy(stopped)
+    unknown = [f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{n:032x}" for n in range(248)]
+    calls: list[int] = []
+    runtime.ecs.meta.events.register(
+        "before-parameter-build.ecs.DescribeTasks", lambda params, **_: calls.append(len(params["tasks"]))
+    )
+    states = runtime.states([running, stopped, *unknown])
+    assert calls == [100, 100, 50]
+    assert states[running] == "running" and states[stopped] == "exited"
+    assert {states[u] for u in unknown} == {"missing"}

@@ -139,8 +139,9 @@ class HttpExecutorClient:
                 ) as resp,
             ):
                 status = resp.status_code
-                # The answer is the sandbox's word: read no more of it than the callback could carry.
-                body = _read_bounded(resp, MAX_ANSWER_BYTES) if status == 200 else b""
+                # Read whole (an executor still writing to a closed connection logs a broken pipe), but
+                # the answer is the sandbox's word: no more of it than the callback could carry.
+                body = _read_bounded(resp, MAX_ANSWER_BYTES)
         except httpx.HTTPError as err:
             raise SandboxUnavailable(f"The session's executor is unreachable: {type(err).__name__}") from err
         if status == 503:

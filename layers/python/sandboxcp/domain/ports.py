@@ -3,7 +3,7 @@ with DynamoDB, S3, Step Functions, container runtimes and the executor's HTTP AP
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
@@ -264,6 +264,11 @@ class Runtime(Protocol):
         ...
 
     def state(self, container_id: str) -> SandboxState: ...
+    def states(self, container_ids: Sequence[str]) -> dict[str, SandboxState]:
+        """The state of each sandbox, in as few runtime calls as the runtime allows (the session reaper
+        asks for every running session each tick: ECS answers 100 tasks per DescribeTasks)."""
+        ...
+
     def executor_url(self, container_id: str) -> str | None:
         """Where the executor listens, as the runtime reports it (task ENI, Pod IP, published port,
         socket); None while the runtime cannot tell yet."""

@@ -8,6 +8,7 @@ Each change is a conditional transition; the sandbox is destroyed after it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,7 +32,9 @@ class SessionReapReport:
     idle: list[str] = field(default_factory=list)
 
 
-def _verdict(deps: Dependencies, s: Session, now: datetime) -> tuple[SessionStatus, str] | None:
+def _verdict(
+    deps: Dependencies, s: Session, now: datetime, states: Mapping[str, str]
+) -> tuple[SessionStatus, str] | None:
     if s.status == SessionStatus.CREATING:
         if now - s.created_at > timedelta(seconds=deps.settings.session_creating_timeout_s) + LAUNCH_GRACE:
             return SessionStatus.FAILED, "the sandbox did not become ready in time"
@@ -40,21 +43,31 @@ def _verdict(deps: Dependencies, s: Session, now: datetime) -> tuple[SessionStat
         return SessionStatus.TIMEOUT, f"session lifetime of {s.timeout} s reached"
     if now - s.last_activity_at > IDLE_LIMIT:
         return SessionStatus.TERMINATED, "idle for 30 minutes"
-    if s.container_id and deps.runtime.state(s.container_id) in ("exited", "missing"):
+    if s.container_id and states.get(s.container_id) in ("exited", "missing"):
         return SessionStatus.FAILED, "the sandbox exited unexpectedly"
     return None
+
+
+def _sandbox_states(deps: Dependencies, sessions: list[Session]) -> dict[str, str]:
+    """The runtime's word on every running session's sandbox, asked once for all of them (ECS: one call
+    per 100 tasks); {} when the runtime does not answer (judged again next tick)."""
+    ids = [s.container_id for s in sessions if s.status == SessionStatus.RUNNING and s.container_id]
+    if not ids:
+        return {}
+    try:
+        return dict(deps.runtime.states(ids))
+    except SandboxUnavailable:
+        return {}
 
 
 def reap_sessions(deps: Dependencies, *, now: datetime | None = None) -> SessionReapReport:
     now = now or clock.now()
     report = SessionReapReport()
-    for s in deps.sessions.list_active():
+    active = list(deps.sessions.list_active())
+    states = _sandbox_states(deps, active)
+    for s in active:
         report.examined += 1
-        try:
-            verdict = _verdict(deps, s, now)
-        except SandboxUnavailable:
-            continue  # the runtime did not answer for this one: judge it again next tick
-
+        verdict = _verdict(deps, s, now, states)
         if verdict is None:
             continue
         target, reason = verdict

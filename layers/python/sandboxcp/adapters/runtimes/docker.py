@@ -42,7 +42,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -427,6 +427,10 @@ class DockerRuntime:
             # Only when no container of the session is left: destroying a stale container of a session
             # that was relaunched (the orphan reaper does) must not pull the dirs from under the new one.
             _remove_dirs(self._session_dir(session_id), self._run_dir(session_id))
+
+    def states(self, container_ids: Sequence[str]) -> dict[str, SandboxState]:
+        """One inspect per sandbox, on the engine that holds it."""
+        return {container_id: self.state(container_id) for container_id in container_ids}
 
     def state(self, container_id: str) -> SandboxState:
         try:

@@ -34,7 +34,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,7 @@ FARGATE_SIZES: tuple[tuple[int, tuple[int, ...]], ...] = (
     (16384, tuple(range(32768, 122880 + 1, 8192))),
 )
 
+DESCRIBE_BATCH = 100  # tasks per DescribeTasks, ECS's most
 _STATES: dict[str, SandboxState] = {
     "PROVISIONING": "creating",
     "PENDING": "creating",
@@ -299,6 +300,25 @@ class EcsRuntime:
         if status is None:
             return "missing"
         return _STATES.get(status, "creating")
+
+    def states(self, container_ids: Sequence[str]) -> dict[str, SandboxState]:
+        """One DescribeTasks per 100 tasks (its most)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        wanted = list(dict.fromkeys(container_ids))
+        found: dict[str, SandboxState] = {}
+        for start in range(0, len(wanted), DESCRIBE_BATCH):
+            batch = wanted[start : start + DESCRIBE_BATCH]
+            try:
+                tasks = self.ecs.describe_tasks(cluster=self.cluster, tasks=batch).get("tasks") or []
+            except (BotoCoreError, ClientError) as exc:
+                raise SandboxUnavailable(f"ECS DescribeTasks failed: {type(exc).__name__}") from exc
+            by_id = {task_id_of(str(t.get("taskArn", ""))): t for t in tasks}
+            for container_id in batch:
+                task = by_id.get(task_id_of(container_id))
+                status = None if task is None else str(task.get("lastStatus") or "PROVISIONING")
+                found[container_id] = "missing" if status is None else _STATES.get(status, "creating")
+        return found
 
     def logs(self, container_id: str, tail: int = 100, since: datetime | None = None) -> list[str]:
         """The executor's last `tail` log lines (optionally only those at or after `since`)."""

@@ -481,6 +481,13 @@ class EksRuntime:
         # Raw text: the client's own deserialisation would mangle JSON-looking log lines.
         return (response.data or b"").decode("utf-8", "replace").splitlines()[-tail:]
 
+    def states(self, container_ids: Sequence[str]) -> dict[str, SandboxState]:
+        """One listing of the namespace's sandbox pods (500 a page) rather than a read per pod."""
+        if not container_ids:
+            return {}
+        listed = {m.container_id: m.state for m in self.list_managed()}
+        return {container_id: listed.get(container_id, "missing") for container_id in container_ids}
+
     def list_managed(self) -> list[ManagedSandbox]:
         """Every sandbox pod in the namespace (labelled `sandboxcp.io/managed=true`)."""
         found: list[ManagedSandbox] = []

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,6 +168,10 @@ class ProcessRuntime:
             self._socket_path(_session_of(container_id)).unlink()
         disk.remove(self._session_dir(_session_of(container_id)))
         self._cgroups.remove(_session_of(container_id))
+
+    def states(self, container_ids: Sequence[str]) -> dict[str, SandboxState]:
+        """Local and cheap: one look per sandbox."""
+        return {container_id: self.state(container_id) for container_id in container_ids}
 
     def state(self, container_id: str) -> SandboxState:
         proc = self._procs.get(container_id)
