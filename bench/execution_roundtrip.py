@@ -75,6 +75,15 @@ def execute_sync(api: httpx.Client, sid: str, code: str, **fields: object) -> di
     return dict(body)
 
 
+def new_running_session(api: httpx.Client) -> str:
+    """A python-basic session, once it runs."""
+    created = api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600})
+    sid = str(created.json()["session_id"])
+    while api.get(f"/sessions/{sid}").json()["status"] != "running":
+        time.sleep(0.05)
+    return sid
+
+
 def first_chunk_delay_ms(api: httpx.Client, sid: str) -> float:
     eid = api.post(f"/sessions/{sid}/execute", json={"code": STREAMED, "language": "python"}).json()[
         "execution_id"
@@ -111,10 +120,7 @@ def main() -> None:
         stack = start_stack(Path(tmp), runtime=args.runtime)
         try:
             with stack.client() as api:
-                created = api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600})
-                sid = created.json()["session_id"]
-                while api.get(f"/sessions/{sid}").json()["status"] != "running":
-                    time.sleep(0.05)
+                sid = new_running_session(api)
                 execute_sync(api, sid, CODE)  # warm: the fork server starts on first use
                 rows["execute-sync round trip (handler)"] = timed(
                     lambda: execute_sync(api, sid, CODE), args.runs

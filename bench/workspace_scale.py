@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.execution_roundtrip import CODE, execute_sync, pct, timed
+from bench.execution_roundtrip import CODE, execute_sync, new_running_session, pct, timed
 from tests.e2e.conftest import start_stack, stop_stack
 
 WRITE_FILES = (
@@ -67,10 +67,7 @@ def main() -> None:
         stack = start_stack(Path(tmp), runtime=args.runtime)
         try:
             with stack.client() as api:
-                created = api.post("/sessions", json={"template_id": "python-basic", "timeout": 3600})
-                sid = created.json()["session_id"]
-                while api.get(f"/sessions/{sid}").json()["status"] != "running":
-                    time.sleep(0.05)
+                sid = new_running_session(api)
                 execute_sync(api, sid, CODE)  # warm
                 rows["submit, empty workspace"] = submit_ms(api, sid, args.runs)
                 rows["execute-sync, empty workspace"] = timed(lambda: execute_sync(api, sid, CODE), args.runs)

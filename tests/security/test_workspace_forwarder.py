@@ -225,7 +225,8 @@ def test_odd_names_reach_the_workspace_under_their_exact_names(tenants: Tenants)
     assert result["return_value"] == dict(stored)
 
     # Written by code under the literal names: uploaded with the POST policy, then (once removed from
-    # /workspace) downloaded again by a later execution's presigned GETs.
+    # /workspace) downloaded again by a later execution's presigned GETs, which list the workspace once
+    # it changed through the API (docs/workspace.md: the revision).
     literal = {"q%3Fx.txt": "literal q", FOUR_TIMES: "literal four", "a b €.txt": "literal space euro"}
     write = (
         "def handler(event):\n"
@@ -242,6 +243,10 @@ def test_odd_names_reach_the_workspace_under_their_exact_names(tenants: Tenants)
     )
     status, result = run_code(t.victim, t.victim_sid, remove, event={"names": list(literal)})
     assert status == "completed", result
+    bump = t.victim.post(
+        f"/sessions/{t.victim_sid}/files/upload", files={"file": ("f", b"new")}, data={"path": "rev.txt"}
+    )
+    assert bump.status_code == 200, bump.text
     status, result = run_code(t.victim, t.victim_sid, LIST_WORKSPACE, event={"names": [*literal, *names]})
     assert status == "completed", result
     assert result["return_value"] == {**literal, **dict(stored)}
