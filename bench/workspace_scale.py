@@ -79,7 +79,9 @@ def main() -> None:
                 listed = api.get(f"/sessions/{sid}/files").json()
                 assert listed["total"] >= args.files, listed["total"]
                 # A file through the API: the next run fetches the listing once (a new revision).
-                resp = api.post(f"/sessions/{sid}/files", files={"file": ("new.txt", b"new")})
+                resp = api.post(
+                    f"/sessions/{sid}/files/upload", files={"file": ("f", b"new")}, data={"path": "new.txt"}
+                )
                 assert resp.status_code == 200, resp.text
                 t0 = time.perf_counter()
                 execute_sync(api, sid, "def handler(e):\n    return open('new.txt').read()")

@@ -74,6 +74,10 @@ def _retry_after_s(headers: dict[str, str]) -> float | None:
         return None  # absent, or an HTTP date: fall back to our own backoff
 
 
+# A workspace listing: up to 5,000 presigned GETs (the control plane's MAX_SYNCED_FILES).
+LISTING_MAX_BYTES = 8 << 20
+
+
 class CallbackClient:
     """Posts JSON to the control plane; ``stop`` (set on SIGTERM) cuts retry waits short.
 
@@ -95,6 +99,7 @@ class CallbackClient:
         timeout: float,
         extra_headers: dict[str, str] | None = None,
         quiet: bool = False,
+        max_response_bytes: int = 1 << 20,
     ) -> Delivery:
         """POST ``payload`` to ``/internal{path}``; retry per ``backoff`` (None: a single try).
 
@@ -116,7 +121,15 @@ class CallbackClient:
             error = ""
             wait_hint: float | None = None
             try:
-                resp = request(self._endpoint, "POST", url_path, body=body, headers=headers, timeout=timeout)
+                resp = request(
+                    self._endpoint,
+                    "POST",
+                    url_path,
+                    body=body,
+                    headers=headers,
+                    timeout=timeout,
+                    max_response_bytes=max_response_bytes,
+                )
                 status = resp.status
                 if 200 <= status < 300:
                     return Delivery(Outcome.DELIVERED, status, resp.body)
@@ -190,7 +203,11 @@ class CallbackClient:
         """The workspace's current plan with a presigned GET per file (internal-api: workspace-urls);
         None when it cannot be had."""
         delivery = self.post(
-            f"/sessions/{session_id}/workspace-urls", {}, backoff=STATUS_BACKOFF, timeout=10.0
+            f"/sessions/{session_id}/workspace-urls",
+            {},
+            backoff=STATUS_BACKOFF,
+            timeout=10.0,
+            max_response_bytes=LISTING_MAX_BYTES,
         )
         if delivery.outcome is not Outcome.DELIVERED:
             return None

@@ -94,8 +94,10 @@ def request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 5.0,
+    max_response_bytes: int = _MAX_RESPONSE_BYTES,
 ) -> Response:
-    """Send one request; raises OSError / http.client.HTTPException on transport failures."""
+    """Send one request; raises OSError / http.client.HTTPException on transport failures. At most
+    `max_response_bytes` of the answer are read."""
     conn = endpoint.connection(timeout)
     try:
         all_headers = {"Connection": "close", **(headers or {})}
@@ -103,7 +105,7 @@ def request(
             all_headers.setdefault("Content-Type", "application/json")
         conn.request(method, endpoint.prefix + path, body=body, headers=all_headers)
         resp = conn.getresponse()
-        data = resp.read(_MAX_RESPONSE_BYTES)
+        data = resp.read(max_response_bytes)
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
     finally:
         conn.close()

@@ -206,3 +206,13 @@ def test_workspace_is_purged_24_h_after_the_session_ended(deps):
     assert deps.workspace.list("sess_0000000000000001") == []
     assert [f.path for f in deps.workspace.list("sess_0000000000000002")] == ["b.txt"]
     assert purge_due_workspaces(deps, now=clock.now() + timedelta(hours=26)) == []
+
+
+def test_the_executors_listing_covers_more_than_a_thousand_files(deps):
+    """S3 lists 1,000 keys a page: a sandbox must still sync a file written after the thousandth."""
+    seed_session(deps)
+    for n in range(1000):
+        deps.workspace.put(SAMPLE_SESSION, f"many/f{n:04}.txt", b"x")
+    assert _upload("zz-after.txt", b"new")["statusCode"] == 200
+    paths = {d["path"] for d in _listing()["downloads"]}
+    assert len(paths) == 1001 and "zz-after.txt" in paths

@@ -120,6 +120,11 @@ def list_files(deps: Dependencies, caller: Principal, session_id: str) -> list[W
     return deps.workspace.list(session_id)
 
 
+# Files a plan lists (and a sandbox syncs in) at most: as presigned GETs they stay within the executor's
+# 8 MiB request and response bounds (docs/workspace.md). The API's own listing shows 1,000.
+MAX_SYNCED_FILES = 5000
+
+
 def workspace_plan(deps: Dependencies, session: Session, *, listing: bool = True) -> dict[str, Any]:
     """What an executor needs to sync a run: one POST policy for artifacts, scoped to the session's prefix,
     and the workspace's revision (`rev`, docs/workspace.md). With `listing`, or while a presigned upload
@@ -132,7 +137,7 @@ def workspace_plan(deps: Dependencies, session: Session, *, listing: bool = True
     if listing or still_open:
         downloads = [
             {**f.model_dump(), "url": deps.workspace.presign_get(session.session_id, f.path)}
-            for f in deps.workspace.list(session.session_id)
+            for f in deps.workspace.list(session.session_id, limit=MAX_SYNCED_FILES)
         ]
     return {
         "rev": None if still_open else session.workspace_rev,
