@@ -114,7 +114,7 @@ def test_repeated_result_changes_nothing_and_returns_the_stored_outcome(deps):
     assert stored.outcome.stdout == "hi\n" and stored.outcome.return_value == 42
 
 
-def test_concurrent_results_store_one_outcome(deps):
+def test_concurrent_results_store_one_outcome(deps, atomic_writes):
     seed_session(deps)
     _seed_execution(deps)
     from sandboxcp.domain.models import ExecutionOutcome
