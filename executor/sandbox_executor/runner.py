@@ -141,6 +141,7 @@ class Runner:
         # Asks the control plane for the workspace's listing (app.py sets it): a plan without downloads
         # says "unchanged since rev", and an agent that has not synced that rev needs the listing.
         self.fetch_listing: Callable[[], WorkspacePlan | None] | None = None
+        self._last_listed_ns = 0  # when the last run's artifacts were listed (run clock)
 
     def _binary(self, name: str) -> str:
         found = shutil.which(name, path=self._base_env.get("PATH"))
@@ -161,11 +162,15 @@ class Runner:
                 log("workspace_sync_error", execution_id=req.execution_id, error=type(exc).__name__)
                 return sync_failure(f"internal error ({type(exc).__name__})")
         try:
-            outcome, started_ns = self._run(req, newest_input_ns, on_output)
+            # Started after the previous run's artifacts were taken: file times have the coarse clock's
+            # tick, so a run begun in the tick the last one ended in would take its files for its own.
+            not_before_ns = max(newest_input_ns, self._last_listed_ns)
+            outcome, started_ns = self._run(req, not_before_ns, on_output)
         except SpawnError as exc:
             return spawn_failure(req.language, str(exc))
         # Timeouts and failures too: partial outputs are worth keeping.
         files = list_artifact_files(self._config.workspace, started_ns)
+        self._last_listed_ns = run_clock_ns()
         if plan is None:
             outcome.artifacts = [artifact(path, size) for path, size in files]
             return outcome
