@@ -21,7 +21,9 @@ from tests.security.conftest import UNIX_POST, Tenants
 
 pytestmark = pytest.mark.e2e
 
-FORGE_OUTPUT = UNIX_POST + r"""
+FORGE_OUTPUT = (
+    UNIX_POST
+    + r"""
 
 def handler(e):
     chunk = {"seq": 1, "stream": "stdout", "data": "FORGED\n", "at": "2026-11-30T00:00:00Z"}
@@ -44,6 +46,7 @@ def handler(e):
                                         {"process_id": "proc-evil", "cmd": "id"}, auth)
     return log
 """
+)
 
 
 def _victim_stream(t: Tenants, eid: str) -> str:
@@ -149,3 +152,46 @@ def _host_has(marker: str) -> bool:
         except OSError:
             continue
     return False
+
+
+ASK_LISTINGS = (
+    UNIX_POST
+    + r"""
+
+def handler(e):
+    log = {}
+    for sid in (e["victim_sid"], e["own_sid"]):
+        for token in ("", "cb_" + e["victim_sid"] + ".guess", "cb_" + sid + ".guess"):
+            auth = {"Authorization": "Bearer " + token}
+            url = f"/internal/sessions/{sid}/workspace-urls"
+            log[sid + " " + token] = post("/run/controlplane.sock", url, {}, auth)
+    for key in ("", "0" * 64):  # the executor's own /execute, asked to answer with a result (wait_ms)
+        execution = {"execution_id": "exec_20261130_evil0001", "code": "print(1)", "language": "python",
+                     "wait_ms": 1000}
+        log["execute " + key] = post("/run/sandbox/executor.sock", "/execute", execution,
+                                     {"Authorization": "Bearer " + key})
+    return log
+"""
+)
+
+
+def test_a_sandbox_gets_no_workspace_listing_and_no_execute_answer(tenants: Tenants) -> None:
+    """The listing an executor asks for (presigned GETs of every workspace file) needs the session's
+    callback token, which user code does not have (promise 3); the executor's /execute, which may answer
+    with a result, needs the executor key."""
+    t = tenants
+    up = t.victim.post(
+        f"/sessions/{t.victim_sid}/files/upload",
+        files={"file": ("f", b"secret")},
+        data={"path": "secret.txt"},
+    )
+    assert up.status_code == 200, up.text
+    event = {"victim_sid": t.victim_sid, "own_sid": t.attacker_sid}
+    status, result = t.attack(ASK_LISTINGS, event=event)
+    assert status == "completed", result
+    log = result["return_value"]
+    assert {v for k, v in log.items() if not k.startswith("execute")} <= {401, 403}, log
+    if t.runtime == "docker":  # the executor's socket is in the sandbox there, and refuses without the key
+        assert {v for k, v in log.items() if k.startswith("execute")} == {403}, log
+    else:
+        assert all(v not in (200, 202) for k, v in log.items() if k.startswith("execute")), log
