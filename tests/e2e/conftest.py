@@ -6,7 +6,11 @@ the `--runtime` option names (default process):
 - `ecs`: the ECS stand-in (sandboxcp.local.ecs_standin): Fargate-like tasks as real containers, reached
   over HTTP at the address DescribeTasks reports; they call the internal API over HTTP by URL.
 
-`pytest tests/e2e --runtime ecs`. More runtimes (eks, docker-remote) are one entry in RUNTIMES each."""
+By default every e2e module runs once per runtime (its tests are parametrized by the module-scoped
+`stack_runtime` fixture: `test_x[ecs]`); `--runtime ecs` (or `--runtime process,docker`) narrows that. A
+module whose subject does not depend on the runtime (the HTTP protocol, say) names the runtimes it needs
+with `pytest.mark.runtimes("process")`. Stacks started by other suites (`start_stack` without a runtime)
+run on `process`. More runtimes are one entry in RUNTIMES each."""
 
 from __future__ import annotations
 
@@ -33,32 +37,36 @@ RUNTIMES: dict[str, tuple[str, ...]] = {
     "process": (),
     "docker": ("start_dockerd.sh", "build_images.sh"),
     "ecs": ("start_dockerd.sh", "build_images.sh"),
+    "eks": ("start_dockerd.sh", "build_images.sh"),  # the Kubernetes API stand-in: Pods on Docker
+    "docker-remote": ("start_dockerd.sh", "build_images.sh"),  # the engine over TCP + TLS
 }
-_selected = {"runtime": "process"}
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--runtime",
-        default="process",
-        choices=sorted(RUNTIMES),
-        help="the sandbox runtime of the e2e stacks (default: process)",
-    )
+def _runtime_list(text: str) -> list[str]:
+    names = list(RUNTIMES) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(RUNTIMES))
+    if unknown or not names:
+        raise pytest.UsageError(f"--runtime: {text!r}; choose 'all' or among {', '.join(RUNTIMES)}")
+    return names
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    with contextlib.suppress(ValueError):
-        _selected["runtime"] = str(config.getoption("--runtime"))
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One module-scoped stack per selected runtime for every test that uses `stack_runtime`."""
+    if "stack_runtime" not in metafunc.fixturenames:
+        return
+    selected = _runtime_list(str(metafunc.config.getoption("--runtime", default="all")))
+    marker = metafunc.definition.get_closest_marker("runtimes")
+    wanted = [r for r in selected if marker is None or r in marker.args]
+    if not wanted:  # the module needs a runtime the run left out: it runs on the first it needs
+        assert marker is not None
+        wanted = [str(marker.args[0])]
+    metafunc.parametrize("stack_runtime", wanted, indirect=True, scope="module")
 
 
-def selected_runtime() -> str:
-    """The runtime the suite runs on (`--runtime`)."""
-    return _selected["runtime"]
-
-
-@pytest.fixture(scope="session")
-def runtime() -> str:
-    return selected_runtime()
+@pytest.fixture(scope="module")
+def stack_runtime(request: pytest.FixtureRequest) -> str:
+    """The runtime of the module's stack (a parameter from `pytest_generate_tests`)."""
+    return str(request.param)
 
 
 def prepare_runtime(runtime: str) -> None:
@@ -97,9 +105,8 @@ class Stack:
         )
 
 
-def start_stack(tmp: Path, runtime: str | None = None) -> Stack:
-    """A local stack on `runtime` (default: the `--runtime` option's)."""
-    runtime = runtime or selected_runtime()
+def start_stack(tmp: Path, runtime: str = "process") -> Stack:
+    """A local stack on `runtime`."""
     if runtime == "process" and shutil.which("bwrap") is None:
         pytest.fail("bubblewrap (bwrap) is not installed: run scripts/setup.sh (apt-get install bubblewrap)")
     prepare_runtime(runtime)
@@ -156,8 +163,9 @@ def stop_stack(stack: Stack) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = start_stack(tmp_path_factory.mktemp("stack"))
+def stack(stack_runtime: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The local stack of a module, on each selected runtime in turn."""
+    s = start_stack(tmp_path_factory.mktemp(f"stack-{stack_runtime}"), runtime=stack_runtime)
     yield s
     stop_stack(s)
 

@@ -21,7 +21,8 @@ from sandboxcp.api.resolver import MAX_JSON_DEPTH
 from sandboxcp.routes import ROUTES, Route
 from tests.e2e.conftest import Stack, callback_token_of
 
-pytestmark = pytest.mark.e2e
+# The HTTP protocol: the same on every runtime.
+pytestmark = [pytest.mark.e2e, pytest.mark.runtimes("process")]
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 ERROR_FIELDS = {"error_code", "description", "error_detail", "solution", "request_id"}

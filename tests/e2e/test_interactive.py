@@ -1,6 +1,6 @@
-"""Interactive execution end to end, on both local runtimes (process: bubblewrap, docker) and on the ECS
-stand-in: code contexts with state and rich outputs, live output while a run goes on, background
-processes, and the bad input of each. Everything goes through the public API of a real local stack into
+"""Interactive execution end to end, on every runtime of the e2e suite (tests/e2e/conftest.py): code
+contexts with state and rich outputs, live output while a run goes on, background processes, and the bad
+input of each. Everything goes through the public API of a real local stack into
 real sandboxes."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, start_stack, stop_stack, wait_for
-from tests.integration.conftest import docker_engine  # noqa: F401
+from tests.e2e.conftest import Stack, wait_for
 from tests.security.conftest import tenant_key
 
 pytestmark = pytest.mark.e2e
@@ -23,20 +22,9 @@ TERMINAL = {"completed", "failed", "timeout", "crashed"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", params=["process", "docker", "ecs"])
-def live_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The local stack on each local runtime and on the ECS stand-in (tasks as real containers, reached
-    over HTTP; callbacks and workspace over the network)."""
-    if request.param in ("docker", "ecs"):
-        request.getfixturevalue("docker_engine")  # starts dockerd and builds the images, or fails
-    s = start_stack(tmp_path_factory.mktemp(f"interactive-{request.param}"), runtime=request.param)
-    yield s
-    stop_stack(s)
-
-
 @pytest.fixture(scope="module")
-def api(live_stack: Stack) -> Iterator[httpx.Client]:
-    with live_stack.client() as client:
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client() as client:
         yield client
 
 
@@ -238,7 +226,7 @@ def _host_has(argv: str) -> bool:
 # -- bad input ----------------------------------------------------------------------------------
 
 
-def test_bad_input_gets_the_contract_error_body(api: httpx.Client, live_stack: Stack, session: str) -> None:
+def test_bad_input_gets_the_contract_error_body(api: httpx.Client, stack: Stack, session: str) -> None:
     unknown = api.post(
         f"/sessions/{session}/execute",
         json={"code": "1", "language": "python", "context_id": "ctx-nothere00"},
@@ -246,7 +234,7 @@ def test_bad_input_gets_the_contract_error_body(api: httpx.Client, live_stack: S
     assert unknown.status_code == 404
     assert set(unknown.json()) >= {"error_code", "description", "error_detail", "solution", "request_id"}
     cid = new_context(api, session)
-    with live_stack.client(tenant_key(live_stack, "t-other")) as other:
+    with stack.client(tenant_key(stack, "t-other")) as other:
         other_sid = new_session(other)
         try:
             assert other.get(f"/sessions/{session}/contexts/{cid}").status_code == 404

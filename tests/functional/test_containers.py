@@ -264,6 +264,34 @@ def test_logs_without_runtime_support_are_empty(deps, fleet):
     assert resp["statusCode"] == 200 and resp["body"] == ""
 
 
+class ForgettingRuntime(LoggingRuntime):
+    """Drops a sandbox's logs with it, as docker (a removed container) and eks (a deleted Pod) do."""
+
+    def destroy(self, container_id: str) -> None:
+        super().destroy(container_id)
+        self.lines = []
+
+
+def test_an_ended_sandboxs_last_lines_are_kept_when_it_is_destroyed(deps, fleet):
+    stamped = [f"2026-03-01T12:{m:02d}:00Z line {m}" for m in range(0, 40)]
+    runtime = ForgettingRuntime([*stamped[:20], "Traceback (unstamped)", *stamped[20:]])
+    deps.runtime = runtime
+    sid = "sess_0000000000000001"
+    event = with_path(sample_event("sessions_terminate"), session_id=sid)
+    event["requestContext"]["authorizer"].update(tenant_id="tenant-a", principalId="tenant-a")
+    assert invoke("sessions_terminate", event)["statusCode"] == 200
+    assert runtime.destroyed == ["proc-sess_0000000000000001"] and runtime.lines == []
+
+    assert _logs(sid, tail="2")["body"] == "2026-03-01T12:38:00Z line 38\n2026-03-01T12:39:00Z line 39\n"
+    since = _logs(sid, since="2026-03-01T12:19:00Z")["body"].splitlines()
+    assert since[:3] == [
+        "2026-03-01T12:19:00Z line 19",
+        "Traceback (unstamped)",
+        "2026-03-01T12:20:00Z line 20",
+    ]
+    assert len(since) == 22
+
+
 # -- the process runtime's logs(): the session's executor.log -------------------------------------------
 def _write_log(tmp_path: Path, sid: str, lines: list[str]) -> ProcessRuntime:
     log = tmp_path / "sessions" / sid / "executor.log"

@@ -76,7 +76,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/sessions", "sessions_list", access=(SR,)),
     Route("GET", "/api/v1/sessions/{session_id}", "sessions_get", access=(SR,)),
     # CRW, PRW: a session's contexts and processes end with it (services/sessions.destroy_sandbox).
-    Route("DELETE", "/api/v1/sessions/{session_id}", "sessions_terminate", access=(SRW, "runtime", CRW, PRW)),
+    # WRW: the sandbox's last log lines are kept in the bucket (services/containers.keep_logs).
+    Route(
+        "DELETE",
+        "/api/v1/sessions/{session_id}",
+        "sessions_terminate",
+        access=(SRW, "runtime", CRW, PRW, WRW),
+    ),
     Route("POST", "/api/v1/sessions/{session_id}/execute", "executions_submit", access=(SRW, ERW, WRW, CR)),
     Route(
         "POST",
@@ -143,7 +149,7 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/v1/templates/{template_id}", "templates_delete", auth="admin", access=(TRW, SR)),
     Route("GET", "/api/v1/containers", "containers_list", access=(SR,)),
     Route("GET", "/api/v1/containers/{container_id}", "containers_get", access=(SR,)),
-    Route("GET", "/api/v1/containers/{container_id}/logs", "containers_logs", access=(SR, "runtime")),
+    Route("GET", "/api/v1/containers/{container_id}/logs", "containers_logs", access=(SR, ER, "runtime", WR)),
     Route("GET", "/api/v1/metrics", "metrics_prometheus", access=(SR, ER)),
     Route("POST", "/api/v1/keys", "keys_create", auth="admin", access=("api_keys:rw",)),
     Route("GET", "/api/v1/tenants/{tenant_id}/quotas", "tenants_quotas_get", access=("tenants:r",)),
@@ -169,7 +175,7 @@ ROUTES: tuple[Route, ...] = (
         "internal_container_exited",
         "internal",
         "callback",
-        access=(SRW, "runtime", CRW, PRW),
+        access=(SRW, "runtime", CRW, PRW, WRW),
     ),
     Route(
         "POST",
@@ -241,14 +247,16 @@ LAUNCH_STEPS: dict[str, Job] = {
     "StartSandboxFunctionArn": Job(
         "launch_start_sandbox", access=(SRW, TR, "warm_pool:rw", "runtime"), timeout_s=120
     ),
-    "MarkLaunchFailedFunctionArn": Job("launch_mark_failed", access=(SRW, "runtime", CRW, PRW), timeout_s=60),
+    "MarkLaunchFailedFunctionArn": Job(
+        "launch_mark_failed", access=(SRW, "runtime", CRW, PRW, WRW), timeout_s=60
+    ),
 }
 
 # Periodic jobs: `every_s` is the period the schedule aims for (sub-minute ones run in a loop, see docs).
 JOBS: tuple[Job, ...] = (
     Job("seed_templates", access=("templates:rw",), timeout_s=60),
     Job("schedule_reap_executions", access=(SR, ERW, WRW), timeout_s=40, every_s=5),
-    Job("schedule_reap_sessions", access=(SRW, "runtime", CRW, PRW), timeout_s=40, every_s=10),
+    Job("schedule_reap_sessions", access=(SRW, "runtime", CRW, PRW, WRW), timeout_s=40, every_s=10),
     Job("schedule_probe_nodes", access=("runtime_nodes:rw", "runtime"), timeout_s=30, every_s=10),
     Job("schedule_reap_orphans", access=(SR, "warm_pool:rw", "runtime"), timeout_s=60, every_s=60),
     Job("schedule_refill_warm_pool", access=(TR, "warm_pool:rw", "runtime"), timeout_s=60, every_s=10),

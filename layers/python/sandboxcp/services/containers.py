@@ -19,7 +19,8 @@ Usage (seed US5): live containers' CPU (% of the sandbox's CPU limit), memory an
 runtimes that can measure them (`RuntimeUsage`: process, docker); each figure is also an EMF metric
 (`ContainerCpuPercent`, `ContainerMemoryPercent`, `ContainerDiskPercent`; alarms above 80 %), and a
 warning is logged for a container above 80 %. Logs: the runtime's lines (the executor's events) with the
-programs' stdout/stderr of the session's latest executions merged in by time, each marked by stream."""
+programs' stdout/stderr of the session's latest executions merged in by time, each marked by stream; once
+the sandbox is gone, its last 1,000 lines as kept when it was destroyed."""
 
 from __future__ import annotations
 
@@ -103,7 +104,46 @@ def container_logs(
     assert session.container_id is not None
     tail = max(1, min(tail, MAX_TAIL))
     lines = list(deps.runtime.logs(session.container_id, tail=tail, since=since))
+    if not lines and session.status not in (SessionStatus.CREATING, SessionStatus.RUNNING):
+        lines = kept_logs(deps, session.session_id, tail=tail, since=since)
     return merge_by_time(lines, program_output(deps, session.session_id, since=since))[-tail:]
+
+
+# -- logs of an ended sandbox --------------------------------------------------------------------------
+# Most runtimes drop a sandbox's logs with it (a removed container, a deleted Pod), so the last lines are
+# kept in the workspace bucket when the session's sandbox is destroyed, expiring with the results.
+KEPT_LOG_LINES = 1000
+
+
+def _kept_key(session_id: str) -> str:
+    return f"results/{session_id}/container.log"
+
+
+def keep_logs(deps: Dependencies, session: Session) -> None:
+    """Save the last KEPT_LOG_LINES of the session's sandbox before it is destroyed (best effort: a
+    termination never fails for its logs)."""
+    if not session.container_id:
+        return
+    try:
+        lines = deps.runtime.logs(session.container_id, tail=KEPT_LOG_LINES)
+        if lines:
+            body = "".join(f"{line}\n" for line in lines).encode()
+            deps.results.put(_kept_key(session.session_id), body, content_type="text/plain")
+    except Exception:
+        logger.exception("sandbox logs not kept", extra={"session_id": session.session_id})
+
+
+def kept_logs(deps: Dependencies, session_id: str, *, tail: int, since: datetime | None) -> list[str]:
+    body = deps.results.get_if_any(_kept_key(session_id))
+    lines = body.decode(errors="replace").splitlines() if body else []
+    if since is not None:
+        kept, last = [], None
+        for line in lines:  # an unstamped line (a traceback) goes with the stamped line before it
+            last = _stamp(line) or last
+            if last is not None and last >= since:
+                kept.append(line)
+        lines = kept
+    return lines[-tail:]
 
 
 # -- program output in the logs ------------------------------------------------------------------------

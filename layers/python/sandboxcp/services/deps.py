@@ -30,6 +30,7 @@ from sandboxcp.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas
+    from sandboxcp.adapters.result_store import S3ResultStore
 
 
 @dataclass
@@ -54,13 +55,17 @@ class Dependencies:
         from datetime import timedelta
 
         from sandboxcp.adapters.dynamo.executions import DynamoExecutionRepository
-        from sandboxcp.adapters.result_store import S3ResultStore
 
         self._bind()
         retention = timedelta(days=self.settings.execution_retention_days)
-        return DynamoExecutionRepository(
-            S3ResultStore(self.settings.workspace_bucket), self._tenant_quotas, retention=retention
-        )
+        return DynamoExecutionRepository(self.results, self._tenant_quotas, retention=retention)
+
+    @cached_property
+    def results(self) -> S3ResultStore:
+        """Large outcomes and ended sandboxes' logs in the workspace bucket (results/, expiring)."""
+        from sandboxcp.adapters.result_store import S3ResultStore
+
+        return S3ResultStore(self.settings.workspace_bucket)
 
     @cached_property
     def quotas(self) -> TenantQuotaStore:

@@ -138,4 +138,7 @@ def destroy_sandbox(deps: Dependencies, session: Session) -> None:
         except Exception:
             logger.exception("children not marked ended", extra={"session_id": session.session_id})
     if session.container_id:
+        from sandboxcp.services.containers import keep_logs
+
+        keep_logs(deps, session)
         deps.runtime.destroy(session.container_id)
