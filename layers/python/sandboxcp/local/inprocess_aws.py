@@ -71,8 +71,7 @@ def _before_send(request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
         with _moto_lock:
             status, response_headers, content = _run(target[1], environ)
     except Exception:
-        # What the moto server does when moto fails: werkzeug answers 500, which botocore retries. (moto's
-        # TransactWriteItems deep-copies tables that other threads may be writing to.)
+        # What the moto server does when moto fails: werkzeug answers 500, which botocore retries.
         logging.getLogger(__name__).warning("moto failed on a DynamoDB request", exc_info=True)
         status, response_headers, content = _run(InternalServerError(), environ)
     return AWSResponse(
@@ -96,6 +95,9 @@ def install(endpoint: str, app: Callable[..., Any] | None = None) -> None:
     Covers every botocore session created afterwards (boto3's and pynamodb's, which makes its own) and
     boto3's default session if it already exists; clients made before, on other sessions, keep HTTP."""
     global _target
+    from sandboxcp.local import moto_transactions
+
+    moto_transactions.install()  # transactions cost what their items cost, not their tables
     with _install_lock:
         _target = (endpoint.rstrip("/") + "/", app or dynamodb_app())
         if (EVENT, _before_send) not in botocore.handlers.BUILTIN_HANDLERS:
