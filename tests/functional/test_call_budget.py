@@ -4,6 +4,7 @@ on moto through botocore's event hooks: every API call of every client (boto3's 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,3 +63,48 @@ def test_a_status_read_makes_one_aws_call(deps, aws_calls):
     assert resp["statusCode"] == 200, resp
     assert body(resp)["status"] == "pending"
     assert aws_calls == ["dynamodb.GetItem"]
+
+
+class _AnsweringExecutor:
+    """Ends the run within the wait and answers /execute with the result; `meanwhile` runs first (what
+    another function may do to the execution while it runs)."""
+
+    def __init__(self, meanwhile: Any = None) -> None:
+        self.meanwhile = meanwhile
+
+    def submit(self, executor_url, execution, workspace=None, *, executor_key="", wait_s=0.0):  # type: ignore[no-untyped-def]
+        if self.meanwhile is not None:
+            self.meanwhile(execution)
+        return json.loads(sample_event("internal_execution_result")["body"])
+
+
+def test_an_answered_execute_sync_ends_its_execution_without_reading_it(deps, aws_calls):
+    seed_session(deps)
+    deps.executor = _AnsweringExecutor()
+    assert invoke("executions_submit_sync", sample_event("executions_submit_sync"))["statusCode"] == 200
+    aws_calls.clear()
+    resp = invoke("executions_submit_sync", sample_event("executions_submit_sync"))
+    assert resp["statusCode"] == 200 and body(resp)["return_value"] == 42, resp
+    # The session's read, the execution's create and its end (result, slots back) in one transaction each.
+    assert aws_calls == ["dynamodb.GetItem", "dynamodb.TransactWriteItems", "dynamodb.TransactWriteItems"]
+
+
+def test_an_execution_changed_by_another_function_meanwhile_is_read_before_its_end(deps, aws_calls):
+    from sandboxcp.adapters.tables import SessionRecord
+    from sandboxcp.domain.states import ExecutionStatus
+
+    seed_session(deps)
+    # Another function's repository (not the one that created the execution) marks it running.
+    elsewhere = type(deps.executions)(deps.results, deps.quotas)
+
+    def running(execution: Any) -> None:
+        elsewhere.transition(execution.execution_id, ExecutionStatus.RUNNING, now=execution.created_at)
+
+    deps.executor = _AnsweringExecutor(running)
+    resp = invoke("executions_submit_sync", sample_event("executions_submit_sync"))
+    assert resp["statusCode"] == 200 and body(resp)["status"] == "success", resp
+    stored = deps.executions.get(body(resp)["execution_id"])
+    assert stored is not None and stored.status == ExecutionStatus.COMPLETED
+    assert stored.outcome is not None and stored.outcome.return_value == 42
+    assert deps.quotas.get("tenant-a").usage.inflight_executions == 0
+    assert SessionRecord.get(SAMPLE_SESSION).executions_inflight == 0

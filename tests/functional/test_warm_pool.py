@@ -228,6 +228,7 @@ def test_concurrent_creates_never_share_a_warm_sandbox(deps, atomic_writes):
     deps.launch = _CountingLaunch()
     with ThreadPoolExecutor(4) as pool:
         created = [body(r) for r in pool.map(lambda _: _create(deps), range(4))]
+    assert all("status" in c for c in created), created  # every create accepted (a refusal says why)
     running = [c for c in created if c["status"] == "running"]
     assert len(running) == 2 and len({c["container_id"] for c in running}) == 2
     assert sorted(deps.launch.started) == sorted(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
 
 from sandboxcp.adapters.dynamo.common import (
     condition_failed,
@@ -38,6 +40,7 @@ from sandboxcp.domain.states import (
 from sandboxcp.domain.workspace import Artifact
 
 INFLIGHT = "1"
+WRITTEN_MEMORY = 256  # executions created here whose end may skip the read (a sync wait ends them here)
 # DynamoDB items hold at most 400 KB; an outcome (up to 1 MB of stdout and of stderr) above this goes to S3.
 # Measured as stored (JSON with non-ASCII escaped), next to at most 100 KiB of code and 192 KiB of event.
 INLINE_OUTCOME_LIMIT = 64 * 1024
@@ -59,6 +62,9 @@ class DynamoExecutionRepository:
         # back in the one that ends it. retention: a finished execution's item expires (TTL) after it.
         self._quotas = quotas
         self._retention = retention
+        # Executions this process created, as it wrote them: ending one of them skips the read, its write
+        # then conditioned on the item being still as written (else it is read after all).
+        self._written: OrderedDict[str, ExecutionRecord] = OrderedDict()
 
     def _to_domain(self, r: ExecutionRecord, *, with_outcome: bool = True) -> Execution:
         outcome = None
@@ -138,6 +144,7 @@ class DynamoExecutionRepository:
             )
         try:
             self._quotas.save_with_share(record, condition, share, enforce=enforce_quota, also=also)
+            self._remember(record)
         except TransactWriteError as err:
             if not also or not failed_at(err, 2):
                 raise
@@ -207,10 +214,39 @@ class DynamoExecutionRepository:
         fields: Mapping[str, Any] | None = None,
         owner_session: str | None = None,
     ) -> Execution:
+        written = self._written.pop(execution_id, None)
+        if written is not None and written.quota_counted and target in TERMINAL_EXECUTION_STATUSES:
+            _check_owner(written, owner_session)
+            # Still as this process wrote it: same status, its quota share and session slot still held.
+            still = (ExecutionRecord.status == written.status) & ExecutionRecord.quota_counted.exists()
+            if written.session_slot:
+                still &= ExecutionRecord.session_slot.exists()
+            try:
+                return self._change(written, target, now=now, fields=fields, unchanged=still)
+            except StateConflict:
+                pass  # changed meanwhile (a heartbeat's "running", a retry): read it
         current = get_item(ExecutionRecord, execution_id)
         if current is None:
             raise StateConflict(f"Execution '{execution_id}' does not exist")
         _check_owner(current, owner_session)
+        return self._change(current, target, now=now, fields=fields)
+
+    def _remember(self, record: ExecutionRecord) -> None:
+        self._written[record.execution_id] = record
+        while len(self._written) > WRITTEN_MEMORY:
+            self._written.popitem(last=False)
+
+    def _change(
+        self,
+        current: ExecutionRecord,
+        target: ExecutionStatus,
+        *,
+        now: datetime,
+        fields: Mapping[str, Any] | None,
+        unchanged: Condition | None = None,
+    ) -> Execution:
+        """Move `current` to `target` if its status allows it (and `unchanged` holds)."""
+        execution_id = current.execution_id
         changes = {
             "status": target.value,
             "session_status": f"{current.session_id}#{target.value}",
@@ -220,6 +256,8 @@ class DynamoExecutionRepository:
         if target in TERMINAL_EXECUTION_STATUSES:
             changes["expires_at"] = int((now + self._retention).timestamp())  # DynamoDB TTL
         condition = ExecutionRecord.status.is_in(*[s.value for s in execution_sources(target)])
+        if unchanged is not None:
+            condition &= unchanged
         conflict = StateConflict(
             f"Execution '{execution_id}' is already '{current.status}'; cannot move to '{target}'"
         )
