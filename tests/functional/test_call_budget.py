@@ -108,3 +108,16 @@ def test_an_execution_changed_by_another_function_meanwhile_is_read_before_its_e
     assert stored.outcome is not None and stored.outcome.return_value == 42
     assert deps.quotas.get("tenant-a").usage.inflight_executions == 0
     assert SessionRecord.get(SAMPLE_SESSION).executions_inflight == 0
+
+
+def test_a_cell_checks_its_context_in_the_write_that_records_it(deps, aws_calls):
+    seed_session(deps)
+    created = invoke("contexts_create", with_path(sample_event("contexts_create"), session_id=SAMPLE_SESSION))
+    event = sample_event("executions_submit")
+    cell = {"code": "x = 1", "language": "python", "context_id": body(created)["context_id"]}
+    event["body"] = json.dumps(cell)
+    assert invoke("executions_submit", event)["statusCode"] == 200  # warm
+    aws_calls.clear()
+    resp = invoke("executions_submit", event)
+    assert resp["statusCode"] == 200, resp
+    assert aws_calls == ["dynamodb.GetItem", "dynamodb.TransactWriteItems"]  # no read of the context

@@ -86,6 +86,13 @@ class StateConflict(SandboxError):
     solution = "Read the resource again; its state changed or does not allow this operation"
 
 
+class ContextUnavailable(StateConflict):
+    """A cell's code context is not live in its session in the cell's language (the write that records
+    the execution checks it; the service then says which)."""
+
+    solution = "Read the context (GET /api/v1/sessions/{id}/contexts/{context_id}); restart or create one"
+
+
 class TooManyRequests(SandboxError):
     status_code = 429
     error_code = "Sandbox.TooManyRequestsExection"

@@ -9,11 +9,12 @@ from pydantic import ValidationError
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import (
+    ContextUnavailable,
     ExecutionNotFound,
     SandboxError,
     StateConflict,
 )
-from sandboxcp.domain.ids import EXECUTION_ID_RE, new_execution_id
+from sandboxcp.domain.ids import CONTEXT_ID_RE, EXECUTION_ID_RE, new_execution_id
 from sandboxcp.domain.models import Execution, ExecutionOutcome, Principal, Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus
@@ -42,8 +43,8 @@ def _submit(
 ) -> tuple[Execution, dict[str, Any] | None]:
     """The execution, and its result if the executor answered with it (`wait_s`, see dispatch)."""
     session = running_session(deps, caller, session_id)
-    if req.context_id is not None:  # a cell in a live context of this session, in its language
-        context_for_execution(deps, session, req.context_id, req.language)
+    if req.context_id is not None and not CONTEXT_ID_RE.fullmatch(req.context_id):
+        context_for_execution(deps, session, req.context_id, req.language)  # says it does not exist
     now = clock.now()
     execution = Execution(
         execution_id=new_execution_id(now),
@@ -59,7 +60,14 @@ def _submit(
     )
     # Recorded before hand-off: an accepted execution is never lost. One transaction takes the tenant's
     # and the session's in-flight slots (429 over either) and marks the session active.
-    deps.executions.create(execution, enforce_quota=True, session_limit=MAX_INFLIGHT_PER_SESSION)
+    # A cell's context is checked in the same write (live, of this session, in its language); only when
+    # that fails is the context read, to say why.
+    try:
+        deps.executions.create(execution, enforce_quota=True, session_limit=MAX_INFLIGHT_PER_SESSION)
+    except ContextUnavailable:
+        assert req.context_id is not None
+        context_for_execution(deps, session, req.context_id, req.language)
+        raise
     try:
         answer = dispatch(deps, session, execution, wait_s=wait_s)
     except SandboxError as err:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sandboxcp.domain import clock
-from sandboxcp.domain.errors import SandboxUnavailable, StateConflict
+from sandboxcp.domain.errors import ContextUnavailable, SandboxUnavailable, StateConflict
 from sandboxcp.domain.ids import new_execution_id
 from sandboxcp.domain.models import Execution, ExecutionMetrics, ExecutionOutcome
 from sandboxcp.domain.states import ExecutionStatus, SessionStatus
@@ -118,7 +118,10 @@ def retry_execution(
             "error_message": None,
         }
     )
-    deps.executions.create(retry)  # counted in the tenant's in-flight quota, never refused by it
+    try:
+        deps.executions.create(retry)  # counted in the tenant's in-flight quota, never refused by it
+    except ContextUnavailable:
+        return None  # a cell whose context is gone: there is nowhere to run it again
     return retry
 
 

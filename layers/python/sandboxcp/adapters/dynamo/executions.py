@@ -20,9 +20,10 @@ from sandboxcp.adapters.dynamo.common import (
     record_fields,
     update_actions,
 )
-from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas, Share, Update, failed_at
-from sandboxcp.adapters.tables import ExecutionRecord, SessionRecord
+from sandboxcp.adapters.dynamo.tenants import Check, DynamoTenantQuotas, Share, Update, failed_at
+from sandboxcp.adapters.tables import ContextRecord, ExecutionRecord, SessionRecord
 from sandboxcp.domain.errors import (
+    ContextUnavailable,
     ExecutionNotFound,
     Forbidden,
     InvalidParameter,
@@ -125,7 +126,24 @@ class DynamoExecutionRepository:
             last_heartbeat_at=execution.last_heartbeat_at or execution.created_at,
         )
         condition = ExecutionRecord.execution_id.does_not_exist()
+        checks: list[Check] = []
+        if execution.context_id is not None:  # a cell: its context is live, of this session, in its language
+            C = ContextRecord
+            in_context = (
+                (C.live_session == execution.session_id)
+                & (C.tenant_id == execution.tenant_id)
+                & (C.language == execution.language)
+            )
+            checks.append((C, execution.context_id, in_context))
         if self._quotas is None:
+            if checks:
+                context = get_item(ContextRecord, execution.context_id or "")
+                if context is None or not (
+                    context.live_session == execution.session_id
+                    and context.tenant_id == execution.tenant_id
+                    and context.language == execution.language
+                ):
+                    raise ContextUnavailable(f"Context '{execution.context_id}' is not available")
             record.save(condition=condition)
             return
         record.quota_counted = True
@@ -143,10 +161,14 @@ class DynamoExecutionRepository:
                 )
             )
         try:
-            self._quotas.save_with_share(record, condition, share, enforce=enforce_quota, also=also)
+            self._quotas.save_with_share(
+                record, condition, share, enforce=enforce_quota, also=also, checks=checks
+            )
             self._remember(record)
         except TransactWriteError as err:
-            if not also or not failed_at(err, 2):
+            if checks and failed_at(err, 0):  # (checks go first in a transaction)
+                raise ContextUnavailable(f"Context '{execution.context_id}' is not available") from err
+            if not also or not failed_at(err, 2 + len(checks)):
                 raise
             session = get_item(SessionRecord, execution.session_id)
             if session is None or session.status != SessionStatus.RUNNING.value:

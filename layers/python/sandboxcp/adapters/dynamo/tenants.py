@@ -42,6 +42,8 @@ _COUNTED: dict[str, tuple[Any, Any, Callable[[QuotaLimits], int]]] = {
 _TXN_CONDITION_FAILED = CONDITION_FAILED.removesuffix("Exception")  # a cancellation reason's code
 # One more conditional update in a share's transaction: (item with its key, actions, condition or None).
 Update = tuple[Model, Sequence[Action], Condition | None]
+# A condition on another item in the same transaction, writing nothing: (its model, its key, condition).
+Check = tuple[type[Model], str, Condition]
 
 
 class Share:
@@ -161,11 +163,14 @@ class DynamoTenantQuotas:
         *,
         enforce: bool,
         also: Sequence[Update] = (),
+        checks: Sequence[Check] = (),
     ) -> None:
         """Save `record` (if `condition`) and take `share` in one transaction. `enforce`: only if the share
         fits the tenant's quota (else QuotaExceeded); otherwise the share is counted regardless (work the
         control plane starts itself, such as crash retries). `also`: more conditional updates in the same
-        transaction (items 2, 3, ...: a TransactWriteError with `failed_at(err, 2)` names the first)."""
+        transaction (items 2, 3, ...: a TransactWriteError with `failed_at(err, 2)` names the first).
+        `checks`: conditions on other items, written to nothing. pynamodb sends condition checks first, so
+        with n checks they are items 0..n-1 and every other index above moves up by n."""
         for attempt in range(3):
             try:
                 with TransactWrite(connection=_connection(type(record))) as txn:
@@ -177,9 +182,11 @@ class DynamoTenantQuotas:
                     )
                     for item, actions, item_condition in also:
                         txn.update(item, actions=list(actions), condition=item_condition)
+                    for model, hash_key, check in checks:
+                        txn.condition_check(model, hash_key, condition=check)
                 return
             except TransactWriteError as err:
-                if not failed_at(err, 1) or attempt == 2:
+                if not failed_at(err, len(checks) + 1) or attempt == 2:
                     raise
             r = get_item(TenantRecord, share.tenant_id)
             limits = [_COUNTED[kind][0].attr_name for kind in share.amounts]
