@@ -32,7 +32,12 @@ def test_containers_list_details_and_logs(stack):  # type: ignore[no-untyped-def
         assert wait_for(
             lambda: api.get(f"/executions/{eid}/status").json()["status"] == "completed", timeout=10
         )
-        runtime = stack.runtime  # the suite's --runtime
+        # The suite's --runtime, as the API names it: docker-remote is the docker runtime on a remote
+        # (TCP + TLS) engine, its node named by the engine's host.
+        runtime = "docker" if stack.runtime == "docker-remote" else stack.runtime
+        node = {"process": "local", "docker": "local-docker"}.get(runtime, f"{runtime}:sandboxcp-sandboxes")
+        if stack.runtime == "docker-remote":
+            node = "127.0.0.1"
         cid = api.get(f"/containers/{sid}").json()["container_id"]
         if runtime == "process":
             assert cid == f"proc-{sid}"
@@ -54,9 +59,7 @@ def test_containers_list_details_and_logs(stack):  # type: ignore[no-untyped-def
         info = detail.json()
         assert info["session_id"] == sid and info["template_id"] == "python-basic"
         assert info["status"] == "running" and info["runtime_type"] == runtime
-        assert info["node_name"] == {"process": "local", "docker": "local-docker"}.get(
-            runtime, f"{runtime}:sandboxcp-sandboxes"
-        )
+        assert info["node_name"] == node
         assert info["resources"]["memory"] == "512Mi"
         assert info["uptime_seconds"] >= 0
         assert api.get(f"/containers/{sid}").json()["container_id"] == cid

@@ -1,6 +1,7 @@
 """The `sandboxcp` command.
 
-    sandboxcp local [--host] [--port] [--runtime process|docker|ecs] [--state-dir]   the whole stack, locally
+    sandboxcp local [--host] [--port] [--runtime R] [--state-dir]                the whole stack, locally
+                    (R: process, docker, ecs, eks or docker-remote)
     sandboxcp keys create --tenant T [--admin]                                   an API key (admin key)
     sandboxcp sessions create|ls|get|rm                                          sessions
     sandboxcp exec SESSION [--lang L] [FILE|-|-c CODE]                           run code; exits non-zero
@@ -53,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     local = sub.add_parser("local", help="run the whole control plane locally")
     local.add_argument("--host", default="127.0.0.1")
     local.add_argument("--port", type=int, default=8000)
-    local.add_argument("--runtime", choices=["process", "docker", "ecs"], default="process")
+    local.add_argument(
+        "--runtime", choices=["process", "docker", "ecs", "eks", "docker-remote"], default="process"
+    )
     local.add_argument("--state-dir", default=None, help="sandbox sockets, workspaces, logs")
 
     sub.add_parser("mcp", help="serve the MCP tools on stdio (for AI agents)", parents=[common])

@@ -172,3 +172,29 @@ def local_settings_env(state_dir: str, runtime: str) -> dict[str, str]:
         "POWERTOOLS_DEV": "false",
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
+
+
+EKS_CLUSTER = "sandboxcp-sandboxes"
+EKS_NAMESPACE = "sandboxes"
+
+
+def eks_settings_env(kube_url: str, ca_data: str, sandbox_api_url: str) -> dict[str, str]:
+    """The eks runtime's settings for the Kubernetes API stand-in (kube_standin.py): what a deployment sets
+    from its cluster (endpoint, CA, namespace, name); sandboxes reach the internal API (and S3, under
+    `/_s3/`) at `sandbox_api_url`, the only host address their NetworkPolicy lets them reach."""
+    return {
+        "SANDBOX_RUNTIME": "eks",
+        "EKS_CLUSTER_NAME": EKS_CLUSTER,
+        "EKS_ENDPOINT": kube_url,
+        "EKS_CA_DATA": ca_data,
+        "EKS_NAMESPACE": EKS_NAMESPACE,
+        "CALLBACK_BASE_URL": sandbox_api_url,
+        "SANDBOX_S3_VIA": sandbox_api_url,
+    }
+
+
+def provision_docker_tls_secret(endpoint: str, secret_string: str) -> str:
+    """The remote engines' client TLS secret (DOCKER_TLS_SECRET_ARN), in moto's Secrets Manager."""
+    client: Any = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=REGION)
+    created = client.create_secret(Name="sandboxcp/docker-tls", SecretString=secret_string)
+    return str(created["ARN"])

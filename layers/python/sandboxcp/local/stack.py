@@ -8,7 +8,17 @@ unix socket that each sandbox sees as its only way out.
 With `runtime="ecs"` the deployed topology instead: the ECS stand-in (ecs_standin.py) runs each task as
 a real container on its own address; the sandboxes' way out is the internal API (and the S3 front, `/_s3/`)
 over HTTP on the host's address on the task network, the only host port they may reach besides the task
-metadata endpoint; the control plane binds and calls executors at the address DescribeTasks reports."""
+metadata endpoint; the control plane binds and calls executors at the address DescribeTasks reports.
+
+`runtime="eks"` is the same topology on the Kubernetes API stand-in (kube_standin.py): the real eks adapter
+creates Pods (real containers) fenced by NetworkPolicies (iptables) that let a sandbox reach only the
+internal API and S3 front on the pod network's gateway; executors are bound and called at the Pod IP.
+
+`runtime="docker-remote"` is the docker runtime as deployed with a remote engine (docker_remote.py): the
+local engine reached over TCP with mutual TLS (client certificate from a Secrets Manager secret in moto),
+sandboxes on their own fenced networks calling the internal API and S3 front over HTTP on the sandbox
+network's gateway, executors reached at the port the engine published. No unix socket goes into a
+sandbox in any of the three."""
 
 from __future__ import annotations
 
@@ -27,11 +37,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from sandboxcp.local import inprocess_aws
 from sandboxcp.local.aws import (
+    EKS_NAMESPACE,
     MotoAws,
     aws_environment,
+    eks_settings_env,
     free_port,
     local_settings_env,
     provision,
+    provision_docker_tls_secret,
     provision_ecs,
 )
 from sandboxcp.local.body import GatewayRequestHandler
@@ -88,7 +101,14 @@ class LocalStack:
         self._servers: list[BaseWSGIServer] = []
         self._aws: MotoAws | None = None
         self._ecs: Any = None  # the ECS stand-in (runtime ecs)
+        self._kube: Any = None  # the Kubernetes API stand-in (runtime eks)
+        self._remote: Any = None  # the remote Docker engine stand-in (runtime docker-remote)
         self._ticker: LocalTicker | None = None
+
+    @property
+    def settings_runtime(self) -> str:
+        """SANDBOX_RUNTIME: docker-remote is the docker runtime with a remote (TCP + TLS) engine."""
+        return "docker" if self.runtime == "docker-remote" else self.runtime
 
     @property
     def base_url(self) -> str:
@@ -106,7 +126,7 @@ class LocalStack:
         inprocess_aws.install(self._aws.endpoint)
         lambda_port = free_port()
         os.environ.update(aws_environment(self._aws.endpoint))
-        os.environ.update(local_settings_env(str(self.state_dir), self.runtime))
+        os.environ.update(local_settings_env(str(self.state_dir), self.settings_runtime))
         os.environ["MOTO_PORT"] = str(lambda_port)  # where moto's Step Functions sends Lambda invokes
         sandbox_facing: tuple[str, int] | None = None
         if self.runtime == "ecs":
@@ -119,6 +139,28 @@ class LocalStack:
             os.environ.update(self._ecs.client_env())
             os.environ.update(
                 provision_ecs(self._aws.endpoint, f"http://{sandbox_facing[0]}:{sandbox_facing[1]}")
+            )
+        elif self.runtime == "eks":
+            from sandboxcp.local.kube_standin import KubeStandin
+
+            self._kube = KubeStandin(namespaces=(EKS_NAMESPACE,))
+            self._kube.start()
+            sandbox_facing = (self._kube.gateway_ip, free_port(self._kube.gateway_ip))
+            os.environ.update(
+                eks_settings_env(
+                    self._kube.url, self._kube.ca_data, f"http://{sandbox_facing[0]}:{sandbox_facing[1]}"
+                )
+            )
+        elif self.runtime == "docker-remote":
+            from sandboxcp.local.docker_remote import DockerRemoteStandIn
+
+            self._remote = DockerRemoteStandIn()
+            self._remote.start()
+            sandbox_facing = (self._remote.gateway, free_port(self._remote.gateway))
+            self._remote.allow(sandbox_facing[1])
+            secret = provision_docker_tls_secret(self._aws.endpoint, self._remote.secret_string())
+            os.environ.update(
+                self._remote.settings_env(secret, f"http://{sandbox_facing[0]}:{sandbox_facing[1]}")
             )
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
@@ -139,7 +181,7 @@ class LocalStack:
         internal = ApiGatewayEmulator(functions, [r for r in ROUTES if r.api == "internal"])
         self._serve("127.0.0.1", lambda_port, LambdaInvokeEndpoint(functions))
         sandbox_api = S3Forwarder(self._aws.endpoint, internal, bucket=deps.settings.workspace_bucket)
-        if sandbox_facing is not None:  # ecs: over HTTP on the task network, as deployed
+        if sandbox_facing is not None:  # ecs, eks, docker-remote: over HTTP on the sandbox network
             self._serve(*sandbox_facing, sandbox_api)
         else:
             self._serve(f"unix://{self.state_dir / 'internal.sock'}", 0, sandbox_api)
@@ -147,6 +189,19 @@ class LocalStack:
         self._serve(self.host, self.port, DocsUi(ApiGatewayEmulator(functions)))  # + OpenAPI docs, Swagger UI
         self._ticker = LocalTicker(functions)
         self._ticker.start()
+
+    def standin_lines(self) -> list[str]:
+        """Where the stand-in's own API is (for tools and tests; no key material)."""
+        if self._kube is not None:
+            return [f"EKS_ENDPOINT={self._kube.url}", f"# pod network {self._kube.subnet}"]
+        if self._remote is not None:
+            return [
+                f"DOCKER_HOST={self._remote.docker_host}",
+                f"# sandbox network {self._remote.sandbox_network}",
+            ]
+        if self._ecs is not None:
+            return [f"AWS_ENDPOINT_URL_ECS={self._ecs.endpoint}"]
+        return []
 
     def _serve(self, host: str, port: int, app: Any) -> None:
         # Every server closes a connection after its answer rather than reading on (see body.py).
@@ -160,19 +215,26 @@ class LocalStack:
 
         if self._ticker is not None:
             self._ticker.stop()
-        if self._aws is not None and get_deps().settings.runtime == self.runtime:
+        if self._aws is not None and get_deps().settings.runtime == self.settings_runtime:
             from sandboxcp.adapters.runtimes.docker import DockerRuntime
             from sandboxcp.adapters.runtimes.process import ProcessRuntime
 
             runtime = get_deps().runtime
-            # Sandboxes this stack started; ecs tasks are the stand-in's, which removes them all below.
+            # Sandboxes this stack started; ecs tasks and eks Pods are their stand-in's, which removes them
+            # all below.
             if isinstance(runtime, ProcessRuntime | DockerRuntime):
                 runtime.destroy_all()
-        if self._ecs is not None:
-            self._ecs.stop()
+        # The servers go before the stand-ins: a sandbox the stand-in stops then reports its exit to no one
+        # (rather than to a control plane whose runtime API is already gone).
         for server in self._servers:
             server.shutdown()
             server.server_close()
+        if self._ecs is not None:
+            self._ecs.stop()
+        if self._kube is not None:
+            self._kube.stop()
+        if self._remote is not None:
+            self._remote.stop()
         if self._aws is not None:
             inprocess_aws.uninstall()
             self._aws.stop()
@@ -193,6 +255,8 @@ def run(host: str, port: int, runtime: str, state_dir: str | None) -> int:
         print(f"Sandbox Control Plane (local, runtime={runtime})", flush=True)
         print(f"SANDBOXCP_URL={stack.base_url}", flush=True)
         print(f"SANDBOXCP_API_KEY={stack.api_key}", flush=True)
+        for line in stack.standin_lines():
+            print(line, flush=True)
         stop.wait()
     finally:
         stack.stop()

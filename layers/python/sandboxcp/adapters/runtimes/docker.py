@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,6 +105,8 @@ class DockerNode:
     endpoint: str  # unix:///var/run/docker.sock | tcp://host:2376
     publish_host: str = "127.0.0.1"
     network: str = "bridge"  # TCP mode: the network sandboxes join (must reach the callback URL)
+    # TCP mode: the network of sandboxes whose template allows network ("": `network` for every sandbox)
+    open_network: str = ""
 
     @property
     def is_local(self) -> bool:
@@ -121,6 +123,7 @@ class DockerNode:
             endpoint=endpoint,
             publish_host=str(labels.get("publish_host") or host or "127.0.0.1"),
             network=str(labels.get("sandbox_network") or "bridge"),
+            open_network=str(labels.get("sandbox_open_network") or ""),
         )
 
 
@@ -297,8 +300,17 @@ class DockerRuntime:
         """One node from DOCKER_HOST ("local-docker" for a unix socket). Remote (tcp://) engines get
         client TLS from DOCKER_TLS_SECRET_ARN, or from DOCKER_CERT_PATH (Docker's own variable).
         Nothing is contacted or read here: the first API call does that."""
+        node = node_from_host(settings.docker_host or "unix:///var/run/docker.sock")
+        # The default node's networks and publish address, read here until Settings carries them (a node
+        # of the nodes table has them as labels: sandbox_network, sandbox_open_network, publish_host).
+        node = replace(
+            node,
+            network=os.environ.get("DOCKER_SANDBOX_NETWORK") or node.network,
+            open_network=os.environ.get("DOCKER_OPEN_NETWORK") or node.open_network,
+            publish_host=os.environ.get("DOCKER_PUBLISH_HOST") or node.publish_host,
+        )
         return cls(
-            [node_from_host(settings.docker_host or "unix:///var/run/docker.sock")],
+            [node],
             state_dir=settings.sandbox_state_dir,
             callback_base_url=settings.callback_base_url,
             tls_secret_arn=settings.docker_tls_secret_arn,
@@ -707,7 +719,9 @@ class DockerRuntime:
             env["SANDBOXCP_LISTEN"] = f"unix:{RUN_DIR_IN_SANDBOX}/executor.sock"
             env["SANDBOXCP_CALLBACK_URL"] = f"unix://{CP_SOCKET_IN_SANDBOX}"
         else:
-            host["NetworkMode"] = node.network
+            host["NetworkMode"] = (
+                node.open_network if spec.network_enabled and node.open_network else node.network
+            )
             host["PortBindings"] = {f"{EXECUTOR_PORT}/tcp": [{"HostIp": node.publish_host, "HostPort": ""}]}
             config["ExposedPorts"] = {f"{EXECUTOR_PORT}/tcp": {}}
             env["SANDBOXCP_LISTEN"] = f"tcp:0.0.0.0:{EXECUTOR_PORT}"

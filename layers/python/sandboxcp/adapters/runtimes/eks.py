@@ -204,11 +204,15 @@ def _callback_egress(callback_base_url: str) -> dict[str, Any]:
     }
 
 
-def storage_egress_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+def storage_egress_from_env(environ: Mapping[str, str], via: str = "") -> dict[str, Any]:
     """`storage_cidrs` and `storage_port` for the S3 endpoint presigned URLs name: in AWS the regional
     endpoint on 443, whose addresses EKS_S3_CIDRS lists; with a custom endpoint (moto, a local stand-in) its
-    port, and its address when it is an IP and EKS_S3_CIDRS is empty."""
+    port, and its address when it is an IP and EKS_S3_CIDRS is empty. With `via` (SANDBOX_S3_VIA: the
+    sandboxes send their presigned requests to that front instead, as on the local stand-in) that front's
+    address and port: the endpoint the control plane itself uses is then none of the sandbox's business."""
     cidrs = [c.strip() for c in environ.get(S3_CIDRS_ENV, "").split(",") if c.strip()]
+    if via.startswith(("http://", "https://")):
+        return storage_egress_from_env({S3_CIDRS_ENV: ",".join(cidrs), S3_ENDPOINT_ENVS[0]: via})
     endpoint = next((environ[name] for name in S3_ENDPOINT_ENVS if environ.get(name)), "")
     if not endpoint:
         return {"storage_cidrs": cidrs, "storage_port": S3_PORT}
@@ -334,7 +338,7 @@ class EksRuntime:
             namespace=settings.eks_namespace,
             region=settings.aws_region,
             callback_base_url=settings.callback_base_url,
-            **storage_egress_from_env(os.environ),
+            **storage_egress_from_env(os.environ, via=settings.sandbox_s3_via),
         )
 
     # -- Runtime interface ------------------------------------------------------------------------
@@ -469,7 +473,10 @@ class EksRuntime:
         kwargs: dict[str, Any] = {"container": CONTAINER_NAME, "tail_lines": tail}
         if since is not None:
             since = since if since.tzinfo else since.replace(tzinfo=UTC)  # naive means UTC
-            kwargs["since_seconds"] = max(1, math.ceil((datetime.now(UTC) - since).total_seconds()))
+            ago = (datetime.now(UTC) - since).total_seconds()
+            if ago < 0:
+                return []  # nothing is written in the future (and sinceSeconds must be positive)
+            kwargs["since_seconds"] = max(1, math.ceil(ago))
         try:
             response = self._call(
                 self._api()[0].read_namespaced_pod_log, container_id, self.namespace, **kwargs
