@@ -163,7 +163,7 @@ import_rootfs() {  # name rootfs hash
     --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
     --change 'EXPOSE 8080/tcp' \
     --change 'VOLUME ["/workspace", "/tmp"]' \
-    --change 'ENTRYPOINT ["/usr/bin/python3.11","-m","sandbox_executor"]' \
+    --change 'ENTRYPOINT ["/usr/bin/python3.11","-P","-m","sandbox_executor"]' \
     --change "LABEL sandboxcp.template=$name" \
     --change "LABEL sandboxcp.build-hash=$hash" \
     - "sandboxcp/$name:latest" >/dev/null
