@@ -2,9 +2,15 @@
 
 Each figure is the median of N fresh interpreters (`python3 -c 'import <module>'`, wall time of the
 import only), so it approximates the import part of a Lambda cold start. The machines are noisy: read
-the ratio column, not the milliseconds.
+the ratio column, not the milliseconds. The runs go round-robin (`import boto3`, then every module, N
+times), so a change of load during the run weighs on the baseline and the modules alike.
 
-    python3 bench/cold_imports.py [--runs 7]
+The environment is local mode's (tracing and metrics disabled, as outside Lambda). The import leaves to the
+first request what it does not need to load (sandboxcp.observability, "Cold start"): for the cold start a
+request waits on, see bench/cold_first_call.py; with SnapStart it is all paid at publish time
+(docs/deploy.md, "SnapStart").
+
+    python3 bench/cold_imports.py [--runs 7] [--root OTHER_CHECKOUT]
 """
 
 from __future__ import annotations
@@ -39,31 +45,39 @@ def import_seconds(module: str, env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="the checkout whose functions/ and layers/ are imported"
+    )
     args = parser.parse_args()
+    root: Path = args.root.resolve()
     env = {
         **os.environ,
         **local_settings_env("/tmp/sandboxcp-bench", "process"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT / "layers" / "python")]),
+        "PYTHONPATH": os.pathsep.join([str(root / "functions"), str(root / "layers" / "python")]),
         "AWS_DEFAULT_REGION": "us-east-1",
         "PYTHONDONTWRITEBYTECODE": "0",
     }
+    modules = ["boto3", *all_modules()]
     # Warm the bytecode cache once so every run measures imports, not compilation.
-    for module in ["boto3", *all_modules()]:
+    for module in modules:
         import_seconds(module, env)
+    samples: dict[str, list[float]] = {m: [] for m in modules}
+    for _ in range(args.runs):
+        for module in modules:
+            samples[module].append(import_seconds(module, env) * 1000)
+    median_ms = {m: statistics.median(v) for m, v in samples.items()}
 
-    def median_ms(module: str) -> float:
-        return statistics.median(import_seconds(module, env) for _ in range(args.runs)) * 1000
-
-    baseline = median_ms("boto3")
-    print(f"median of {args.runs} fresh interpreters; baseline `import boto3` = {baseline:.0f} ms\n")
+    baseline = median_ms.pop("boto3")
+    print(f"median of {args.runs} fresh interpreters; baseline `import boto3` = {baseline:.0f} ms")
+    print(f"modules from {root}\n")
     print(f"{'function module':32} {'import ms':>10} {'x boto3':>8}")
-    rows = sorted(((median_ms(m), m) for m in all_modules()), reverse=True)
+    rows = sorted(((ms, m) for m, ms in median_ms.items()), reverse=True)
     for ms, module in rows:
         print(f"{module:32} {ms:10.0f} {ms / baseline:8.2f}")
-    print(
-        f"\n{'median of all functions':32} {statistics.median(r[0] for r in rows):10.0f} "
-        f"{statistics.median(r[0] for r in rows) / baseline:8.2f}"
-    )
+    middle = statistics.median(r[0] for r in rows)
+    print(f"\n{'median of all functions':32} {middle:10.0f} {middle / baseline:8.2f}")
+    print(f"{'worst: ' + rows[0][1]:32} {rows[0][0]:10.0f} {rows[0][0] / baseline:8.2f}")
+    print(f"{'best: ' + rows[-1][1]:32} {rows[-1][0]:10.0f} {rows[-1][0] / baseline:8.2f}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Annotations, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -49,6 +49,40 @@ VPC_ACCESS_ACTIONS = (
 #   jobs         periodic and one-off jobs
 PUBLIC, PUBLIC_AUTH, LAUNCH, JOBS_GROUP = "public", "public_auth", "launch", "jobs"
 GROUPS = (PUBLIC, PUBLIC_AUTH, LAUNCH, JOBS_GROUP)
+
+# Lambda SnapStart (docs/deploy.md, "SnapStart"): a cold start restores a snapshot of the initialised
+# function instead of running its init (imports included). It works on published versions only, so each such
+# function gets a version per change of its code or configuration and the alias LIVE_ALIAS on it, and every
+# invoker (API Gateway routes and authorizers, the launch workflow, the WebSocket API) invokes the alias.
+# It fits the groups whose cold starts someone waits for: the public and internal APIs, their authorizers
+# and the launch steps. The jobs (schedules every few seconds or minutes, the one-off seeding) keep invoking
+# $LATEST: nobody waits on their cold start, and Python's SnapStart bills every cached snapshot.
+SNAP_START_GROUPS = frozenset({PUBLIC, PUBLIC_AUTH, LAUNCH})
+LIVE_ALIAS = "live"
+
+
+def snap_start_props(enabled: bool = True) -> dict[str, Any]:
+    """The lambda_.Function properties that turn SnapStart on: snapshots of published versions, and a version
+    replaced by the next one deleted with it (a retained version keeps its snapshot cached, and billed)."""
+    if not enabled:
+        return {}
+    return {
+        "snap_start": lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS,
+        "current_version_options": lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
+    }
+
+
+def live_alias(scope: Construct, function: lambda_.Function) -> lambda_.Alias:
+    """The alias LIVE_ALIAS on `function`'s current version (a new version whenever the function's code,
+    layers or configuration change, environment variables added after this call included)."""
+    Annotations.of(function).acknowledge_warning(
+        "@aws-cdk/aws-lambda:snapStartRequirePublish",
+        f"Published: the alias {LIVE_ALIAS!r} points at the function's current version, and every invoker "
+        "invokes the alias",
+    )
+    return lambda_.Alias(scope, "Live", alias_name=LIVE_ALIAS, version=function.current_version)
+
+
 _API_GROUP = {"public": PUBLIC, "internal": LAUNCH}
 _AUTHORIZER_GROUP = {"api_key": PUBLIC_AUTH, "callback": LAUNCH}
 
@@ -89,9 +123,11 @@ def function_specs() -> dict[str, FunctionSpec]:
 
 class Functions:
     """One function per module, each with its own role (so grants stay per endpoint), its own log group with
-    retention, X-Ray tracing and the shared layers. `by_module` maps module name -> function. Each function
-    goes in a `Functions` construct under `homes[spec.group]` (a nested stack per group). The modules in
-    `vpc_modules` run in `network`'s subnets behind its functions security group."""
+    retention, X-Ray tracing and the shared layers. `by_module` maps module name -> function (to grant, add
+    environment to, monitor); `entry_points` maps module name -> what its invokers invoke: the LIVE_ALIAS
+    alias of a SnapStart function (SNAP_START_GROUPS), the function itself otherwise. Each function goes in a
+    `Functions` construct under `homes[spec.group]` (a nested stack per group). The modules in `vpc_modules`
+    run in `network`'s subnets behind its functions security group."""
 
     def __init__(
         self,
@@ -105,6 +141,7 @@ class Functions:
     ) -> None:
         self.specs = function_specs()
         self.by_module: dict[str, lambda_.Function] = {}
+        self.entry_points: dict[str, lambda_.IFunction] = {}
         containers: dict[str, Construct] = {}
         # One asset per stack (a CDK asset belongs to one): the functions/ directory, each function picking
         # its module by handler.
@@ -128,6 +165,7 @@ class Functions:
             )
             log_group.grant_write(role)
             placement = network if module in vpc_modules else None
+            snap_start = spec.group in SNAP_START_GROUPS
             if placement is not None:
                 role.add_to_policy(iam.PolicyStatement(actions=list(VPC_ACCESS_ACTIONS), resources=["*"]))
             function = lambda_.Function(
@@ -153,6 +191,7 @@ class Functions:
                     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                     "POWERTOOLS_LOG_LEVEL": "INFO",
                 },
+                **snap_start_props(snap_start),
             )
             acknowledge(
                 role,
@@ -170,6 +209,7 @@ class Functions:
                 "runtime is a deliberate change of layers.RUNTIME and PIP_PYTHON_VERSION together.",
             )
             self.by_module[module] = function
+            self.entry_points[module] = live_alias(group, function) if snap_start else function
 
     def modules_with(self, access: str) -> list[str]:
         return [module for module, spec in self.specs.items() if access in spec.access]

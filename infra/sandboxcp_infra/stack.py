@@ -128,9 +128,11 @@ class SandboxControlPlaneStack(Stack):
             vpc_modules=self.network_modules,
         )
         by_module = functions.by_module
+        # What API Gateway and Step Functions invoke: the SnapStart alias where there is one (functions.py).
+        invoked = functions.entry_points
 
         self.workflow = workflow = LaunchWorkflow(
-            nested["Launch"], "Workflow", functions=by_module, log_retention=config.log_retention
+            nested["Launch"], "Workflow", functions=invoked, log_retention=config.log_retention
         )
 
         grants = AccessGrants(
@@ -145,7 +147,7 @@ class SandboxControlPlaneStack(Stack):
         self.public_api = public_api = PublicApi(
             nested["Api"],
             "PublicApi",
-            functions=by_module,
+            functions=invoked,
             log_retention=config.log_retention,
             logging_role=logging_role,
             waf=config.waf,
@@ -153,7 +155,7 @@ class SandboxControlPlaneStack(Stack):
         self.internal_api = internal_api = InternalApi(
             nested["Launch"],
             "InternalApi",
-            functions=by_module,
+            functions=invoked,
             log_retention=config.log_retention,
             logging_role=logging_role,
             endpoint=network.execute_api_endpoint,

@@ -29,6 +29,7 @@ from constructs import Construct, IConstruct
 
 from sandboxcp.adapters.tables import OutputSubscriberRecord
 from sandboxcp_infra.data import table_schema
+from sandboxcp_infra.functions import live_alias, snap_start_props
 from sandboxcp_infra.layers import ARCHITECTURE, ASSET_EXCLUDES, REPO_ROOT, RUNTIME
 from sandboxcp_infra.nag import acknowledge, arn_prefix_finding, reference_finding
 from sandboxcp_infra.naming import env_var, pascal
@@ -136,6 +137,7 @@ class LiveOutputStreaming(Construct):
                 timeout=Duration.seconds(timeout_s),
                 tracing=lambda_.Tracing.ACTIVE,
                 environment=dict(environment),
+                **snap_start_props(),
             )
             acknowledge(
                 role,
@@ -143,10 +145,16 @@ class LiveOutputStreaming(Construct):
                 "X-Ray's PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level form.",
             )
             acknowledge(fn, "AwsSolutions-L1", f"Pinned to {RUNTIME.name}, like every function of the stack")
+            self.functions[module] = fn
+            # The WebSocket API invokes the SnapStart alias (sandboxcp_infra.functions.SNAP_START_GROUPS):
+            # someone waits on every connect.
+            self.entry_points[module] = live_alias(group, fn)
             return fn
 
+        self.functions: dict[str, lambda_.Function] = {}
+        self.entry_points: dict[str, lambda_.IFunction] = {}
         authorizer_fn = function("ws_authorizer")
-        connect = function("ws_connect")
+        function("ws_connect")
         disconnect = function("ws_disconnect")
         subscribe = function("ws_subscribe", timeout_s=29)
         tables["api_keys"].grant_read_data(authorizer_fn)
@@ -167,18 +175,26 @@ class LiveOutputStreaming(Construct):
             "Api",
             description="Sandbox Control Plane live output (WebSocket, Bearer <api key> on connect)",
             connect_route_options=apigwv2.WebSocketRouteOptions(
-                integration=integrations.WebSocketLambdaIntegration("Connect", connect),
+                integration=integrations.WebSocketLambdaIntegration(
+                    "Connect", self.entry_points["ws_connect"]
+                ),
                 authorizer=authorizers.WebSocketLambdaAuthorizer(
-                    "Authorizer", authorizer_fn, identity_source=["route.request.header.Authorization"]
+                    "Authorizer",
+                    self.entry_points["ws_authorizer"],
+                    identity_source=["route.request.header.Authorization"],
                 ),
             ),
             disconnect_route_options=apigwv2.WebSocketRouteOptions(
-                integration=integrations.WebSocketLambdaIntegration("Disconnect", disconnect)
+                integration=integrations.WebSocketLambdaIntegration(
+                    "Disconnect", self.entry_points["ws_disconnect"]
+                )
             ),
         )
         self.api.add_route(
             "subscribe",
-            integration=integrations.WebSocketLambdaIntegration("Subscribe", subscribe),
+            integration=integrations.WebSocketLambdaIntegration(
+                "Subscribe", self.entry_points["ws_subscribe"]
+            ),
         )
         self.stage = apigwv2.WebSocketStage(
             self,

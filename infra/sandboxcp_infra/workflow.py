@@ -1,8 +1,10 @@
 """The launch state machine, from infra/statemachines/launch_session.asl.json: the same ASL local mode runs
-on moto, with each `${...}` variable (a LAUNCH_STEPS key) replaced by that step's function ARN."""
+on moto, with each `${...}` variable (a LAUNCH_STEPS key) replaced by the ARN of what invokes that step: its
+SnapStart alias (sandboxcp_infra.functions.LIVE_ALIAS) in the stack."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from aws_cdk import RemovalPolicy
@@ -24,7 +26,7 @@ class LaunchWorkflow(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        functions: dict[str, lambda_.Function],
+        functions: Mapping[str, lambda_.IFunction],
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -46,8 +48,8 @@ class LaunchWorkflow(Construct):
                 include_execution_data=False,
             ),
         )
-        # Exactly the step functions, by unqualified ARN (what the ASL passes as FunctionName); CDK's
-        # grant_invoke would add `<arn>:*` for every version and alias too.
+        # Exactly the steps, by the ARN the ASL passes as FunctionName (a SnapStart function's alias ARN,
+        # qualified); CDK's grant_invoke would add `<arn>:*` for every version and alias too.
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["lambda:InvokeFunction"],

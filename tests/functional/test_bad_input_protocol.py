@@ -314,3 +314,12 @@ def test_json_media_types_are_accepted_and_uploads_keep_taking_multipart(deps: A
     assert resp["statusCode"] == 200, resp
     stored = boto3.client("s3").list_objects_v2(Bucket=deps.settings.workspace_bucket)["Contents"]
     assert [o["Key"] for o in stored] == [f"workspace/{SAMPLE_SESSION}/{body(resp)['path']}"]
+
+
+def test_an_internal_call_no_authorizer_vouched_for_is_a_401_on_every_callback_route(state: Any) -> None:
+    for route in [r for r in ROUTES if r.auth == "callback"]:
+        event = _event(route)
+        event["requestContext"]["authorizer"] = {}  # no session: nothing accepted a callback token
+        resp = invoke(route.module, event)
+        assert resp["statusCode"] == 401, (route.module, resp)
+        assert set(body(resp)) == ERROR_FIELDS, (route.module, resp)

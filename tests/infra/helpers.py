@@ -42,6 +42,22 @@ def function_ids(synth: Synthesized) -> dict[str, str]:
     return {m: by_handler[f"{m}.handler"] for m in all_modules()}
 
 
+def alias_ids(synth: Synthesized) -> dict[str, str]:
+    """module -> logical id of the function's `live` alias (SnapStart functions only)."""
+    by_function = {
+        next(iter(refs(r["Properties"]["FunctionName"]))): lid
+        for lid, r in of_type(synth, "AWS::Lambda::Alias").items()
+        if r["Properties"]["Name"] == "live"
+    }
+    return {m: by_function[f] for m, f in function_ids(synth).items() if f in by_function}
+
+
+def entry_point_ids(synth: Synthesized) -> dict[str, str]:
+    """module -> logical id of what its invokers invoke: the `live` alias of a SnapStart function, the
+    function itself otherwise."""
+    return {**function_ids(synth), **alias_ids(synth)}
+
+
 def function(synth: Synthesized, module: str) -> dict[str, Any]:
     return synth.resources[function_ids(synth)[module]]
 

@@ -230,12 +230,15 @@ def _assert_api_serves(synth: Synthesized, api: Any, api_kind: str, authorizer_m
     assert authorizer["Type"] == "REQUEST"
     assert authorizer["IdentitySource"] == "method.request.header.Authorization"
     assert authorizer["AuthorizerResultTtlInSeconds"] == 0
-    assert h.function_ids(synth)[authorizer_module] in h.refs(authorizer["AuthorizerUri"])
+    # API Gateway invokes the SnapStart alias (sandboxcp_infra.functions.LIVE_ALIAS), never $LATEST.
+    entry_points = h.entry_point_ids(synth)
+    assert entry_points[authorizer_module] in h.refs(authorizer["AuthorizerUri"])
+    assert authorizer_module in h.alias_ids(synth)
 
-    function_ids = h.function_ids(synth)
     for route in routes:
         method = methods[(route.method, route.path)]
-        assert function_ids[route.module] in h.refs(method["Integration"]["Uri"]), route.module
+        assert h.refs(method["Integration"]["Uri"]) & set(h.function_ids(synth).values()) == set()
+        assert entry_points[route.module] in h.refs(method["Integration"]["Uri"]), route.module
         assert method["Integration"]["Type"] == "AWS_PROXY"
         if route.auth == "none":
             assert method["AuthorizationType"] == "NONE", route.path
@@ -286,9 +289,10 @@ def test_state_machine_runs_the_launch_asl(synthesized: Synthesized) -> None:
     assert {"PlaceSession", "StartSandbox", "MarkLaunchFailed"} <= states.keys()
     assert states["StartSandbox"]["Resource"].endswith("lambda:invoke.waitForTaskToken")
 
-    function_ids = h.function_ids(synthesized)
+    # Each step through its SnapStart alias (a Ref to an alias is its ARN).
+    aliases = h.alias_ids(synthesized)
     assert props["DefinitionSubstitutions"] == {
-        variable: {"Fn::GetAtt": [function_ids[job.module], "Arn"]} for variable, job in LAUNCH_STEPS.items()
+        variable: {"Ref": aliases[job.module]} for variable, job in LAUNCH_STEPS.items()
     }
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] == "ALL"
@@ -306,10 +310,11 @@ def test_state_machine_invokes_exactly_its_steps(synthesized: Synthesized) -> No
         if "lambda:InvokeFunction" in h.as_list(s["Action"])
     ]
     (statement,) = invokes
-    function_ids = h.function_ids(synthesized)
-    assert h.refs(statement["Resource"]) == {function_ids[job.module] for job in LAUNCH_STEPS.values()}
-    # Unqualified ARNs only: no `<arn>:*` granting every version and alias too.
-    assert all(r["Fn::GetAtt"][1] == "Arn" for r in statement["Resource"])
+    aliases = h.alias_ids(synthesized)
+    # Exactly the steps' `live` aliases (the ARNs the ASL invokes): no `<arn>:*` granting every version and
+    # alias, no unqualified ARN invoking $LATEST.
+    assert all(set(r) == {"Ref"} for r in statement["Resource"])
+    assert h.refs(statement["Resource"]) == {aliases[job.module] for job in LAUNCH_STEPS.values()}
 
 
 def test_seed_trigger_invokes_seed_templates_after_the_tables(synthesized: Synthesized) -> None:

@@ -9,48 +9,162 @@
 - `job_entry(fn)`: the Lambda handler of every function no HTTP route reaches (authorizers, launch steps,
   schedules, seeding): Lambda context on the log lines, a trace segment and metrics flushed per invocation,
   as `sandboxcp.api.resolver.lambda_entry` gives the HTTP functions.
+
+Cold start (issue #14; docs/architecture.md, "Cold starts"): the Tracer is built on first use
+(`get_tracer()`, or the module attribute `tracer`). Building it imports aws_xray_sdk, whose recorder creates
+two botocore clients for its sampler: about 1.4 times `import boto3`, which every function paid at import.
+Handlers are wrapped with `traced(fn)`, which builds the tracer and the X-Ray decorator at the first
+invocation (or never, where tracing is disabled). Where init is not on a request's path (SnapStart,
+provisioned concurrency) `prepare_init()` does that work, and the first request's imports, at init instead,
+so restored environments have them in memory.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import math
+import os
 import re
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from sandboxcp import metric_catalog
 from sandboxcp.domain import clock
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
 SERVICE = metric_catalog.SERVICE
 PROM_PREFIX = "sandboxcp"
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=metric_catalog.NAMESPACE, service=SERVICE)
 
 
 R = TypeVar("R")
 
 
+# -- tracing, built on first use ---------------------------------------------------------------------------
+_tracer: Tracer | None = None
+_tracer_lock = threading.Lock()
+
+
+def get_tracer() -> Tracer:
+    """The process's powertools Tracer (service sandboxcp), built on the first call."""
+    global _tracer
+    if _tracer is None:
+        with _tracer_lock:
+            if _tracer is None:
+                from aws_lambda_powertools import Tracer
+
+                _tracer = Tracer(service=SERVICE)
+    return _tracer
+
+
+def __getattr__(name: str) -> Any:
+    """`sandboxcp.observability.tracer` as before: the Tracer, built when first asked for."""
+    if name == "tracer":
+        return get_tracer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def tracing_disabled() -> bool:
+    """Powertools' own rule: POWERTOOLS_TRACE_DISABLED, or not in Lambda (no X-Ray daemon: local mode,
+    tests), or in SAM local / Chalice. A disabled Tracer records nothing."""
+    from aws_lambda_powertools.tracing.tracer import Tracer  # the class only: no X-Ray SDK
+
+    return bool(Tracer._is_tracer_disabled())
+
+
+def traced(fn: Callable[[Any, Any], R]) -> Callable[[Any, Any], R]:
+    """`tracer.capture_lambda_handler(fn, capture_response=False)` (one subsegment per invocation, responses
+    not captured: they may hold tokens), with the Tracer and the decorator built at the first invocation
+    rather than at import. Where tracing is disabled (tracing_disabled) the handler runs undecorated: the
+    disabled Tracer would record nothing, and the X-Ray SDK is not loaded at all."""
+    wrapped: list[Callable[[Any, Any], R]] = []
+
+    @functools.wraps(fn)
+    def handler(event: Any, context: Any) -> R:
+        if not wrapped:
+            disabled = tracing_disabled()
+            wrapped.append(
+                fn if disabled else get_tracer().capture_lambda_handler(fn, capture_response=False)
+            )
+        return wrapped[0](event, context)
+
+    return handler
+
+
+# -- init: lazy on demand, eager where init is off the request path ------------------------------------------
+# Lambda's AWS_LAMBDA_INITIALIZATION_TYPE: "on-demand" (init runs on the first request's path),
+# "snap-start" (init runs when a version is published, and its memory is the snapshot every cold start
+# restores) or "provisioned-concurrency" (init runs before any request is routed to the environment).
+EAGER_INIT_TYPES = frozenset({"snap-start", "provisioned-concurrency"})
+# What the first request of nearly every function imports (the tracer's X-Ray SDK is built separately):
+# boto3 and the DynamoDB tables (pynamodb); then the adapters of the function's own access grants
+# (sandboxcp.services.deps.adapter_modules): kubernetes only in an eks deployment's runtime functions, etc.
+COLD_PATH_MODULES = ("boto3", "sandboxcp.adapters.tables")
+
+
+def init_is_eager() -> bool:
+    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand") in EAGER_INIT_TYPES
+
+
+def cold_path_modules() -> list[str]:
+    """COLD_PATH_MODULES and the adapters of the function Lambda is initialising (its handler module, from
+    Lambda's `_HANDLER` variable, looked up in the route table)."""
+    from sandboxcp.routes import AUTHORIZERS, JOBS, LAUNCH_STEPS, ROUTES, Job, Route
+    from sandboxcp.services.deps import adapter_modules
+    from sandboxcp.settings import get_settings
+
+    module = os.environ.get("_HANDLER", "").rpartition(".")[0]
+    entries: list[Route | Job] = [*ROUTES, *AUTHORIZERS.values(), *LAUNCH_STEPS.values(), *JOBS]
+    access = next((e.access for e in entries if e.module == module), ())
+    return [*COLD_PATH_MODULES, *adapter_modules(access, get_settings())]
+
+
+_prepared: set[str] = set()
+
+
+def prepare_init(modules: Iterable[str] = ()) -> bool:
+    """At import of a function module: when init is off the request path (SnapStart, provisioned
+    concurrency), do now what the first request would do lazily: build the tracer (X-Ray SDK, patched
+    libraries) and import `cold_path_modules()` and `modules`. Imports only: no client, connection,
+    credential, secret or random value is made here, so a SnapStart snapshot holds nothing that must differ
+    between the environments restored from it (docs/deploy.md, "SnapStart"). On demand it does nothing and
+    returns False."""
+    if not init_is_eager():
+        return False
+    if not tracing_disabled():
+        get_tracer()
+    wanted = [*(cold_path_modules() if not _prepared else ()), *modules]
+    for module in wanted:
+        if module not in _prepared:
+            importlib.import_module(module)
+            _prepared.add(module)
+    return True
+
+
 def job_entry(fn: Callable[[Any, Any], R]) -> Callable[[Any, Any], R]:
     """Wrap a non-HTTP Lambda handler: logger (Lambda context, state cleared per invocation), tracer
-    (one subsegment per invocation, responses not captured: they may hold tokens) and metrics (EMF flushed
-    at the end; no warning when a run recorded none)."""
+    (one subsegment per invocation, responses not captured: they may hold tokens; built at the first
+    invocation, see `traced`) and metrics (EMF flushed at the end; no warning when a run recorded none)."""
 
     @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler(capture_response=False)
+    @traced
     @metrics.log_metrics(raise_on_empty_metrics=False)
     @functools.wraps(fn)
     def handler(event: Any, context: Any) -> R:
         return fn(event, context)
 
+    prepare_init()
     return handler
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from sandboxcp.api.base import ResponseModel
 from sandboxcp.api.output_schemas import OutputChunkResponse, page_fields
 from sandboxcp.api.schemas import _Out
 from sandboxcp.domain.models import BackgroundProcess, CodeContext
@@ -34,7 +35,7 @@ class ContextResponse(_Out):
         return cls(**c.model_dump(include=set(cls.model_fields)))
 
 
-class ContextList(BaseModel):
+class ContextList(ResponseModel):
     contexts: list[ContextResponse]
     total: int
 
@@ -62,17 +63,17 @@ class ProcessResponse(_Out):
         return cls(**p.model_dump(include=set(cls.model_fields)))
 
 
-class ProcessList(BaseModel):
+class ProcessList(ResponseModel):
     processes: list[ProcessResponse]
     total: int
 
 
-class StdinWritten(BaseModel):
+class StdinWritten(ResponseModel):
     process_id: str
     written: int = Field(description="Bytes the sandbox wrote to the process's stdin")
 
 
-class ProcessOutput(BaseModel):
+class ProcessOutput(ResponseModel):
     """The same page as GET /executions/{id}/output, for a process."""
 
     process_id: str
@@ -85,6 +86,6 @@ class ProcessOutput(BaseModel):
         return cls(process_id=process_id, **page_fields(page))
 
 
-class ProcessOutputStored(BaseModel):
+class ProcessOutputStored(ResponseModel):
     stored: int = Field(description="Chunks stored by this call (0 for a batch sent before)")
     status: str = Field(description="The process's status after this post")

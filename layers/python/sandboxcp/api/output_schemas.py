@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_serializer
+from pydantic import Field, field_serializer
 
+from sandboxcp.api.base import ResponseModel
 from sandboxcp.domain.clock import iso
 from sandboxcp.domain.output import OutputChunk, OutputPage
 
 
-class OutputChunkResponse(BaseModel):
+class OutputChunkResponse(ResponseModel):
     seq: int = Field(description="1, 2, ... across stdout and stderr; gaps only after a truncation marker")
     stream: Literal["stdout", "stderr"]
     data: str
@@ -30,7 +31,7 @@ class OutputChunkResponse(BaseModel):
         return cls(**c.model_dump())
 
 
-class ExecutionOutput(BaseModel):
+class ExecutionOutput(ResponseModel):
     execution_id: str
     chunks: list[OutputChunkResponse]
     next_after: int = Field(description="Pass as `after` to read on")
@@ -50,5 +51,5 @@ def page_fields(page: OutputPage) -> dict[str, Any]:
     }
 
 
-class OutputStored(BaseModel):
+class OutputStored(ResponseModel):
     stored: int = Field(description="Chunks stored by this call (0 for a batch sent before)")

@@ -47,10 +47,11 @@ from sandboxcp.domain.errors import (
     SandboxError,
     SessionNotFound,
     TemplateNotFound,
+    Unauthorized,
 )
 from sandboxcp.domain.ids import CONTEXT_ID_RE, EXECUTION_ID_RE, PROCESS_ID_RE, SESSION_ID_RE
 from sandboxcp.domain.models import Principal
-from sandboxcp.observability import bind_request, logger, metrics, tracer
+from sandboxcp.observability import bind_request, logger, metrics, prepare_init, traced
 from sandboxcp.routes import ROUTES, Route, resolver_path
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -394,18 +395,23 @@ def _path_ids(app: APIGatewayRestResolver) -> dict[str, str]:
 
 def callback_session(app: APIGatewayRestResolver) -> str:
     """The session whose callback token the internal authorizer accepted."""
-    session_id = str(app.current_event.request_context.authorizer.raw_event["session_id"])
+    session_id = app.current_event.request_context.authorizer.raw_event.get("session_id")
+    if not session_id:  # no authorizer ran (a misrouted call): refused, never a 500
+        raise Unauthorized("No callback token was accepted for this request")
+    session_id = str(session_id)
     bind_request(**{"session_id": session_id, **_path_ids(app)})
     return session_id
 
 
 def lambda_entry(app: APIGatewayRestResolver) -> LambdaHandler:
-    """The Lambda handler of an HTTP function: logging with correlation id, tracing, metrics."""
+    """The Lambda handler of an HTTP function: logging with correlation id, tracing (built at the first
+    invocation: sandboxcp.observability.traced), metrics."""
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
-    @tracer.capture_lambda_handler(capture_response=False)
+    @traced
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return app.resolve(event, context)
 
+    prepare_init()
     return handler

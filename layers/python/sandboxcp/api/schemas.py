@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, WithJsonSchema, field_serializer
+from pydantic import Field, WithJsonSchema, field_serializer
 
+from sandboxcp.api.base import ResponseModel
 from sandboxcp.domain import clock
 from sandboxcp.domain.clock import iso
 from sandboxcp.domain.inputs import RequestBody
@@ -29,7 +30,7 @@ def _is_none(value: Any) -> bool:
 OptionalString = Annotated[str | None, Field(exclude_if=_is_none), WithJsonSchema({"type": "string"})]
 
 
-class _Out(BaseModel):
+class _Out(ResponseModel):
     @field_serializer("*", when_used="json")
     def _times(self, v: Any) -> Any:
         return iso(v) if isinstance(v, datetime) else v
@@ -65,13 +66,13 @@ NEXT_TOKEN_DOC = (
 )
 
 
-class SessionList(BaseModel):
+class SessionList(ResponseModel):
     sessions: list[SessionResponse]
     total: int
     next_token: str | None = Field(default=None, description=NEXT_TOKEN_DOC)
 
 
-class MessageResponse(BaseModel):
+class MessageResponse(ResponseModel):
     message: str
 
 
@@ -97,7 +98,7 @@ class ExecutionSummary(_Out):
         return cls(id=e.execution_id, **e.model_dump(include=set(cls.model_fields) - {"id"}))
 
 
-class ExecutionList(BaseModel):
+class ExecutionList(ResponseModel):
     executions: list[ExecutionSummary]
     total: int
     next_token: str | None = Field(default=None, description=NEXT_TOKEN_DOC)
@@ -116,7 +117,7 @@ class ExecutionStatusResponse(_Out):
         return cls(**e.model_dump(include=set(cls.model_fields)))
 
 
-class ExecutionResultResponse(BaseModel):
+class ExecutionResultResponse(ResponseModel):
     execution_id: str
     status: str = Field(description="success, failed, timeout or crashed")
     stdout: str
@@ -188,25 +189,25 @@ class TemplateResponse(_Out):
         return cls(**t.model_dump(include=set(cls.model_fields)))
 
 
-class TemplateList(BaseModel):
+class TemplateList(ResponseModel):
     templates: list[TemplateResponse]
     total: int
     next_token: str | None = Field(default=None, description=NEXT_TOKEN_DOC)
 
 
-class ApiKeyResponse(BaseModel):
+class ApiKeyResponse(ResponseModel):
     api_key: str = Field(description="Shown once; only its hash is stored")
     tenant_id: str
     admin: bool
 
 
-class ResultRecorded(BaseModel):
+class ResultRecorded(ResponseModel):
     message: str
     execution_id: str
     status: str
 
 
-class UploadedFile(BaseModel):
+class UploadedFile(ResponseModel):
     path: str
     size: int
 
@@ -216,7 +217,7 @@ class UploadUrlRequest(RequestBody):
     size: int = Field(ge=0, description="Exact size in bytes; the upload policy refuses more")
 
 
-class PresignedUpload(BaseModel):
+class PresignedUpload(ResponseModel):
     path: str
     url: str
     fields: dict[str, str]
@@ -224,7 +225,7 @@ class PresignedUpload(BaseModel):
     max_bytes: int
 
 
-class FileList(BaseModel):
+class FileList(ResponseModel):
     files: list[WorkspaceFile]
     total: int
 
@@ -287,6 +288,6 @@ def uptime_seconds(s: Session, now: datetime | None = None) -> int:
     return max(0, int((end - s.started_at).total_seconds()))
 
 
-class ContainerList(BaseModel):
+class ContainerList(ResponseModel):
     containers: list[ContainerInfo]
     total: int

@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from sandboxcp.domain.ports import (
-    ApiKeyRepository,
-    ContextRepository,
-    ExecutionRepository,
-    ExecutorClient,
-    HealthChecks,
-    LaunchWorkflow,
-    NodeProber,
-    NodeRepository,
-    OperationsQueries,
-    OutputPush,
-    OutputRepository,
-    ProcessRepository,
-    Runtime,
-    SessionRepository,
-    TemplateStore,
-    TenantQuotaStore,
-    WarmPoolRepository,
-    WorkspaceStore,
-)
 from sandboxcp.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas
     from sandboxcp.adapters.result_store import S3ResultStore
+    from sandboxcp.domain.ports import (
+        ApiKeyRepository,
+        ContextRepository,
+        ExecutionRepository,
+        ExecutorClient,
+        HealthChecks,
+        LaunchWorkflow,
+        NodeProber,
+        NodeRepository,
+        OperationsQueries,
+        OutputPush,
+        OutputRepository,
+        ProcessRepository,
+        Runtime,
+        SessionRepository,
+        TemplateStore,
+        TenantQuotaStore,
+        WarmPoolRepository,
+        WorkspaceStore,
+    )
 
 
 @dataclass
@@ -191,6 +192,48 @@ class Dependencies:
         from sandboxcp.adapters.tables import bind_tables
 
         bind_tables(self.settings)
+
+
+# The adapter modules the ports above import on first use, by the resource of an access grant in the route
+# table (sandboxcp.routes: "sessions:rw", "workspace:r", "runtime", ...). Where init is off the request path
+# (SnapStart, provisioned concurrency) sandboxcp.observability.prepare_init imports a function's at init, so
+# its first request finds them loaded; elsewhere they stay lazy.
+_EXECUTOR = "sandboxcp.adapters.executor_client"
+_ADAPTERS_BY_RESOURCE: dict[str, tuple[str, ...]] = {
+    "sessions": ("sandboxcp.adapters.dynamo.sessions",),
+    "executions": ("sandboxcp.adapters.dynamo.executions", "sandboxcp.adapters.result_store", _EXECUTOR),
+    "templates": ("sandboxcp.adapters.dynamo.templates",),
+    "api_keys": ("sandboxcp.adapters.dynamo.api_keys",),
+    "tenants": ("sandboxcp.adapters.dynamo.tenants",),
+    "warm_pool": ("sandboxcp.adapters.dynamo.warm_pool",),
+    "runtime_nodes": ("sandboxcp.adapters.dynamo.nodes",),
+    "contexts": ("sandboxcp.adapters.dynamo.interactive", _EXECUTOR),
+    "processes": ("sandboxcp.adapters.dynamo.interactive", _EXECUTOR),
+    "output_chunks": ("sandboxcp.adapters.dynamo.output",),
+    "idempotency": ("aws_lambda_powertools.utilities.idempotency",),
+    "workspace": ("sandboxcp.adapters.workspace_store",),
+    "launch": ("sandboxcp.adapters.launch_workflow",),
+    "runtime": ("sandboxcp.adapters.runtimes", "sandboxcp.adapters.probes", _EXECUTOR),
+}
+_RUNTIME_ADAPTER = {
+    "process": "sandboxcp.adapters.runtimes.process",
+    "docker": "sandboxcp.adapters.runtimes.docker",
+    "ecs": "sandboxcp.adapters.runtimes.ecs",
+    "eks": "sandboxcp.adapters.runtimes.eks",
+}
+
+
+def adapter_modules(access: Iterable[str], settings: Settings) -> list[str]:
+    """The adapter modules a function with `access` (a route table entry's) uses, in import order; the
+    runtime's own adapter (kubernetes for eks, httpx for docker, ...) only for the configured runtime."""
+    modules: list[str] = []
+    for grant in access:
+        resource = grant.split(":", 1)[0]
+        found = list(_ADAPTERS_BY_RESOURCE.get(resource, ()))
+        if resource == "runtime":
+            found.append(_RUNTIME_ADAPTER[settings.runtime])
+        modules += [m for m in found if m not in modules]
+    return modules
 
 
 _deps: Dependencies | None = None
