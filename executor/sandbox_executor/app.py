@@ -12,22 +12,22 @@ import signal
 import socket
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from sandbox_executor import __version__, linux
 from sandbox_executor.advertise import advertised_url
 from sandbox_executor.callbacks import CallbackClient, Outcome
 from sandbox_executor.config import Config, ConfigError, load_config
-from sandbox_executor.contexts import Contexts
 from sandbox_executor.identity import BindingCell, Identity, initial_identity
-from sandbox_executor.interactive_api import Interactive
 from sandbox_executor.logs import log
-from sandbox_executor.process import ChildRegistry
-from sandbox_executor.processes import Processes
-from sandbox_executor.runner import Runner
 from sandbox_executor.server import Service, TCPServer, UnixServer, bound_port, make_server
-from sandbox_executor.spawner import Spawner
-from sandbox_executor.validation import ValidationError, WorkspacePlan, parse_workspace_plan
+from sandbox_executor.validation import ExecutionRequest, ValidationError, WorkspacePlan, parse_workspace_plan
 from sandbox_executor.worker import ExecutionQueue
+
+if TYPE_CHECKING:  # built on first use (Machinery): an idle agent never imports them
+    from sandbox_executor.interactive_api import Interactive
+    from sandbox_executor.process import ChildRegistry, OnOutput
+    from sandbox_executor.runner import Runner, RunOutcome
 
 EXIT_OK = 0
 EXIT_NOT_READY = 1  # the control plane never answered container_ready (the supervisor retries)
@@ -87,17 +87,9 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
     except OSError as exc:
         log("workspace_unavailable", workspace=config.workspace, error=type(exc).__name__)
 
-    registry = ChildRegistry()
-    spawner = Spawner()
-    runner = Runner(config, registry, identity=identity)
-    interactive = Interactive(
-        Contexts(spawner, runner.child_environment, config.workspace, config.node_bin),
-        Processes(spawner, runner.child_environment, config.workspace, config.bash_bin, callbacks.output),
-    )
-    runner.contexts = interactive.contexts
-    runner.fetch_listing = lambda: _listing(callbacks, identity)
+    machinery = Machinery(config, identity, callbacks)
     executions = ExecutionQueue(
-        runner,
+        machinery,
         callbacks,
         heartbeat_s=config.heartbeat_s,
         retry_base_s=config.retry_base_s,
@@ -106,7 +98,7 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
     try:
         server = make_server(
             config.listen,
-            Service(executions, config.workspace, identity, config.pool_id, persist, interactive),
+            Service(executions, config.workspace, identity, config.pool_id, persist, machinery.interactive),
             listener,
         )
     except OSError as exc:
@@ -125,9 +117,7 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
         while not identity.bound.wait(0.2) and not shutdown.event.is_set():
             pass
     if shutdown.event.is_set():
-        return _shut_down(
-            shutdown.signum, server, config, callbacks, registry, identity, listener is None, interactive
-        )
+        return _shut_down(shutdown.signum, server, config, callbacks, machinery, identity, listener is None)
     session_id = identity.session_id()
     executor_url = advertised_url(config, port, shutdown.event)
     if executor_url:
@@ -140,9 +130,69 @@ def main(listener: socket.socket | None = None, cell: BindingCell | None = None)
             return EXIT_CONFIG if delivery.outcome is Outcome.REJECTED else EXIT_NOT_READY
         log("ready", session_id=session_id, container_id=config.container_id, port=port)
         shutdown.event.wait()
-    return _shut_down(
-        shutdown.signum, server, config, callbacks, registry, identity, listener is None, interactive
-    )
+    return _shut_down(shutdown.signum, server, config, callbacks, machinery, identity, listener is None)
+
+
+class Machinery:
+    """What runs user code - the runner (with its fork server), code contexts and background processes,
+    and the registry of their children - built on first use: an agent that has run nothing yet has
+    neither imported nor allocated any of it (about 2.5 MB of a sandbox's memory, docs/capacity.md).
+    The execution queue calls ``run``; the HTTP handlers get ``interactive()``."""
+
+    def __init__(self, config: Config, identity: Identity, callbacks: CallbackClient) -> None:
+        self._config = config
+        self._identity = identity
+        self._callbacks = callbacks
+        self._lock = threading.Lock()
+        self._built: tuple[ChildRegistry, Runner, Interactive] | None = None
+
+    def built(self) -> bool:
+        return self._built is not None
+
+    def _get(self) -> tuple[ChildRegistry, Runner, Interactive]:
+        with self._lock:
+            if self._built is None:
+                self._built = self._build()
+            return self._built
+
+    def _build(self) -> tuple[ChildRegistry, Runner, Interactive]:
+        from sandbox_executor.contexts import Contexts
+        from sandbox_executor.interactive_api import Interactive
+        from sandbox_executor.process import ChildRegistry
+        from sandbox_executor.processes import Processes
+        from sandbox_executor.runner import Runner
+        from sandbox_executor.spawner import Spawner
+
+        config, callbacks, identity = self._config, self._callbacks, self._identity
+        registry = ChildRegistry()
+        spawner = Spawner()
+        runner = Runner(config, registry, identity=identity)
+        interactive = Interactive(
+            Contexts(spawner, runner.child_environment, config.workspace, config.node_bin),
+            Processes(spawner, runner.child_environment, config.workspace, config.bash_bin, callbacks.output),
+        )
+        runner.contexts = interactive.contexts
+        runner.fetch_listing = lambda: _listing(callbacks, identity)
+        log("machinery_loaded")
+        return registry, runner, interactive
+
+    def run(self, req: ExecutionRequest, on_output: OnOutput | None = None) -> RunOutcome:
+        return self._get()[1].run(req, on_output)
+
+    def interactive(self) -> Interactive:
+        return self._get()[2]
+
+    def stop_all(self) -> int:
+        """Kill every child user code has (at shutdown); how many processes were killed."""
+        with self._lock:
+            built = self._built
+        if built is None:
+            return 0
+        registry, _, interactive = built
+        killed = registry.kill_all()
+        interactive.processes.kill_all()
+        interactive.contexts.stop_all()
+        return killed
 
 
 def _listing(callbacks: CallbackClient, identity: Identity) -> WorkspacePlan | None:
@@ -159,17 +209,14 @@ def _shut_down(
     server: TCPServer | UnixServer,
     config: Config,
     callbacks: CallbackClient,
-    registry: ChildRegistry,
+    machinery: Machinery,
     identity: Identity,
     owned: bool,
-    interactive: Interactive,
 ) -> int:
     exit_code, reason = _SIGNALS.get(signal.Signals(signum) if signum else signal.SIGTERM, (143, "sigterm"))
     log("shutting_down", signal=signum, exit_reason=reason)
     # Untrusted code stops first: it must not outlive the agent that supervises it.
-    killed = registry.kill_all()
-    interactive.processes.kill_all()
-    interactive.contexts.stop_all()
+    killed = machinery.stop_all()
     if killed:
         log("children_killed", count=killed)
     if identity.bound.is_set():

@@ -51,6 +51,38 @@ def _load_prctl() -> Any:
 _prctl = _load_prctl()
 
 
+def _load_libc_function(name: str) -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return getattr(ctypes.CDLL(None), name)
+    except (ImportError, OSError, AttributeError):  # no ctypes, or not glibc
+        return None
+
+
+M_ARENA_MAX = -8  # mallopt(3)
+
+
+def limit_malloc_arenas(count: int) -> bool:
+    """At most ``count`` glibc malloc arenas (``MALLOC_ARENA_MAX`` for this process and its forks, not
+    for what they exec): each thread that allocates would otherwise get an arena of its own, whose
+    touched pages stay resident. Best effort: False where it cannot be set."""
+    mallopt = _load_libc_function("mallopt")
+    return mallopt is not None and mallopt(M_ARENA_MAX, count) == 1
+
+
+def trim_heap() -> bool:
+    """Give the malloc heap's free pages back to the kernel (``malloc_trim(0)``): what imports freed
+    stays resident otherwise, and would be copied into every forked agent's share. Best effort."""
+    trim = _load_libc_function("malloc_trim")
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
 def available() -> bool:
     return _prctl is not None
 

@@ -20,24 +20,34 @@ import stat
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sandbox_executor import __version__, interactive_api
+from sandbox_executor import __version__
 from sandbox_executor.config import ListenSpec
 from sandbox_executor.identity import AlreadyBound, Binding, Identity, parse_bind_request
-from sandbox_executor.interactive_api import Interactive
 from sandbox_executor.logs import log
 from sandbox_executor.validation import ValidationError, parse_execute_request
 from sandbox_executor.worker import ExecutionQueue, Handoff, QueueFull
 
+if TYPE_CHECKING:
+    from sandbox_executor.interactive_api import Interactive
+
 # A 1 MiB program can grow up to 6x as JSON (\uXXXX escapes), plus its event.
 MAX_BODY_BYTES = 8 << 20
+# The routes of interactive_api.py (its PREFIXES, kept equal by a unit test): matched here so that an
+# agent imports that module, and the contexts and processes behind it, only when one is asked for.
+INTERACTIVE_PREFIXES = ("/contexts", "/processes")
+
+
+def _interactive_route(route: str) -> bool:
+    return any(route == p or route.startswith(p + "/") for p in INTERACTIVE_PREFIXES)
 
 
 class Service:
     """What the request handler needs: the queue, the workspace, the start time and the identity.
 
-    ``persist`` saves a binding made by ``POST /bind`` (before it takes effect).
+    ``persist`` saves a binding made by ``POST /bind`` (before it takes effect). ``interactive`` is the
+    contexts-and-processes service, or a function that makes it on first use.
     """
 
     def __init__(
@@ -47,7 +57,7 @@ class Service:
         identity: Identity | None = None,
         pool_id: str | None = None,
         persist: Callable[[Binding], None] | None = None,
-        interactive: Interactive | None = None,
+        interactive: Interactive | Callable[[], Interactive] | None = None,
     ) -> None:
         self.executions = executions
         self.interactive = interactive
@@ -97,7 +107,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        if interactive_api.handles(self.path.split("?", 1)[0]):
+        if _interactive_route(self.path.split("?", 1)[0]):
             self._interactive("GET")
             return
         if self.path.split("?", 1)[0] != "/health":
@@ -128,7 +138,7 @@ class Handler(BaseHTTPRequestHandler):
         """Contexts and background processes (interactive_api.py): bound and keyed like /execute."""
         route = self.path.split("?", 1)[0]
         interactive = self.service.interactive
-        if interactive is None or not interactive_api.handles(route):
+        if interactive is None or not _interactive_route(route):
             self.close_connection = True
             detail = f"No route for {method} {self.path}"
             self._send(404, _error("Executor.NotFound", "Not found", detail, "See executor-api.yaml"))
@@ -138,12 +148,16 @@ class Handler(BaseHTTPRequestHandler):
             return
         if not self._bound_and_authorized():
             return
+        from sandbox_executor import interactive_api
+
+        if callable(interactive):
+            interactive = interactive()
         status, payload = interactive_api.handle(interactive, method, route, body)
         self._send(status, payload)
 
     def do_POST(self) -> None:
         route = self.path.split("?", 1)[0]
-        if interactive_api.handles(route):
+        if _interactive_route(route):
             self._interactive("POST")
             return
         if route not in ("/execute", "/bind"):

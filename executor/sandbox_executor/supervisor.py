@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -48,6 +49,8 @@ BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.2, 5.0
 STABLE_S = 60.0  # an agent up this long resets the backoff
 MAX_RESTARTS, RESTART_WINDOW_S = 20, 600.0
 _FORWARDED = (signal.SIGTERM, signal.SIGINT)
+# The agent's threads share this many malloc arenas rather than one each (docs/capacity.md).
+MALLOC_ARENAS = 2
 _SWEEP_ROUNDS = 20  # leftovers may fork while being killed: sweep until none is left, this often at most
 
 
@@ -149,6 +152,12 @@ class Supervisor:
         parent = os.getpid()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        # Everything imported so far is shared with the agent page for page until one side writes to
+        # it; the cyclic GC would write to every object it tracks (its header) at the agent's first
+        # collection. Frozen objects are never examined again, so their pages stay shared.
+        gc.collect()
+        gc.freeze()
+        linux.trim_heap()
         pid = os.fork()
         if pid:
             return pid
@@ -210,6 +219,7 @@ def main() -> int:
 
     if not linux.set_not_dumpable():
         log("supervisor_warning", message="cannot make the executor non-dumpable (no prctl)")
+    linux.limit_malloc_arenas(MALLOC_ARENAS)
     token = os.environ.pop("SANDBOXCP_CALLBACK_TOKEN", "")
     try:
         config = load_config()

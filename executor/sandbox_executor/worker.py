@@ -14,14 +14,24 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Protocol
 
 from sandbox_executor.callbacks import CallbackClient, Outcome
 from sandbox_executor.clock import utc_now_iso
 from sandbox_executor.logs import log
-from sandbox_executor.process import OnOutput
-from sandbox_executor.runner import Runner, RunOutcome, shrink_report
 from sandbox_executor.streaming import OutputStream
 from sandbox_executor.validation import ExecutionRequest
+
+if TYPE_CHECKING:  # the runner is imported with the first execution (app.Machinery)
+    from sandbox_executor.process import OnOutput
+    from sandbox_executor.runner import RunOutcome
+
+
+class RunsCode(Protocol):
+    """runner.Runner, or what builds one on first use (app.Machinery)."""
+
+    def run(self, req: ExecutionRequest, on_output: OnOutput | None = None) -> RunOutcome: ...
+
 
 QUEUE_BOUND = 64
 # Finished execution ids remembered so a re-sent /execute is not run twice. Bounded, oldest first out.
@@ -112,6 +122,7 @@ class Heartbeats:
         self._due: dict[str, float] = {}  # held execution id -> monotonic time of its next beat
         self._busy: set[str] = set()  # ids waiting in the outbox or being sent
         self._outbox: deque[str] = deque()
+        self._wanted = self._launched = False
         self._threads = [threading.Thread(target=self._schedule, name="heartbeat", daemon=True)]
         self._threads += [
             threading.Thread(target=self._send, name=f"heartbeat-sender-{i}", daemon=True)
@@ -119,13 +130,25 @@ class Heartbeats:
         ]
 
     def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        """Beat from now on. The threads start with the first execution held: an agent that has run
+        nothing has none (each thread costs a stack and a malloc arena, docs/capacity.md)."""
+        with self._cond:
+            self._wanted = True
+            if self._due:
+                self._launch()
+
+    def _launch(self) -> None:
+        if not self._launched:  # under self._cond
+            self._launched = True
+            for thread in self._threads:
+                thread.start()
 
     def hold(self, execution_id: str) -> None:
         """Beat for ``execution_id`` soon (FIRST_BEAT_S) and every interval from then on."""
         with self._cond:
             self._due[execution_id] = time.monotonic() + min(FIRST_BEAT_S, self._interval)
+            if self._wanted:
+                self._launch()
             self._cond.notify_all()
 
     def release(self, execution_id: str) -> None:
@@ -175,7 +198,7 @@ class Heartbeats:
 class ExecutionQueue:
     def __init__(
         self,
-        runner: Runner,
+        runner: RunsCode,
         callbacks: CallbackClient,
         *,
         heartbeat_s: float,
@@ -309,6 +332,8 @@ class ExecutionQueue:
             # The control plane (API Gateway / Lambda payload limits) refused the size: report a
             # smaller result rather than none at all.
             log("result_too_large", execution_id=eid)
+            from sandbox_executor.runner import shrink_report
+
             delivery = self._callbacks.execution_result(eid, shrink_report(outcome), self._retry_base_s)
         if delivery.outcome is Outcome.DELIVERED:
             log("result_delivered", execution_id=eid, http_status=delivery.status)
@@ -327,6 +352,8 @@ class ExecutionQueue:
             return self._runner.run(req, on_output)
         except Exception as exc:
             log("execution_internal_error", execution_id=req.execution_id, error=type(exc).__name__)
+            from sandbox_executor.runner import RunOutcome
+
             return RunOutcome(
                 status="failed", exit_code=-1, stderr=f"executor internal error: {type(exc).__name__}\n"
             )

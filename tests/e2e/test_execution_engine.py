@@ -180,6 +180,7 @@ def test_executor_killed_mid_run_is_crashed_then_retried(api):  # type: ignore[n
         "    marker = '/workspace/first-run-done'\n"
         "    if not os.path.exists(marker):\n"
         "        open(marker, 'w').close()\n"
+        "        print('marked', flush=True)\n"
         "        time.sleep(60)\n"
         "    return 'second run'"
     )
@@ -187,6 +188,12 @@ def test_executor_killed_mid_run_is_crashed_then_retried(api):  # type: ignore[n
         "execution_id"
     ]
     assert wait_for(lambda: api.get(f"/executions/{eid}/status").json()["status"] == "running", timeout=10)
+
+    def marked() -> bool:  # the handler itself runs ("running" may come before it has started)
+        chunks = api.get(f"/executions/{eid}/output", params={"after": 0, "wait": 5}).json()["chunks"]
+        return any("marked" in c["data"] for c in chunks)
+
+    assert wait_for(marked, timeout=20)
     # The agent, not its supervisor: the supervisor is the oldest executor process of the session.
     agent = max(executor_pids(sid), key=lambda pid: int(Path(f"/proc/{pid}/stat").read_text().split()[21]))
     os.kill(agent, signal.SIGKILL)

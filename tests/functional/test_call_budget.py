@@ -85,8 +85,10 @@ def test_an_answered_execute_sync_ends_its_execution_without_reading_it(deps, aw
     aws_calls.clear()
     resp = invoke("executions_submit_sync", sample_event("executions_submit_sync"))
     assert resp["statusCode"] == 200 and body(resp)["return_value"] == 42, resp
-    # The session's read, the execution's create and its end (result, slots back) in one transaction each.
-    assert aws_calls == ["dynamodb.GetItem", "dynamodb.TransactWriteItems", "dynamodb.TransactWriteItems"]
+    # The session's read, the execution's create and its end (result, slots back) in one transaction each
+    # (a deployment with live-output push also invokes its fan-out: not a DynamoDB call).
+    tables = [c for c in aws_calls if c.startswith("dynamodb.")]
+    assert tables == ["dynamodb.GetItem", "dynamodb.TransactWriteItems", "dynamodb.TransactWriteItems"]
 
 
 def test_an_execution_changed_by_another_function_meanwhile_is_read_before_its_end(deps, aws_calls):
@@ -120,4 +122,5 @@ def test_a_cell_checks_its_context_in_the_write_that_records_it(deps, aws_calls)
     aws_calls.clear()
     resp = invoke("executions_submit", event)
     assert resp["statusCode"] == 200, resp
-    assert aws_calls == ["dynamodb.GetItem", "dynamodb.TransactWriteItems"]  # no read of the context
+    tables = [c for c in aws_calls if c.startswith("dynamodb.")]
+    assert tables == ["dynamodb.GetItem", "dynamodb.TransactWriteItems"]  # no read of the context

@@ -244,11 +244,15 @@ def test_first_heartbeat_comes_one_interval_after_hold_then_every_interval() -> 
     try:
         held_at = time.monotonic()
         beats.hold("exec_20250106_aaaaaaaa")
-        time.sleep(0.7)
-        times = [at - held_at for _, at in fake.beats]
+        deadline = time.monotonic() + 10
+        while len(fake.beats) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        times = [at - held_at for _, at in fake.beats[:3]]
         assert len(times) == 3, times
-        assert times[0] == pytest.approx(0.2, abs=0.08)
-        assert times[1] == pytest.approx(0.4, abs=0.08) and times[2] == pytest.approx(0.6, abs=0.08)
+        # Not at the hold but an interval after it, then an interval apart (lower bounds only: a loaded
+        # machine may be late, never early).
+        assert times[0] >= 0.19, times
+        assert times[1] - times[0] >= 0.19 and times[2] - times[1] >= 0.19, times
     finally:
         stop.set()
 

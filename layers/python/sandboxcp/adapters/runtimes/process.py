@@ -394,7 +394,7 @@ class ProcessRuntime:
         # Nothing outside /workspace, /tmp, /dev/shm and the socket dir is writable: the root tmpfs bwrap
         # builds, and the /dev it populates, would otherwise belong to the sandbox user.
         argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
-        argv += ["--chdir", "/workspace", "--", python, "-m", "sandbox_executor"]
+        argv += ["--chdir", "/workspace", "--", python, "-S", "-P", "-m", "sandbox_executor"]
         return argv
 
     def _sandbox_env(self, spec: SandboxSpec, container_id: str, listen_fd: int) -> dict[str, str]:

@@ -1,0 +1,152 @@
+"""What keeps an idle sandbox small (docs/capacity.md): the agent builds what runs code on first use, its
+heartbeat threads start with the first execution, the supervisor freezes and trims its heap before it
+forks an agent, and the executor runs without the site module (`python3 -S`, process runtime)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox_executor import interactive_api, linux, server
+from sandbox_executor.callbacks import Delivery, Outcome
+from sandbox_executor.worker import Heartbeats
+from tests.unit.executor_helpers import EXECUTOR_DIR, ExecutorProcess, FakeControlPlane
+
+
+def test_the_servers_interactive_routes_are_interactive_apis() -> None:
+    assert server.INTERACTIVE_PREFIXES == interactive_api.PREFIXES
+    for route in ("/contexts", "/contexts/ctx_1/execute", "/processes/p_1/output"):
+        assert server._interactive_route(route) and interactive_api.handles(route)
+    for route in ("/execute", "/health", "/contextsx", "/bind"):
+        assert not server._interactive_route(route) and not interactive_api.handles(route)
+
+
+def test_an_idle_agent_imports_nothing_that_runs_code() -> None:
+    """What the supervisor imports before it forks is what every idle agent holds: not the runner,
+    the fork server's client, contexts or background processes (they come with the first use)."""
+    probe = (
+        "import sys\n"
+        "import sandbox_executor.supervisor, sandbox_executor.app\n"
+        "lazy = ['sandbox_executor.' + m for m in ('runner', 'forkserver', 'contexts', 'processes',"
+        " 'interactive_api', 'workspace', 'process', 'kernel_python', 'spawner')]\n"
+        "print(sorted(m for m in lazy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        env={"PYTHONPATH": str(EXECUTOR_DIR)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+class _Beats:
+    def __init__(self) -> None:
+        self.beats: list[str] = []
+
+    def heartbeat(self, execution_id: str, timeout: float) -> Delivery:
+        self.beats.append(execution_id)
+        return Delivery(Outcome.DELIVERED, 200)
+
+
+def _heartbeat_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("heartbeat")]
+
+
+def test_heartbeat_threads_start_with_the_first_held_execution() -> None:
+    fake = _Beats()
+    stop = threading.Event()
+    before = len(_heartbeat_threads())
+    beats = Heartbeats(fake, interval=0.1, stop=stop, senders=2)  # type: ignore[arg-type]
+    beats.start()
+    try:
+        time.sleep(0.05)
+        assert len(_heartbeat_threads()) == before  # an idle agent has none
+        beats.hold("exec_20250106_00000001")
+        assert len(_heartbeat_threads()) == before + 3  # the scheduler and its senders
+        deadline = time.monotonic() + 5
+        while not fake.beats and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fake.beats and set(fake.beats) == {"exec_20250106_00000001"}
+        beats.hold("exec_20250106_00000002")
+        assert len(_heartbeat_threads()) == before + 3  # started once
+    finally:
+        stop.set()
+
+
+def test_held_before_start_beats_once_started() -> None:
+    fake = _Beats()
+    stop = threading.Event()
+    beats = Heartbeats(fake, interval=0.1, stop=stop, senders=1)  # type: ignore[arg-type]
+    beats.hold("exec_20250106_00000003")
+    try:
+        time.sleep(0.3)
+        assert fake.beats == []  # not started yet
+        beats.start()
+        deadline = time.monotonic() + 5
+        while not fake.beats and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fake.beats
+    finally:
+        stop.set()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_heap_trim_and_arena_limit_are_available_on_glibc() -> None:
+    assert linux.trim_heap()
+    # Set in a child: the limit is process-wide and must not change the test process.
+    code = "from sandbox_executor import linux; raise SystemExit(0 if linux.limit_malloc_arenas(2) else 1)"
+    done = subprocess.run([sys.executable, "-S", "-c", code], env={"PYTHONPATH": str(EXECUTOR_DIR)})
+    assert done.returncode == 0
+
+
+@pytest.fixture
+def cp() -> Iterator[FakeControlPlane]:
+    """One control plane per executor: wait_ready counts its container_ready calls."""
+    with FakeControlPlane() as plane:
+        yield plane
+
+
+def test_the_agent_builds_its_runner_on_the_first_execution_and_keeps_it(cp: FakeControlPlane) -> None:
+    ex = ExecutorProcess(cp)
+    try:
+        ex.wait_ready()
+        time.sleep(0.2)
+        assert "machinery_loaded" not in ex.log_text()  # ready, and nothing to run code with yet
+        for n in range(2):
+            result = ex.run(f"def handler(event):\n    return {n}\n")
+            assert result["status"] == "success" and result["return_value"] == n
+        assert ex.log_text().count("machinery_loaded") == 1
+    finally:
+        ex.terminate()
+
+
+def test_contexts_are_served_by_an_agent_that_never_ran_an_execution(cp: FakeControlPlane) -> None:
+    """The interactive routes build the same machinery on first use (from an HTTP thread)."""
+    from sandbox_executor.http_client import request_json
+    from tests.unit.executor_helpers import executor_key_header
+
+    ex = ExecutorProcess(cp)
+    try:
+        ex.wait_ready()
+        created = request_json(
+            ex.endpoint,
+            "POST",
+            "/contexts",
+            {"context_id": "ctx-memory", "language": "python"},
+            headers=executor_key_header(ex.token),
+            timeout=20.0,
+        )
+        assert created.status in (200, 201), created.json()
+        assert ex.log_text().count("machinery_loaded") == 1
+        result = ex.run("def handler(event):\n    return 7\n")
+        assert result["return_value"] == 7
+        assert ex.log_text().count("machinery_loaded") == 1
+    finally:
+        ex.terminate()
