@@ -35,13 +35,14 @@ import shutil
 import socket
 import socketserver
 import ssl
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandboxcp.adapters.runtimes.docker import DockerApiError, DockerNode, EngineClient
+from sandboxcp.local.host import iptables as _iptables
+from sandboxcp.local.host import pid_alive as _alive
 
 LABEL = "sandboxcp.docker-remote"  # value: the stand-in's name (networks)
 PID_LABEL = "sandboxcp.docker-remote.pid"  # the process that made it
@@ -385,19 +386,3 @@ def _unfence(chain: str, bridges: list[str]) -> None:
         _iptables("-D", "INPUT", "-i", bridge, "-j", chain, check=False)
     _iptables("-F", chain, check=False)
     _iptables("-X", chain, check=False)
-
-
-def _iptables(*args: str, check: bool = True) -> None:
-    done = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True, timeout=30)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"iptables {' '.join(args)}: {done.stderr.strip()}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import secrets
-import subprocess
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +53,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from sandboxcp.adapters.runtimes.docker import DockerApiError, DockerNode, EngineClient, demux_logs
+from sandboxcp.local.host import iptables as _iptables
 
 log = logging.getLogger(__name__)
 
@@ -731,12 +731,6 @@ def _unfence(chain: str, bridges: list[str]) -> None:
         _iptables("-D", "INPUT", "-i", bridge, "-j", chain, check=False)
     _iptables("-F", chain, check=False)
     _iptables("-X", chain, check=False)
-
-
-def _iptables(*args: str, check: bool = True) -> None:
-    done = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True, timeout=30)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"iptables {' '.join(args)}: {done.stderr.strip()}")
 
 
 def _dead_pids_filter(labels: dict[str, str] | None) -> bool:

@@ -67,6 +67,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sandboxcp.adapters.runtimes.docker import DockerApiError, DockerNode, EngineClient, demux_logs
+from sandboxcp.local.host import pid_alive as _alive
 
 log = logging.getLogger(__name__)
 
@@ -1276,14 +1277,6 @@ def sweep_stale(engine: EngineClient, run: Callable[..., Any] = subprocess.run) 
     return swept
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _handler(standin: KubeStandin) -> type[BaseHTTPRequestHandler]:
