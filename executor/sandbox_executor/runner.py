@@ -44,8 +44,8 @@ MAX_ARG_BYTES = 128 * 1024 - 1
 MAX_EVENT_ENV_BYTES = 100_000
 _RESERVED_PREFIXES = ("SANDBOXCP_", "AWS_")
 # The run's start must be later than the mtime of every file synced in. File times come from a
-# clock that ticks every few ms, so this waits a tick at most.
-MAX_START_WAIT_S = 0.1
+# clock that ticks every few ms, so this waits a tick at most (the bound is for a clock that stalls).
+MAX_START_WAIT_S = 1.0
 
 
 @dataclass
@@ -296,7 +296,9 @@ def _start_after(not_before_ns: int) -> int:
     while now <= not_before_ns and time.monotonic() < deadline:
         time.sleep(0.001)
         now = run_clock_ns()
-    return now
+    # Read again: a process descheduled past the deadline (a loaded machine) held a stale `now`, while the
+    # clock went on meanwhile (a run taking the previous run's files for its own was seen so).
+    return now if now > not_before_ns else run_clock_ns()
 
 
 def sync_failure(reason: str) -> RunOutcome:
