@@ -31,6 +31,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from sandboxcp.domain.errors import SandboxError
 from sandboxcp.domain.ids import SESSION_ID_RE
+from sandboxcp.domain.log_lines import line_time, lines_since
 from sandboxcp.domain.models import Principal, Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import SessionStatus
@@ -136,14 +137,7 @@ def keep_logs(deps: Dependencies, session: Session) -> None:
 def kept_logs(deps: Dependencies, session_id: str, *, tail: int, since: datetime | None) -> list[str]:
     body = deps.results.get_if_any(_kept_key(session_id))
     lines = body.decode(errors="replace").splitlines() if body else []
-    if since is not None:
-        kept, last = [], None
-        for line in lines:  # an unstamped line (a traceback) goes with the stamped line before it
-            last = _stamp(line) or last
-            if last is not None and last >= since:
-                kept.append(line)
-        lines = kept
-    return lines[-tail:]
+    return (lines_since(lines, since) if since is not None else lines)[-tail:]
 
 
 # -- program output in the logs ------------------------------------------------------------------------
@@ -170,16 +164,6 @@ def program_output(deps: Dependencies, session_id: str, *, since: datetime | Non
     return out
 
 
-def _stamp(line: str) -> datetime | None:
-    head = line.split(" ", 1)[0]
-    if len(head) < 20 or head[4:5] != "-":
-        return None
-    try:
-        return datetime.fromisoformat(head.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def merge_by_time(runtime_lines: list[str], program_lines: list[str]) -> list[str]:
     """Both lists in time order (a line without a timestamp goes with the stamped line before it)."""
     if not program_lines:
@@ -187,12 +171,12 @@ def merge_by_time(runtime_lines: list[str], program_lines: list[str]) -> list[st
     keyed: list[tuple[float, int, str]] = []
     last = float("-inf")
     for i, line in enumerate(runtime_lines):
-        stamp = _stamp(line)
+        stamp = line_time(line)
         last = stamp.timestamp() if stamp else last
         keyed.append((last, i, line))
     n = len(runtime_lines)
     for j, line in enumerate(program_lines):
-        stamp = _stamp(line)
+        stamp = line_time(line)
         keyed.append((stamp.timestamp() if stamp else float("inf"), n + j, line))
     return [line for _, _, line in sorted(keyed)]
 

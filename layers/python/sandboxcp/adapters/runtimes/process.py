@@ -33,12 +33,13 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
 from sandboxcp.adapters.runtimes import disk, seccomp, sockets
 from sandboxcp.domain.errors import SandboxUnavailable
+from sandboxcp.domain.log_lines import lines_since
 from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.usage import ContainerUsage
@@ -225,7 +226,7 @@ class ProcessRuntime:
         if pos > 0 and lines:
             lines = lines[1:]  # the first line read may be cut
         if since is not None:
-            lines = _lines_since(lines, since)
+            lines = lines_since(lines, since)
         return lines[-tail:]
 
     def list_managed(self) -> list[ManagedSandbox]:
@@ -431,18 +432,6 @@ def _listen(path: Path) -> socket.socket:
     return sock
 
 
-def _line_time(line: str) -> datetime | None:
-    """The leading ISO-8601 timestamp of an executor log line, if any."""
-    stamp = line.split(" ", 1)[0]
-    if len(stamp) < 20 or stamp[4:5] != "-" or "T" not in stamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _runs_sandbox(pid: int, session_dir: Path) -> bool:
     """Whether `pid` is still this session's sandbox (its bwrap binds the session directory), not a
     process that reused the pid of one long gone: only then may the orphan reaper kill its group."""
@@ -451,18 +440,6 @@ def _runs_sandbox(pid: int, session_dir: Path) -> bool:
             return f"{session_dir}/".encode() in f.read()
     except OSError:
         return False
-
-
-def _lines_since(lines: list[str], since: datetime) -> list[str]:
-    since = since if since.tzinfo else since.replace(tzinfo=UTC)
-    out, keep = [], False
-    for line in lines:
-        stamp = _line_time(line)
-        if stamp is not None:
-            keep = stamp >= since
-        if keep:
-            out.append(line)
-    return out
 
 
 def _session_of(container_id: str) -> str:
