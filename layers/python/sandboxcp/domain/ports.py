@@ -108,10 +108,16 @@ class ResultStore(Protocol):
 
 class ExecutionRepository(Protocol):
     def create(
-        self, execution: Execution, *, enforce_quota: bool = False, session_limit: int | None = None
+        self,
+        execution: Execution,
+        *,
+        enforce_quota: bool = False,
+        session_limit: int | None = None,
+        remember: bool = False,
     ) -> None:
         """Record a new execution holding a share of its tenant's in-flight quota; `enforce_quota`: only
-        if that fits (QuotaExceeded otherwise)."""
+        if that fits (QuotaExceeded otherwise). `remember`: this process will likely end it (an
+        execute-sync), so its end may skip reading it."""
         ...
 
     def get(self, execution_id: str, *, with_outcome: bool = True) -> Execution | None: ...

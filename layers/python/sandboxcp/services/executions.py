@@ -63,7 +63,10 @@ def _submit(
     # A cell's context is checked in the same write (live, of this session, in its language); only when
     # that fails is the context read, to say why.
     try:
-        deps.executions.create(execution, enforce_quota=True, session_limit=MAX_INFLIGHT_PER_SESSION)
+        # A run answered within the wait ends here: the store keeps what it wrote to end it without a read.
+        deps.executions.create(
+            execution, enforce_quota=True, session_limit=MAX_INFLIGHT_PER_SESSION, remember=wait_s > 0
+        )
     except ContextUnavailable:
         assert req.context_id is not None
         context_for_execution(deps, session, req.context_id, req.language)

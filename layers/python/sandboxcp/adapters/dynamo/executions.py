@@ -41,7 +41,7 @@ from sandboxcp.domain.states import (
 from sandboxcp.domain.workspace import Artifact
 
 INFLIGHT = "1"
-WRITTEN_MEMORY = 256  # executions created here whose end may skip the read (a sync wait ends them here)
+WRITTEN_MEMORY = 64  # execute-syncs in flight in this process whose end may skip the read
 # DynamoDB items hold at most 400 KB; an outcome (up to 1 MB of stdout and of stderr) above this goes to S3.
 # Measured as stored (JSON with non-ASCII escaped), next to at most 100 KiB of code and 192 KiB of event.
 INLINE_OUTCOME_LIMIT = 64 * 1024
@@ -111,7 +111,12 @@ class DynamoExecutionRepository:
         raise StateConflict(f"Artifacts of execution '{execution_id}' changed concurrently; retry")
 
     def create(
-        self, execution: Execution, *, enforce_quota: bool = False, session_limit: int | None = None
+        self,
+        execution: Execution,
+        *,
+        enforce_quota: bool = False,
+        session_limit: int | None = None,
+        remember: bool = False,
     ) -> None:
         """Store a new execution. With `session_limit`, the same transaction also takes one of its running
         session's in-flight slots (TooManyRequests when all are taken; StateConflict when the session is
@@ -164,7 +169,8 @@ class DynamoExecutionRepository:
             self._quotas.save_with_share(
                 record, condition, share, enforce=enforce_quota, also=also, checks=checks
             )
-            self._remember(record)
+            if remember:  # kept only for a run that ends here: a record holds up to 1 MiB of code
+                self._remember(record)
         except TransactWriteError as err:
             if checks and failed_at(err, 0):  # (checks go first in a transaction)
                 raise ContextUnavailable(f"Context '{execution.context_id}' is not available") from err
