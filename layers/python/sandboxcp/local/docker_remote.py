@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandboxcp.adapters.runtimes.docker import DockerApiError, DockerNode, EngineClient
+from sandboxcp.local.host import create_isolated_bridge, network_gateway
 from sandboxcp.local.host import iptables as _iptables
 from sandboxcp.local.host import pid_alive as _alive
 
@@ -278,24 +279,10 @@ class DockerRemoteStandIn:
             # Not `Internal`: Docker publishes no port of a container on an internal network, and the
             # control plane reaches executors at their published port. The fence below cuts its way out.
             for network in (self.sandbox_network, self.open_network):
-                self.engine.call(
-                    "POST",
-                    "/networks/create",
-                    body={
-                        "Name": network,
-                        "Driver": "bridge",
-                        "Internal": False,
-                        "CheckDuplicate": True,
-                        "Options": {
-                            "com.docker.network.bridge.enable_icc": "false",
-                            "com.docker.network.bridge.name": self._bridges[network],
-                        },
-                        "Labels": labels,
-                    },
-                    ok=(201,),
+                create_isolated_bridge(
+                    self.engine, network, self._bridges[network], internal=False, labels=labels
                 )
-            info = self.engine.call("GET", f"/networks/{self.sandbox_network}").json()
-            self.gateway = str(info["IPAM"]["Config"][0]["Gateway"])
+            self.gateway = network_gateway(self.engine, self.sandbox_network)
             _iptables("-N", self._chain)
             _iptables(
                 "-A", self._chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"

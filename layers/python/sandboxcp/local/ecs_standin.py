@@ -53,6 +53,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from sandboxcp.adapters.runtimes.docker import DockerApiError, DockerNode, EngineClient, demux_logs
+from sandboxcp.local.host import create_isolated_bridge, network_gateway
 from sandboxcp.local.host import iptables as _iptables
 
 log = logging.getLogger(__name__)
@@ -164,23 +165,10 @@ class EcsStandIn:
             json={"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}},
         ).raise_for_status()
         labels = {LABEL: self.name, PID_LABEL: str(os.getpid())}
-        no_icc = {"com.docker.network.bridge.enable_icc": "false"}
         for network, internal in ((self.task_network, True), (self.egress_network, False)):
-            self.engine.call(
-                "POST",
-                "/networks/create",
-                body={
-                    "Name": network,
-                    "Driver": "bridge",
-                    "Internal": internal,
-                    "CheckDuplicate": True,
-                    "Options": {**no_icc, "com.docker.network.bridge.name": self._bridges[network]},
-                    "Labels": labels,
-                },
-                ok=(201,),
-            )
-        info = self.engine.call("GET", f"/networks/{self.task_network}").json()
-        self.gateway = str(info["IPAM"]["Config"][0]["Gateway"])
+            bridge = self._bridges[network]
+            create_isolated_bridge(self.engine, network, bridge, internal=internal, labels=labels)
+        self.gateway = network_gateway(self.engine, self.task_network)
         self._fence()
         self._proxy_port = self._serve("127.0.0.1", self._proxy)
         self._metadata_port = self._serve(self.gateway, self._metadata)

@@ -1,9 +1,10 @@
-"""Host helpers the stand-ins share: iptables rules and whether a process is still there."""
+"""Host helpers the stand-ins share: iptables rules, isolated Docker bridges, whether a process is there."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from typing import Any
 
 
 def iptables(*args: str, check: bool = True) -> None:
@@ -22,3 +23,31 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def create_isolated_bridge(
+    engine: Any, name: str, bridge: str, *, internal: bool, labels: dict[str, str]
+) -> None:
+    """A Docker bridge network `name` on the host bridge `bridge`, containers on it unable to reach each
+    other (no inter-container traffic); `internal`: no route out either."""
+    engine.call(
+        "POST",
+        "/networks/create",
+        body={
+            "Name": name,
+            "Driver": "bridge",
+            "Internal": internal,
+            "CheckDuplicate": True,
+            "Options": {
+                "com.docker.network.bridge.enable_icc": "false",
+                "com.docker.network.bridge.name": bridge,
+            },
+            "Labels": labels,
+        },
+        ok=(201,),
+    )
+
+
+def network_gateway(engine: Any, name: str) -> str:
+    """The host's address on Docker network `name`."""
+    return str(engine.call("GET", f"/networks/{name}").json()["IPAM"]["Config"][0]["Gateway"])
