@@ -83,7 +83,10 @@ def run_code(
     deadline = time.monotonic() + timeout
     status = "pending"
     while time.monotonic() < deadline:
-        status = api.get(f"/executions/{eid}/status").json()["status"]
+        polled = api.get(f"/executions/{eid}/status")
+        body = polled.json()
+        assert polled.status_code == 200 and "status" in body, f"{eid} status: {polled.status_code} {body}"
+        status = body["status"]
         if status not in ("pending", "running"):
             break
         time.sleep(0.1)

@@ -170,17 +170,21 @@ def test_a_leftover_process_can_neither_forge_results_nor_take_over_the_executor
         "    print('genuine')\n"
         "    return 'genuine'\n"
     )
-    for _ in range(5):
-        # The execution id is only known once submitted: tell the run its own id through a file first.
-        submitted = tenants.attacker.post(
-            f"/sessions/{tenants.attacker_sid}/execute", json={"code": "x = 1", "language": "python"}
-        )
-        eid = submitted.json()["execution_id"]
-        status, result = tenants.attack(genuine, event={"eid": eid})
-        assert status == "completed", result
-        assert result["return_value"] == "genuine" and result["stdout"] == "genuine\n", result
-        first = tenants.attacker.get(f"/executions/{eid}/result").json()
-        assert "FORGED" not in str(first), first
+    try:
+        for _ in range(5):
+            # The execution id is only known once submitted: tell the run its own id through a file first.
+            submitted = tenants.attacker.post(
+                f"/sessions/{tenants.attacker_sid}/execute", json={"code": "x = 1", "language": "python"}
+            )
+            assert submitted.status_code == 200, submitted.text
+            eid = submitted.json()["execution_id"]
+            status, result = tenants.attack(genuine, event={"eid": eid})
+            assert status == "completed", result
+            assert result["return_value"] == "genuine" and result["stdout"] == "genuine\n", result
+            first = tenants.attacker.get(f"/executions/{eid}/result").json()
+            assert "FORGED" not in str(first), first
+    finally:  # the forger must not outlive this test, whatever happened (later tests probe every process)
+        tenants.attack("def handler(e):\n    open('/tmp/stop-forger', 'w').close()\n")
     stop = (
         "import json, time\n"
         "def handler(e):\n"
@@ -230,8 +234,12 @@ def handler(event):
             pass
         try:
             for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    scan(open(f"/proc/{pid}/fd/{fd}", "rb").read(1 << 20), f"/proc/{pid}/fd/{fd}", found)
+                try:  # non-blocking: a pipe another process holds must not hang the hunt
+                    f = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
+                    try:
+                        scan(os.read(f, 1 << 20), f"/proc/{pid}/fd/{fd}", found)
+                    finally:
+                        os.close(f)
                 except OSError:
                     pass
         except OSError:
@@ -268,6 +276,11 @@ def handler(event):
             continue
         for fd in ("0", "1", "2"):
             path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if os.readlink(path) == "/dev/null":  # a detached process's stdio: nothing to plant into
+                    continue
+            except OSError:
+                continue
             for flags in (os.O_WRONLY | os.O_APPEND, os.O_WRONLY | os.O_TRUNC):
                 try:
                     f = os.open(path, flags)
