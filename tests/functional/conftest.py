@@ -222,3 +222,21 @@ def atomic_writes(monkeypatch):  # type: ignore[no-untyped-def]
                 return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@pytest.fixture
+def aws_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every AWS API call made while the test runs (`service.Operation`), counted on botocore's
+    `before-call` event, which every client (boto3's and pynamodb's) emits once per call."""
+    import botocore.hooks
+
+    calls: list[str] = []
+    emit = botocore.hooks.HierarchicalEmitter.emit_until_response  # how a client emits before-call
+
+    def counting(self: Any, event_name: str, **kwargs: Any) -> Any:
+        if event_name.startswith("before-call."):
+            calls.append(event_name.removeprefix("before-call."))
+        return emit(self, event_name, **kwargs)
+
+    monkeypatch.setattr(botocore.hooks.HierarchicalEmitter, "emit_until_response", counting)
+    yield calls

@@ -5,27 +5,10 @@ on moto through botocore's event hooks: every API call of every client (boto3's 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import botocore.hooks
-import pytest
-
+from sandboxcp.domain.states import SessionStatus
 from tests.functional.conftest import SAMPLE_SESSION, body, invoke, sample_event, seed_session, with_path
-
-
-@pytest.fixture
-def aws_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    calls: list[str] = []
-    emit = botocore.hooks.HierarchicalEmitter.emit_until_response  # how a client emits before-call
-
-    def counting(self: Any, event_name: str, **kwargs: Any) -> Any:
-        if event_name.startswith("before-call."):
-            calls.append(event_name.removeprefix("before-call."))
-        return emit(self, event_name, **kwargs)
-
-    monkeypatch.setattr(botocore.hooks.HierarchicalEmitter, "emit_until_response", counting)
-    yield calls
 
 
 def _upload_through_the_api() -> None:
@@ -85,10 +68,11 @@ def test_an_answered_execute_sync_ends_its_execution_without_reading_it(deps, aw
     aws_calls.clear()
     resp = invoke("executions_submit_sync", sample_event("executions_submit_sync"))
     assert resp["statusCode"] == 200 and body(resp)["return_value"] == 42, resp
-    # The session's read, the execution's create and its end (result, slots back) in one transaction each
-    # (a deployment with live-output push also invokes its fan-out: not a DynamoDB call).
+    # The execution's create and its end (result, slots back) in one transaction each; the session is
+    # this instance's earlier read, checked in the create (a deployment with live-output push also invokes
+    # its fan-out: not a DynamoDB call).
     tables = [c for c in aws_calls if c.startswith("dynamodb.")]
-    assert tables == ["dynamodb.GetItem", "dynamodb.TransactWriteItems", "dynamodb.TransactWriteItems"]
+    assert tables == ["dynamodb.TransactWriteItems", "dynamodb.TransactWriteItems"]
 
 
 def test_an_execution_changed_by_another_function_meanwhile_is_read_before_its_end(deps, aws_calls):
@@ -123,4 +107,62 @@ def test_a_cell_checks_its_context_in_the_write_that_records_it(deps, aws_calls)
     resp = invoke("executions_submit", event)
     assert resp["statusCode"] == 200, resp
     tables = [c for c in aws_calls if c.startswith("dynamodb.")]
-    assert tables == ["dynamodb.GetItem", "dynamodb.TransactWriteItems"]  # no read of the context
+    assert tables == ["dynamodb.TransactWriteItems"]  # no read of the context, nor of the kept session
+
+
+# A submit reuses the session as this instance last read it; the create is conditioned on it still being
+# so (running, same executor address and key, same workspace revision) and reads it again when not.
+
+
+def _submit() -> dict[str, Any]:
+    resp = invoke("executions_submit", sample_event("executions_submit"))
+    assert resp["statusCode"] == 200, resp
+    return body(resp)
+
+
+def test_a_kept_session_whose_executor_moved_is_read_again(deps, aws_calls):
+    seed_session(deps)
+    _submit()  # this instance keeps the session
+    moved = {"executor_url": "http://10.0.0.9:8080", "callback_token_hash": "f" * 64}
+    deps.sessions.update_fields(SAMPLE_SESSION, moved, only_if=[SessionStatus.RUNNING])
+    aws_calls.clear()
+    _submit()
+    assert deps.executor.submitted[-1][0] == "http://10.0.0.9:8080"  # not the address it kept
+    assert deps.executor.executor_keys[-1] == "f" * 64
+    tables = [c for c in aws_calls if c.startswith("dynamodb.")]
+    # refused as read (the store reads why), read again, recorded; the next submit needs no read again
+    read_again = ["dynamodb.GetItem", "dynamodb.GetItem"]
+    assert tables == ["dynamodb.TransactWriteItems", *read_again, "dynamodb.TransactWriteItems"]
+    aws_calls.clear()
+    _submit()
+    assert [c for c in aws_calls if c.startswith("dynamodb.")] == ["dynamodb.TransactWriteItems"]
+    assert deps.quotas.get("tenant-a").usage.inflight_executions == 3  # each counted once
+
+
+def test_a_kept_session_sends_the_workspace_revision_the_api_wrote_since(deps):
+    seed_session(deps)
+    _submit()
+    rev = deps.executor.workspaces[-1]["rev"]
+    _upload_through_the_api()
+    _submit()
+    assert deps.executor.workspaces[-1]["rev"] == rev + 1
+
+
+def test_a_kept_session_that_ended_refuses_the_submit(deps):
+    seed_session(deps)
+    _submit()
+    ended_at = deps.sessions.get(SAMPLE_SESSION).updated_at
+    deps.sessions.transition(SAMPLE_SESSION, SessionStatus.TERMINATED, now=ended_at)
+    sent = len(deps.executor.submitted)
+    resp = invoke("executions_submit", sample_event("executions_submit"))
+    assert resp["statusCode"] == 409 and "no longer running" in body(resp)["error_detail"], resp
+    assert len(deps.executor.submitted) == sent
+
+
+def test_a_kept_session_is_not_another_tenants(deps):
+    seed_session(deps)
+    _submit()
+    event = sample_event("executions_submit")
+    event["requestContext"]["authorizer"]["tenant_id"] = "tenant-b"
+    resp = invoke("executions_submit", event)
+    assert resp["statusCode"] == 404, resp

@@ -214,6 +214,42 @@ def test_request_counter_trusts_no_clock_behind_the_window(deps):
     assert quota_service.count_request(deps, TENANT, now_s=101) is None
 
 
+def test_an_instance_takes_request_tokens_in_blocks_that_follow_its_demand(deps, aws_calls):
+    _set(max_requests_per_second=100)  # blocks of at most 100 / 20 = 5
+    aws_calls.clear()
+    admitted = [quota_service.count_request(deps, TENANT, now_s=500) for _ in range(40)]
+    assert admitted == [None] * 40
+    writes = aws_calls.count("dynamodb.UpdateItem")
+    assert writes <= 15, aws_calls  # 12 here; one write per request (40) before blocks
+    tenant = deps.quotas  # the item says what was taken: every admitted request, and at most a block more
+    from sandboxcp.adapters.tables import TenantRecord
+
+    item = TenantRecord.get(TENANT)
+    assert item.rps_window == 500 and 40 <= 100 - item.rps_free <= 45, (item.rps_window, item.rps_free)
+    assert tenant.take_request(TENANT, 501) is None  # a new second opens a new window
+    assert TenantRecord.get(TENANT).rps_window == 501
+
+
+def test_instances_sharing_a_tenant_never_admit_more_than_its_limit(deps):
+    from sandboxcp.adapters.dynamo.tenants import DynamoTenantQuotas
+
+    _set(max_requests_per_second=100)
+    instances = [
+        deps.quotas,
+        DynamoTenantQuotas(deps.quotas.defaults),
+        DynamoTenantQuotas(deps.quotas.defaults),
+    ]
+    for i, instance in enumerate(instances):  # each had demand the second before: they take full blocks
+        for _ in range(10 + i):
+            instance.take_request(TENANT, 699)
+    answers = [instances[n % 3].take_request(TENANT, 700) for n in range(300)]
+    admitted = answers.count(None)
+    # Never over the limit; under it by at most what the other instances hold unspent (a block each).
+    assert 100 - 2 * 5 <= admitted <= 100, admitted
+    assert set(answers) == {None, 1}
+    assert all(instance.take_request(TENANT, 701) is None for instance in instances)
+
+
 def test_a_share_comes_back_exactly_once(deps):
     _set(max_sessions=1)
     created = body(_create())

@@ -312,7 +312,7 @@ class TenantRecord(Model):
     free_cpu_m = NumberAttribute(null=True)
     free_memory_mb = NumberAttribute(null=True)
     rps_window = NumberAttribute(null=True)
-    rps_count = NumberAttribute(null=True)
+    rps_free = NumberAttribute(null=True)  # max_rps minus the tokens taken in rps_window
     custom = BooleanAttribute(null=True)  # an admin set the limits
 
 

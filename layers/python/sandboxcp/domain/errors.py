@@ -93,6 +93,13 @@ class ContextUnavailable(StateConflict):
     solution = "Read the context (GET /api/v1/sessions/{id}/contexts/{context_id}); restart or create one"
 
 
+class SessionChanged(StateConflict):
+    """The session is no longer as the caller read it (another executor address or token, another
+    workspace revision): a write conditioned on that read refused it. The service reads it again."""
+
+    solution = "Retry the request"
+
+
 class TooManyRequests(SandboxError):
     status_code = 429
     error_code = "Sandbox.TooManyRequestsExection"

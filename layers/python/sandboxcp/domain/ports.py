@@ -114,10 +114,12 @@ class ExecutionRepository(Protocol):
         enforce_quota: bool = False,
         session_limit: int | None = None,
         remember: bool = False,
+        session_as_read: Session | None = None,
     ) -> None:
         """Record a new execution holding a share of its tenant's in-flight quota; `enforce_quota`: only
         if that fits (QuotaExceeded otherwise). `remember`: this process will likely end it (an
-        execute-sync), so its end may skip reading it."""
+        execute-sync), so its end may skip reading it. `session_as_read` (with `session_limit`): only if
+        the session still has that executor and workspace revision (SessionChanged otherwise)."""
         ...
 
     def get(self, execution_id: str, *, with_outcome: bool = True) -> Execution | None: ...

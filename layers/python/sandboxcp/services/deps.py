@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         WarmPoolRepository,
         WorkspaceStore,
     )
+    from sandboxcp.services.recent_sessions import RecentSessions
 
 
 @dataclass
@@ -60,6 +61,13 @@ class Dependencies:
         self._bind()
         retention = timedelta(days=self.settings.execution_retention_days)
         return DynamoExecutionRepository(self.results, self._tenant_quotas, retention=retention)
+
+    @cached_property
+    def recent_sessions(self) -> RecentSessions:
+        """Running sessions this instance read, reused by submits (validated by their write)."""
+        from sandboxcp.services.recent_sessions import RecentSessions
+
+        return RecentSessions()
 
     @cached_property
     def results(self) -> S3ResultStore:

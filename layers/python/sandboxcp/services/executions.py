@@ -12,6 +12,7 @@ from sandboxcp.domain.errors import (
     ContextUnavailable,
     ExecutionNotFound,
     SandboxError,
+    SessionChanged,
     StateConflict,
 )
 from sandboxcp.domain.ids import CONTEXT_ID_RE, EXECUTION_ID_RE, new_execution_id
@@ -42,7 +43,8 @@ def _submit(
     deps: Dependencies, caller: Principal, session_id: str, req: ExecuteRequest, *, wait_s: float = 0.0
 ) -> tuple[Execution, dict[str, Any] | None]:
     """The execution, and its result if the executor answered with it (`wait_s`, see dispatch)."""
-    session = running_session(deps, caller, session_id)
+    kept = deps.recent_sessions.get(caller.tenant_id, session_id)
+    session = kept or running_session(deps, caller, session_id)
     if req.context_id is not None and not CONTEXT_ID_RE.fullmatch(req.context_id):
         context_for_execution(deps, session, req.context_id, req.language)  # says it does not exist
     now = clock.now()
@@ -63,10 +65,7 @@ def _submit(
     # A cell's context is checked in the same write (live, of this session, in its language); only when
     # that fails is the context read, to say why.
     try:
-        # A run answered within the wait ends here: the store keeps what it wrote to end it without a read.
-        deps.executions.create(
-            execution, enforce_quota=True, session_limit=MAX_INFLIGHT_PER_SESSION, remember=wait_s > 0
-        )
+        session = _record(deps, caller, session, execution, remember=wait_s > 0, kept=kept is not None)
     except ContextUnavailable:
         assert req.context_id is not None
         context_for_execution(deps, session, req.context_id, req.language)
@@ -91,6 +90,44 @@ def _submit(
         language=execution.language,
     )
     return execution, answer
+
+
+def _record(
+    deps: Dependencies,
+    caller: Principal,
+    session: Session,
+    execution: Execution,
+    *,
+    remember: bool,
+    kept: bool,
+) -> Session:
+    """Record the execution, conditioned on the session being as read; a session `kept` from this
+    instance's earlier read (services/recent_sessions.py) that has changed since is read again, once.
+    Returns the session the run is sent with. A run answered within the wait ends here: the store keeps
+    what it wrote (`remember`) to end it without a read."""
+
+    def create(as_read: Session) -> None:
+        deps.executions.create(
+            execution,
+            enforce_quota=True,
+            session_limit=MAX_INFLIGHT_PER_SESSION,
+            remember=remember,
+            session_as_read=as_read,
+        )
+
+    try:
+        create(session)
+    except SessionChanged:
+        deps.recent_sessions.drop(session.session_id)
+        if not kept:
+            raise  # changed between this request's own read and write: the client retries (409)
+        session = running_session(deps, caller, session.session_id)
+        create(session)
+    except StateConflict:  # no longer running, or the cell's context is gone
+        deps.recent_sessions.drop(session.session_id)
+        raise
+    deps.recent_sessions.put(session)
+    return session
 
 
 def dispatch(

@@ -27,10 +27,11 @@ from sandboxcp.domain.errors import (
     ExecutionNotFound,
     Forbidden,
     InvalidParameter,
+    SessionChanged,
     StateConflict,
     TooManyRequests,
 )
-from sandboxcp.domain.models import OUTCOME_TO_STATUS, Execution, ExecutionOutcome
+from sandboxcp.domain.models import OUTCOME_TO_STATUS, Execution, ExecutionOutcome, Session
 from sandboxcp.domain.ports import Page, ResultStore
 from sandboxcp.domain.states import (
     TERMINAL_EXECUTION_STATUSES,
@@ -117,10 +118,12 @@ class DynamoExecutionRepository:
         enforce_quota: bool = False,
         session_limit: int | None = None,
         remember: bool = False,
+        session_as_read: Session | None = None,
     ) -> None:
         """Store a new execution. With `session_limit`, the same transaction also takes one of its running
         session's in-flight slots (TooManyRequests when all are taken; StateConflict when the session is
-        no longer running) and marks the session active: a submit is one write, no Query."""
+        no longer running) and marks the session active: a submit is one write, no Query. With
+        `session_as_read`, only while the session has what the submit sends the run with (SessionChanged)."""
         data = execution.model_dump(exclude={"status", "outcome", "last_heartbeat_at"})
         record = ExecutionRecord(
             **data,
@@ -158,11 +161,14 @@ class DynamoExecutionRepository:
             record.session_slot = True
             S = SessionRecord
             slot = S.executions_inflight.does_not_exist() | (S.executions_inflight < session_limit)
+            condition_on_session = (S.status == SessionStatus.RUNNING.value) & slot
+            if session_as_read is not None:
+                condition_on_session &= _as_read(session_as_read)
             also.append(
                 (
                     S(session_id=execution.session_id),
                     [S.executions_inflight.add(1), S.last_activity_at.set(execution.created_at)],
-                    (S.status == SessionStatus.RUNNING.value) & slot,
+                    condition_on_session,
                 )
             )
         try:
@@ -182,6 +188,9 @@ class DynamoExecutionRepository:
                     f"Session '{execution.session_id}' is no longer running",
                     solution="Create a new session",
                 ) from err
+            slots_left = session_limit is not None and int(session.executions_inflight or 0) < session_limit
+            if session_as_read is not None and slots_left:
+                raise SessionChanged(f"Session '{execution.session_id}' changed meanwhile") from err
             raise TooManyRequests(
                 f"Session '{execution.session_id}' already has {session_limit} executions pending or "
                 f"running (limit {session_limit})",
@@ -370,3 +379,19 @@ class DynamoExecutionRepository:
 def _check_owner(record: ExecutionRecord, owner_session: str | None) -> None:
     if owner_session is not None and record.session_id != owner_session:
         raise Forbidden(f"This callback token is not valid for execution '{record.execution_id}'")
+
+
+def _as_read(session: Session) -> Condition:
+    """The session item still holds what the submit read and sends the run with: its executor's address
+    and key, and the workspace revision (with whether a presigned upload may still land)."""
+    S = SessionRecord
+
+    def same(attribute: Any, value: Any, absent: Any = None) -> Condition:
+        return attribute.does_not_exist() if value == absent else attribute == value
+
+    condition = same(S.executor_url, session.executor_url) & same(
+        S.callback_token_hash, session.callback_token_hash
+    )
+    rev = S.workspace_rev == session.workspace_rev
+    condition &= (rev | S.workspace_rev.does_not_exist()) if session.workspace_rev == 0 else rev
+    return condition & same(S.workspace_open_until, session.workspace_open_until)

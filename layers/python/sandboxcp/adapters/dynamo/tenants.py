@@ -7,7 +7,8 @@ One small item per tenant holds its limits (`max_*`) and what it may still use (
   (`quota_counted` on its record says it holds one), so the share returns exactly once.
 - Limits start as the deployment's defaults, written on first use (`max_*` absent -> set it and add it to
   `free_*`, which also absorbs shares taken before); an admin's change adds the difference to `free_*`.
-- Requests per second: a fixed one-second window on the same item (`rps_window`, `rps_count < max_rps`).
+- Requests per second: a fixed one-second window on the same item (`rps_window`, `rps_free`), whose
+  tokens each process takes in blocks (request_tokens.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from sandboxcp.adapters.dynamo.common import CONDITION_FAILED, condition_failed, get_item
+from sandboxcp.adapters.dynamo.request_tokens import RequestTokens
 from sandboxcp.adapters.tables import TenantRecord
 from sandboxcp.domain.errors import StateConflict
 from sandboxcp.domain.quotas import (
@@ -107,6 +109,7 @@ def _used(r: TenantRecord | None, limits: QuotaLimits, kind: str) -> int:
 class DynamoTenantQuotas:
     def __init__(self, defaults: QuotaLimits) -> None:
         self.defaults = defaults
+        self._request_tokens = RequestTokens()
 
     # -- reads -------------------------------------------------------------------------------------------
     def get(self, tenant_id: str) -> TenantQuota:
@@ -246,24 +249,8 @@ class DynamoTenantQuotas:
     # -- requests per second -----------------------------------------------------------------------------
     def take_request(self, tenant_id: str, now_s: int) -> int | None:
         """Count one request in the tenant's current one-second window: None if it fits, else the seconds
-        to wait (Retry-After)."""
-        window = now_s
-        for _ in range(4):
-            same_window = (T.rps_window == window) & (T.rps_count < T.max_rps)
-            if self._update_if(tenant_id, [T.rps_count.add(1)], same_window):
-                return None
-            new_window = T.max_rps.exists() & (T.rps_window.does_not_exist() | (T.rps_window < window))
-            if self._update_if(tenant_id, [T.rps_window.set(window), T.rps_count.set(1)], new_window):
-                return None
-            r = get_item(TenantRecord, tenant_id)
-            if r is None or r.max_rps is None:
-                self.initialize(tenant_id)
-                continue
-            current = int(r.rps_window or 0)
-            if current >= window and int(r.rps_count or 0) >= int(r.max_rps):
-                return max(1, current - now_s + 1)
-            window = max(window, current)  # a clock behind another function's: count in its window
-        return 1
+        to wait (Retry-After). Tokens are taken in blocks (adapters/dynamo/request_tokens.py)."""
+        return self._request_tokens.take(tenant_id, now_s, self.initialize)
 
     @staticmethod
     def _update_if(tenant_id: str, actions: list[Action], condition: Condition) -> bool:
