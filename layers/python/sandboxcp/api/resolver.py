@@ -22,6 +22,7 @@ import functools
 import json
 import math
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from sandboxcp.domain.errors import (
@@ -299,6 +301,32 @@ class SandboxResolver(APIGatewayRestResolver):
     def __init__(self) -> None:
         super().__init__(enable_validation=True)
         self._request_validation_middleware = _RequestChecks()
+        self._this_request = threading.local()
+
+    # powertools keeps the event being resolved on its BaseRouter class, shared by every resolver of the
+    # process: one event at a time is all a Lambda process has, but the local stack resolves requests
+    # of different functions in threads of one process, where one request's handler would read another's
+    # event (another tenant, another body). Here each thread sees the event it resolves.
+    @property  # type: ignore[override]  # (powertools declares a plain attribute)
+    def current_event(self) -> APIGatewayProxyEvent:
+        return self._this_request.event
+
+    @current_event.setter
+    def current_event(self, value: APIGatewayProxyEvent) -> None:
+        self._this_request.event = value
+
+    @property
+    def lambda_context(self) -> Any:
+        return getattr(self._this_request, "context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, value: Any) -> None:
+        self._this_request.context = value
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        self._this_request.event = self._to_proxy_event(dict(event))
+        self._this_request.context = context
+        return super().resolve(event, context)
 
     def _resolve(self) -> ResponseBuilder:
         found = self._route_for_resource()
