@@ -20,6 +20,9 @@ from sandbox_executor.logs import log
 MAX_ARTIFACTS = 1000
 MAX_SCANNED = 100_000  # directory entries looked at per run, at most
 _CLOCK_REALTIME_COARSE = 5  # Linux clockid; the clock file timestamps are taken from
+# A file dated further ahead than this (set by hand: a tarball's, `touch -d`) does not hold the next run
+# back; it is then an artifact of every run until it is rewritten.
+FUTURE_MTIME_SLACK_NS = 50_000_000
 
 
 def run_clock_ns() -> int:
@@ -42,13 +45,26 @@ def list_artifacts(workspace: str, since_ns: int, limit: int | None = None) -> l
 
 def list_artifact_files(workspace: str, since_ns: int, limit: int | None = None) -> list[tuple[str, int]]:
     """``(path, size)`` of the files modified at or after ``since_ns``, sorted by path."""
+    return scan_artifacts(workspace, since_ns, limit)[0]
+
+
+def scan_artifacts(
+    workspace: str, since_ns: int, limit: int | None = None
+) -> tuple[list[tuple[str, int]], int]:
+    """``list_artifact_files``, and the newest mtime met that is not in the future (0 if none): the next
+    run must start after it. File times are not always behind the clock runs start by (fine-grained
+    timestamps run ahead of the coarse clock; the realtime clock may step back), and a run that starts
+    before the last run's files were written would take them for its own."""
     limit = MAX_ARTIFACTS if limit is None else limit
-    found = [
-        (rel, st.st_size)
-        for rel, st in _regular_files(workspace, skip_dot_dirs=True)
-        if st.st_mtime_ns >= since_ns
-    ]
-    return sorted(found)[:limit]
+    horizon = run_clock_ns() + FUTURE_MTIME_SLACK_NS
+    found, newest = [], 0
+    for rel, st in _regular_files(workspace, skip_dot_dirs=True):
+        mtime = st.st_mtime_ns
+        if mtime >= since_ns:
+            found.append((rel, st.st_size))
+        if newest < mtime <= horizon:
+            newest = mtime
+    return sorted(found)[:limit], newest
 
 
 def workspace_usage(workspace: str) -> int:

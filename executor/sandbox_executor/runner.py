@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox_executor.artifacts import list_artifact_files, run_clock_ns
+from sandbox_executor.artifacts import run_clock_ns, scan_artifacts
 from sandbox_executor.bootstrap_node import NODE_BOOTSTRAP
 from sandbox_executor.bootstrap_python import PYTHON_BOOTSTRAP
 from sandbox_executor.config import Config
@@ -169,8 +169,8 @@ class Runner:
         except SpawnError as exc:
             return spawn_failure(req.language, str(exc))
         # Timeouts and failures too: partial outputs are worth keeping.
-        files = list_artifact_files(self._config.workspace, started_ns)
-        self._last_listed_ns = run_clock_ns()
+        files, newest_ns = scan_artifacts(self._config.workspace, started_ns)
+        self._last_listed_ns = max(run_clock_ns(), newest_ns)
         if plan is None:
             outcome.artifacts = [artifact(path, size) for path, size in files]
             return outcome

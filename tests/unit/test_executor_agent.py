@@ -174,6 +174,20 @@ def test_artifacts_are_the_files_the_run_wrote(ex: ExecutorProcess) -> None:
     assert ex.run("echo nothing", "shell")["artifacts"] == []
 
 
+def test_a_run_never_takes_files_dated_ahead_of_its_start_by_the_last_run(ex: ExecutorProcess) -> None:
+    # What fine-grained file times (ahead of the coarse clock) or a clock stepped back look like: the
+    # last run's file is dated after the moment the next run would start.
+    code = (
+        "import os, time\n"
+        "def handler(event):\n"
+        "    open('ahead.txt', 'w').write('x')\n"
+        "    ahead = time.time_ns() + 30_000_000\n"
+        "    os.utime('ahead.txt', ns=(ahead, ahead))\n"
+    )
+    assert [a["path"] for a in ex.run(code)["artifacts"]] == ["ahead.txt"]
+    assert ex.run("echo nothing", "shell")["artifacts"] == []
+
+
 # -- javascript --------------------------------------------------------------------------------
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is required")
