@@ -40,15 +40,29 @@ _SIGNALS = {signal.SIGTERM: (143, "sigterm"), signal.SIGINT: (130, "normal")}
 
 
 class _Shutdown:
-    """Set from the signal handler; the main thread waits on it."""
+    """A stop request: the signal handler records it, a watcher thread sets ``event`` (which the main
+    thread and the callback client wait on).
+
+    The handler takes no lock: it runs in the main thread between two bytecodes, possibly while that
+    thread holds the event's own condition lock (entering ``event.wait()``), and setting the event there
+    would wait forever for a lock its own thread holds - an agent that never stops on SIGTERM (seen
+    under load). It writes a byte to a pipe instead; the watcher reads it and sets the event."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signum: int | None = None
+        self._read_fd, self._write_fd = os.pipe()
+        threading.Thread(target=self._watch, name="shutdown-watcher", daemon=True).start()
 
     def handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
+        with contextlib.suppress(OSError):
+            os.write(self._write_fd, b"x")
+
+    def _watch(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self._read_fd, 1)
         self.event.set()
 
 

@@ -581,6 +581,10 @@ class ExecutorProcess:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:  # say where it stood (its log), not only that it did not stop
+            self._log.flush()
+            tail = self.log_path.read_bytes()[-6000:].decode(errors="replace")
+            raise AssertionError(f"no stop within {timeout} s of SIGTERM; log:\n{tail}") from None
         finally:
             self.close()
 

@@ -177,3 +177,25 @@ def _alive(pid: int) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_a_stop_signal_landing_while_the_agent_holds_its_stop_events_lock_is_not_lost() -> None:
+    # A handler runs in the main thread between two bytecodes: here, as that thread enters
+    # `event.wait()` holding the event's condition lock. Setting the event in the handler would wait for
+    # that lock forever (an agent that never stopped on SIGTERM, seen under load).
+    import signal
+    import threading
+
+    from sandbox_executor.app import _Shutdown
+
+    shutdown = _Shutdown()
+
+    def signalled_inside_wait() -> None:
+        with shutdown.event._cond:  # type: ignore[attr-defined]  # what Event.wait holds at its start
+            shutdown.handle(signal.SIGTERM, None)
+
+    main = threading.Thread(target=signalled_inside_wait, daemon=True)
+    main.start()
+    main.join(5)
+    assert not main.is_alive(), "the handler blocked on the lock its own thread holds"
+    assert shutdown.event.wait(5) and shutdown.signum == signal.SIGTERM
