@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -17,6 +17,22 @@ D = TypeVar("D", bound=BaseModel)
 
 def condition_failed(err: Exception) -> bool:
     return getattr(err, "cause_response_code", None) == CONDITION_FAILED
+
+
+def update_if(
+    model: type[Model], key: str, actions: list[Any], condition: Any, *, return_values: str = "NONE"
+) -> dict[str, Any] | None:
+    """One conditional UpdateItem on `model`'s table by hash key: DynamoDB's answer (its `Attributes` with
+    `return_values`), or None when the condition failed."""
+    try:
+        answer: dict[str, Any] = model._get_connection().connection.update_item(
+            model.Meta.table_name, key, actions=actions, condition=condition, return_values=return_values
+        )
+    except UpdateError as err:
+        if condition_failed(err):
+            return None
+        raise
+    return answer
 
 
 def get_item(model: type[M], key: str) -> M | None:

@@ -386,8 +386,8 @@ def _as_read(session: Session) -> Condition:
     and key, and the workspace revision (with whether a presigned upload may still land)."""
     S = SessionRecord
 
-    def same(attribute: Any, value: Any, absent: Any = None) -> Condition:
-        return attribute.does_not_exist() if value == absent else attribute == value
+    def same(attribute: Any, value: Any) -> Condition:
+        return attribute.does_not_exist() if value is None else attribute == value
 
     condition = same(S.executor_url, session.executor_url) & same(
         S.callback_token_hash, session.callback_token_hash

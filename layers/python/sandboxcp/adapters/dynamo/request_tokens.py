@@ -17,11 +17,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from sandboxcp.adapters.dynamo.common import condition_failed, get_item
+from sandboxcp.adapters.dynamo.common import get_item, update_if
 from sandboxcp.adapters.tables import TenantRecord
 
 T = TenantRecord
@@ -105,16 +104,5 @@ class RequestTokens:
 
 def _update_if(tenant_id: str, actions: list[Action], condition: Condition) -> int | None:
     """The tenant's limit after the update, or None when the condition failed."""
-    try:
-        answer = TenantRecord._get_connection().connection.update_item(
-            TenantRecord.Meta.table_name,
-            tenant_id,
-            actions=actions,
-            condition=condition,
-            return_values="ALL_NEW",
-        )
-    except UpdateError as err:
-        if condition_failed(err):
-            return None
-        raise
-    return int(answer.get("Attributes", {}).get("max_rps", {}).get("N", "0"))
+    answer = update_if(TenantRecord, tenant_id, actions, condition, return_values="ALL_NEW")
+    return None if answer is None else int(answer.get("Attributes", {}).get("max_rps", {}).get("N", "0"))

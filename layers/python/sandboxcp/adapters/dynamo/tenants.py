@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from sandboxcp.adapters.dynamo.common import CONDITION_FAILED, condition_failed, get_item
+from sandboxcp.adapters.dynamo.common import CONDITION_FAILED, get_item, update_if
 from sandboxcp.adapters.dynamo.request_tokens import RequestTokens
 from sandboxcp.adapters.tables import TenantRecord
 from sandboxcp.domain.errors import StateConflict
@@ -254,19 +254,7 @@ class DynamoTenantQuotas:
 
     @staticmethod
     def _update_if(tenant_id: str, actions: list[Action], condition: Condition) -> bool:
-        try:
-            _connection(TenantRecord).update_item(
-                TenantRecord.Meta.table_name,
-                tenant_id,
-                actions=actions,
-                condition=condition,
-                return_values="NONE",
-            )
-        except UpdateError as err:
-            if condition_failed(err):
-                return False
-            raise
-        return True
+        return update_if(TenantRecord, tenant_id, actions, condition) is not None
 
 
 def failed_at(err: TransactWriteError, index: int) -> bool:
