@@ -202,7 +202,7 @@ def test_a_leftover_process_can_neither_forge_results_nor_take_over_the_executor
 
 
 TOKEN_HUNT = r"""
-import os, re
+import os, re, sys
 PATTERN = re.compile(rb"cb_sess_[a-z0-9]{16}\.[A-Za-z0-9_-]{20,}")
 me = os.getpid()
 
@@ -244,8 +244,12 @@ def handler(event):
                     pass
         except OSError:
             pass
+    # The interpreter's own installation is a read-only bind of public files (under /root on hosts whose
+    # Python is pyenv's): walking its thousands of files costs seconds and cannot hold a launch's token.
+    interpreter = os.path.realpath(sys.base_prefix)
     for top in ("/run", "/tmp", "/workspace", "/etc", "/opt", "/dev/shm", "/var", "/home", "/root"):
         for root, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(root, d)) != interpreter]
             for f in files:
                 try:
                     scan(open(os.path.join(root, f), "rb").read(1 << 22), os.path.join(root, f), found)
