@@ -48,6 +48,14 @@ class Settings(BaseModel):
     # remote engines use TCP+TLS with the client certificate from DOCKER_TLS_SECRET_ARN.
     docker_host: str = Field(default="unix:///var/run/docker.sock", alias="DOCKER_HOST")
     docker_tls_secret_arn: str = Field(default="", alias="DOCKER_TLS_SECRET_ARN")
+    # or Docker's own layout (ca.pem, cert.pem, key.pem) in a directory, when no secret is named
+    docker_cert_path: str = Field(default="", alias="DOCKER_CERT_PATH")
+    # The default node's networks and the address its published executor ports answer on (a node of the
+    # nodes table carries these as labels: sandbox_network, sandbox_open_network, publish_host); empty:
+    # the node's defaults (docs/placement.md).
+    docker_sandbox_network: str = Field(default="", alias="DOCKER_SANDBOX_NETWORK")
+    docker_open_network: str = Field(default="", alias="DOCKER_OPEN_NETWORK")
+    docker_publish_host: str = Field(default="", alias="DOCKER_PUBLISH_HOST")
     # ecs runtime
     ecs_cluster: str = Field(default="", alias="ECS_CLUSTER")
     ecs_subnets: str = Field(default="", alias="ECS_SUBNETS")  # comma-separated

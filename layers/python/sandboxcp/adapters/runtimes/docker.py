@@ -275,6 +275,7 @@ class DockerRuntime:
         callback_base_url: str,
         tls: docker_tls.TlsMaterial | None = None,
         tls_secret_arn: str = "",
+        tls_cert_path: str = "",
         region: str = "",
         owner: str = "",
         registry: NodeRegistry | None = None,
@@ -288,6 +289,7 @@ class DockerRuntime:
         self.owner = owner or str(self.state_dir)
         self._tls = tls
         self._tls_secret = (tls_secret_arn, region)
+        self._tls_cert_path = tls_cert_path
         self._clients: dict[str, EngineClient] = {}
         self._lock = threading.Lock()
         # Containers this instance started: container id -> (node id, session id). destroy_all() stops
@@ -301,19 +303,18 @@ class DockerRuntime:
         client TLS from DOCKER_TLS_SECRET_ARN, or from DOCKER_CERT_PATH (Docker's own variable).
         Nothing is contacted or read here: the first API call does that."""
         node = node_from_host(settings.docker_host or "unix:///var/run/docker.sock")
-        # The default node's networks and publish address, read here until Settings carries them (a node
-        # of the nodes table has them as labels: sandbox_network, sandbox_open_network, publish_host).
         node = replace(
             node,
-            network=os.environ.get("DOCKER_SANDBOX_NETWORK") or node.network,
-            open_network=os.environ.get("DOCKER_OPEN_NETWORK") or node.open_network,
-            publish_host=os.environ.get("DOCKER_PUBLISH_HOST") or node.publish_host,
+            network=settings.docker_sandbox_network or node.network,
+            open_network=settings.docker_open_network or node.open_network,
+            publish_host=settings.docker_publish_host or node.publish_host,
         )
         return cls(
             [node],
             state_dir=settings.sandbox_state_dir,
             callback_base_url=settings.callback_base_url,
             tls_secret_arn=settings.docker_tls_secret_arn,
+            tls_cert_path=settings.docker_cert_path,
             region=settings.aws_region,
             registry=TableNodeRegistry(settings),
         )
@@ -346,8 +347,8 @@ class DockerRuntime:
             arn, region = self._tls_secret
             if arn:
                 self._tls = docker_tls.from_secret(arn, region)
-            elif os.environ.get("DOCKER_CERT_PATH"):
-                self._tls = docker_tls.from_directory(os.environ["DOCKER_CERT_PATH"])
+            elif self._tls_cert_path:
+                self._tls = docker_tls.from_directory(self._tls_cert_path)
         return self._tls
 
     def _node_of(self, container_id: str) -> str:
