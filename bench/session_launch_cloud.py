@@ -1,6 +1,7 @@
 """Session launch on a cloud runtime's stand-in (default `--runtime ecs`: the ECS stand-in, real containers
-behind moto's ECS API), beside a bare `docker run` of the same image to its first HTTP answer, in the same
-run; `--compare-docker` adds the docker runtime's figures, measured the same way in the same run.
+behind moto's ECS API; `eks`: the Kubernetes API stand-in's Pods; `docker-remote`: the docker runtime on an
+engine reached over TCP+TLS), beside a bare `docker run` of the same image to its first HTTP answer, in the
+same run; `--compare-docker` adds the docker runtime's figures, measured the same way in the same run.
 
 - session (cold): `POST /api/v1/sessions` on a local stack started with `--runtime ecs`, then
   `GET /sessions/{id}` every 5 ms until `running`: API, DynamoDB, the launch state machine, RunTask (the
@@ -14,7 +15,8 @@ run; `--compare-docker` adds the docker runtime's figures, measured the same way
 Each figure is the median of N launches after one warm-up launch of each kind, interleaved with the bare
 runs. Goals (issue #10): cold <= 1.5x bare, warm <= 1.1x bare.
 
-    python3 bench/session_launch_cloud.py [--runtime ecs] [--runs 10] [--template T] [--compare-docker]
+    python3 bench/session_launch_cloud.py [--runtime ecs|eks|docker-remote] [--runs 10] [--template T] \
+        [--compare-docker]
 
 Starts the engine and builds the images first (scripts/start_dockerd.sh, scripts/build_images.sh).
 """
@@ -123,7 +125,7 @@ def report(runtime: str, figures: dict[str, tuple[list[float], list[float]]]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runtime", default="ecs", choices=["ecs"])
+    parser.add_argument("--runtime", default="ecs", choices=["ecs", "eks", "docker-remote"])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--template", default="python-basic")
     parser.add_argument("--compare-docker", action="store_true", help="also measure the docker runtime")

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "layers" / "python"))
 
 from sandboxcp.local.aws import free_port  # noqa: E402
 from sandboxcp.local.ecs_standin import TASK_LABEL  # noqa: E402
+from sandboxcp.local.kube_standin import PID_LABEL  # noqa: E402
 
 # How often the bench reads the session while it starts. Each read is an authorized API call that the local
 # stack serves in the same Python process as the launch: at 5 ms the reads take most of that process's CPU
@@ -98,8 +99,12 @@ class LocalStack:
         )
 
     def warm_sandboxes(self) -> int:
-        """Warm sandboxes running now (ECS stand-in tasks carry its label; the docker runtime names them)."""
-        label = f"label={TASK_LABEL}" if self.runtime == "ecs" else "name=sandbox-pool_"
+        """Warm sandboxes running now: ECS stand-in tasks carry its label, the EKS stand-in labels the Pods of
+        this stack's process, the docker runtime (local or remote engine) names them."""
+        label = {
+            "ecs": f"label={TASK_LABEL}",
+            "eks": f"label={PID_LABEL}={self.proc.pid}",
+        }.get(self.runtime, "name=sandbox-pool_")
         return len(
             subprocess.run(
                 ["docker", "ps", "-q", "--filter", label], capture_output=True, text=True
