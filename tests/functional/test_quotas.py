@@ -266,6 +266,29 @@ def test_a_share_comes_back_exactly_once(deps):
     assert _usage(deps) == {"sessions": 0, "inflight_executions": 0, "cpu": 0.0, "memory_mb": 0}
 
 
+def test_a_tenants_first_request_racing_another_that_gives_it_its_defaults_is_not_refused(deps, monkeypatch):
+    """A's take fails (the tenant has no quota item yet); B writes the tenant's defaults before A reads the
+    item again. A must take its share then, not answer a false "at its quota" (seen with 4 concurrent
+    first creates)."""
+    import sys
+
+    from sandboxcp.adapters.dynamo import tenants as tenant_store
+
+    real_get_item, raced = tenant_store.get_item, []
+
+    def get_item_while_another_request_initializes(model, key):  # type: ignore[no-untyped-def]
+        if not raced and sys._getframe(1).f_code.co_name == "save_with_share":
+            raced.append(key)
+            deps.quotas.initialize(key)  # what the concurrent first request does meanwhile
+        return real_get_item(model, key)
+
+    monkeypatch.setattr(tenant_store, "get_item", get_item_while_another_request_initializes)
+    created = _create()
+    assert raced == [TENANT]  # the race happened: the take failed, and the item changed before the read
+    assert created["statusCode"] == 201, created
+    assert _usage(deps)["sessions"] == 1
+
+
 def test_defaults_apply_until_an_admin_sets_quotas(deps):
     resp = _get()
     assert resp["statusCode"] == 200

@@ -42,6 +42,8 @@ _COUNTED: dict[str, tuple[Any, Any, Callable[[QuotaLimits], int]]] = {
     "memory": (T.max_memory_mb, T.free_memory_mb, lambda q: q.max_memory_mb),
 }
 _TXN_CONDITION_FAILED = CONDITION_FAILED.removesuffix("Exception")  # a cancellation reason's code
+# Takes of a share whose condition failed while a fresh read shows it fits (the item changed in between).
+_SHARE_ATTEMPTS = 5
 # One more conditional update in a share's transaction: (item with its key, actions, condition or None).
 Update = tuple[Model, Sequence[Action], Condition | None]
 # A condition on another item in the same transaction, writing nothing: (its model, its key, condition).
@@ -174,7 +176,7 @@ class DynamoTenantQuotas:
         transaction (items 2, 3, ...: a TransactWriteError with `failed_at(err, 2)` names the first).
         `checks`: conditions on other items, written to nothing. pynamodb sends condition checks first, so
         with n checks they are items 0..n-1 and every other index above moves up by n."""
-        for attempt in range(3):
+        for _attempt in range(_SHARE_ATTEMPTS):
             try:
                 with TransactWrite(connection=_connection(type(record))) as txn:
                     txn.save(record, condition=condition)
@@ -189,14 +191,18 @@ class DynamoTenantQuotas:
                         txn.condition_check(model, hash_key, condition=check)
                 return
             except TransactWriteError as err:
-                if not failed_at(err, len(checks) + 1) or attempt == 2:
+                if not failed_at(err, len(checks) + 1):
                     raise
             r = get_item(TenantRecord, share.tenant_id)
             limits = [_COUNTED[kind][0].attr_name for kind in share.amounts]
             if r is None or any(getattr(r, name) is None for name in limits):
                 self.initialize(share.tenant_id)  # first use: the defaults, then try again
                 continue
-            raise self._exceeded(r, share)
+            if not _fits(r, share):
+                raise self._exceeded(r, share)
+            # It fits now: the tenant's item changed between the write and this read (a concurrent request
+            # gave it its defaults, a share came back). Refusing would tell the caller a false "at quota".
+        raise StateConflict(f"The quota of tenant '{share.tenant_id}' changed concurrently; retry")
 
     @staticmethod
     def update_giving_back(
@@ -255,6 +261,11 @@ class DynamoTenantQuotas:
     @staticmethod
     def _update_if(tenant_id: str, actions: list[Action], condition: Condition) -> bool:
         return update_if(TenantRecord, tenant_id, actions, condition) is not None
+
+
+def _fits(r: TenantRecord, share: Share) -> bool:
+    """Whether `share` fits what `r` has free."""
+    return all(int(getattr(r, _COUNTED[kind][1].attr_name) or 0) >= n for kind, n in share.amounts.items())
 
 
 def failed_at(err: TransactWriteError, index: int) -> bool:
