@@ -128,11 +128,10 @@ def main() -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        env = {
-            **os.environ,
+        env = {  # bytecode is written (as bench/cold_imports.py says why)
+            **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
             **local_settings_env("/tmp/sandboxcp-bench", "process"),
             **aws_environment(f"http://127.0.0.1:{port}"),
-            "PYTHONDONTWRITEBYTECODE": "0",
         }
         seed(env)
         for root in roots:  # warm the bytecode caches

@@ -50,12 +50,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     root: Path = args.root.resolve()
+    # Bytecode is written (a Lambda package ships it compiled): PYTHONDONTWRITEBYTECODE, set to anything at
+    # all, would have every run compile the modules without a cache.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
         **local_settings_env("/tmp/sandboxcp-bench", "process"),
         "PYTHONPATH": os.pathsep.join([str(root / "functions"), str(root / "layers" / "python")]),
         "AWS_DEFAULT_REGION": "us-east-1",
-        "PYTHONDONTWRITEBYTECODE": "0",
     }
     modules = ["boto3", *all_modules()]
     # Warm the bytecode cache once so every run measures imports, not compilation.

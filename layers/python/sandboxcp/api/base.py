@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from sandboxcp.domain.base import DomainModel
 
 
-class ResponseModel(BaseModel):
-    """A response body whose validator and serializer pydantic builds on first use, not at import: a
-    function builds the few models it answers with, not every model of the modules it imports
-    (sandboxcp.observability, "Cold start"). Behaviour is otherwise that of BaseModel."""
-
-    model_config = ConfigDict(defer_build=True)
+class ResponseModel(DomainModel):
+    """A response body, built on first use like every domain model (sandboxcp.domain.base): a function
+    builds the few models it answers with, not every model of the modules it imports
+    (sandboxcp.observability, "Cold start")."""

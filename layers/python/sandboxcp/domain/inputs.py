@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import ConfigDict, model_validator
 
 from sandbox_executor.contract import json_size, json_value_problem
+from sandboxcp.domain.base import DomainModel
 
 
-class JsonBody(BaseModel):
+class JsonBody(DomainModel):
     """Finite numbers and Unicode strings anywhere in the body. The executor's callbacks use this alone:
     they ignore fields they do not know, since executor images and the control plane deploy separately."""
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from sandbox_executor.contract import json_size, json_value_problem
+from sandboxcp.domain.base import DomainModel
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import ExecutionStatus, SessionStatus
 from sandboxcp.domain.workspace import Artifact
@@ -15,14 +16,14 @@ from sandboxcp.domain.workspace import Artifact
 Language = Literal["python", "javascript", "shell"]  # sandbox_executor.contract.LANGUAGES
 
 
-class Principal(BaseModel):
+class Principal(DomainModel):
     """Who is calling: resolved by the authorizer from the bearer key."""
 
     tenant_id: str
     is_admin: bool = False
 
 
-class Template(BaseModel):
+class Template(DomainModel):
     id: str
     name: str
     image: str
@@ -40,7 +41,7 @@ class Template(BaseModel):
         return bool(self.security_context.get("network_enabled", False))
 
 
-class Session(BaseModel):
+class Session(DomainModel):
     session_id: str
     tenant_id: str
     template_id: str
@@ -73,7 +74,7 @@ class Session(BaseModel):
         return self.callback_token_hash or ""
 
 
-class ExecutionMetrics(BaseModel):
+class ExecutionMetrics(DomainModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
     duration_ms: float = Field(ge=0)
@@ -90,7 +91,7 @@ MAX_OUTPUTS = 64  # bundles per execution
 MAX_OUTPUTS_BYTES = 2 * 1024 * 1024
 
 
-class OutputBundle(BaseModel):
+class OutputBundle(DomainModel):
     """One notebook output: `data` maps a MIME type to its content (a string; any JSON for
     application/json; image/png is base64)."""
 
@@ -128,7 +129,7 @@ def keep_outputs(raw: list[Any]) -> tuple[list[dict[str, Any]], bool]:
     return kept, dropped
 
 
-class ExecutionOutcome(BaseModel):
+class ExecutionOutcome(DomainModel):
     """What the executor reports at the end of a run (internal-api ExecutionResultReport)."""
 
     model_config = ConfigDict(allow_inf_nan=False)
@@ -189,7 +190,7 @@ OUTCOME_TO_STATUS: dict[str, ExecutionStatus] = {
 }
 
 
-class Execution(BaseModel):
+class Execution(DomainModel):
     execution_id: str
     session_id: str
     tenant_id: str
@@ -211,14 +212,14 @@ class Execution(BaseModel):
     retry_after: datetime | None = None
 
 
-class ApiKey(BaseModel):
+class ApiKey(DomainModel):
     key_hash: str
     tenant_id: str
     is_admin: bool = False
     created_at: datetime
 
 
-class WarmSandbox(BaseModel):
+class WarmSandbox(DomainModel):
     """A sandbox started ahead of demand for a template, bound to a session when one claims it."""
 
     pool_id: str
@@ -239,7 +240,7 @@ ContextStatus = Literal["creating", "ready", "busy", "dead", "deleted", "ended"]
 ENDED_CONTEXT_STATUSES = frozenset({"deleted", "ended"})
 
 
-class CodeContext(BaseModel):
+class CodeContext(DomainModel):
     """A persistent interpreter in a session's sandbox: executions naming it run in it as notebook cells."""
 
     context_id: str
@@ -261,7 +262,7 @@ ProcessStatus = Literal["starting", "running", "exited", "failed", "ended"]
 LIVE_PROCESS_STATUSES = frozenset({"starting", "running"})
 
 
-class BackgroundProcess(BaseModel):
+class BackgroundProcess(DomainModel):
     """A command running in a session's sandbox until it exits, is signalled or the session ends. Its
     environment is passed to the executor and not stored."""
 

@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sandbox_executor.contract import OUTPUT_LIMIT_BYTES, utf8_size
+from sandboxcp.domain.base import DomainModel
 
 OutputStream = Literal["stdout", "stderr"]
 OUTPUT_STREAMS: tuple[OutputStream, ...] = ("stdout", "stderr")
@@ -28,7 +29,7 @@ MAX_PAGE_CHUNKS = 1000
 MAX_PAGE_BYTES = 1 << 20
 
 
-class OutputChunk(BaseModel):
+class OutputChunk(DomainModel):
     seq: int = Field(ge=1, le=MAX_SEQ)
     stream: OutputStream
     data: str
@@ -38,7 +39,7 @@ class OutputChunk(BaseModel):
     truncated: bool = False
 
 
-class OutputUsage(BaseModel):
+class OutputUsage(DomainModel):
     """A stream's accounting: bytes stored per stdout/stderr, the seq of each truncation marker, and the
     version the next compare-and-set expects (0: nothing stored yet)."""
 
@@ -47,7 +48,7 @@ class OutputUsage(BaseModel):
     markers: dict[OutputStream, int] = Field(default_factory=dict)
 
 
-class OutputPage(BaseModel):
+class OutputPage(DomainModel):
     chunks: list[OutputChunk]
     next_after: int
     complete: bool

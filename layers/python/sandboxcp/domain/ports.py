@@ -7,8 +7,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from sandboxcp.domain.base import DomainModel
 from sandboxcp.domain.models import (
     ApiKey,
     BackgroundProcess,
@@ -31,7 +32,7 @@ from sandboxcp.domain.workspace import Artifact, WorkspaceFile
 T = TypeVar("T")
 
 
-class Page(BaseModel, Generic[T]):
+class Page(DomainModel, Generic[T]):
     items: list[T]
     total: int
     # Where the next page starts (an index key; the services wrap it in a signed `next_token`); None: last.
@@ -211,7 +212,7 @@ class WarmPoolRepository(Protocol):
         ...
 
 
-class SandboxSpec(BaseModel):
+class SandboxSpec(DomainModel):
     """Everything a runtime needs to start one session's sandbox."""
 
     session_id: str
@@ -230,7 +231,7 @@ class SandboxSpec(BaseModel):
     callback_token: str = Field(default="", repr=False)
 
 
-class SandboxHandle(BaseModel):
+class SandboxHandle(DomainModel):
     container_id: str
     node: str
     executor_url: str | None = None
@@ -296,7 +297,7 @@ class Runtime(Protocol):
         ...
 
 
-class ExecutorContext(BaseModel):
+class ExecutorContext(DomainModel):
     """A code context as the executor reports it (`status` ready, busy or dead)."""
 
     context_id: str
@@ -305,7 +306,7 @@ class ExecutorContext(BaseModel):
     restarts: int = Field(default=0, ge=0)
 
 
-class ExecutorProcess(BaseModel):
+class ExecutorProcess(DomainModel):
     """A background process as the executor reports it."""
 
     process_id: str
@@ -441,7 +442,7 @@ NodeStatus = Literal["healthy", "unhealthy", "draining"]
 NODE_STATUSES: tuple[NodeStatus, ...] = ("healthy", "unhealthy", "draining")
 
 
-class RuntimeNode(BaseModel):
+class RuntimeNode(DomainModel):
     """A host that runs sandboxes (a Docker engine; ECS, EKS and the process runtime are one node each)."""
 
     node_id: str
@@ -489,7 +490,7 @@ class NodeRepository(Protocol):
         ...
 
 
-class ProbeResult(BaseModel):
+class ProbeResult(DomainModel):
     ok: bool
     detail: str = ""
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from sandboxcp.domain.base import DomainModel
 from sandboxcp.domain.errors import TooManyRequests
 from sandboxcp.domain.resources import ResourceLimit
 
@@ -35,7 +36,7 @@ RETRY_AFTER_S: dict[QuotaKind, int] = {
 }
 
 
-class QuotaLimits(BaseModel):
+class QuotaLimits(DomainModel):
     """A tenant's limits. 0 refuses everything of that kind (a suspended tenant)."""
 
     max_sessions: int = Field(ge=0, le=MAX_SESSIONS_LIMIT, description="Sessions creating or running")
@@ -55,14 +56,14 @@ class QuotaLimits(BaseModel):
         return cpu_millis(self.max_cpu)
 
 
-class QuotaUsage(BaseModel):
+class QuotaUsage(DomainModel):
     sessions: int = 0
     inflight_executions: int = 0
     cpu: float = 0.0
     memory_mb: int = 0
 
 
-class TenantQuota(BaseModel):
+class TenantQuota(DomainModel):
     tenant_id: str
     limits: QuotaLimits
     usage: QuotaUsage

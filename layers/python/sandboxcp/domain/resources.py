@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from sandboxcp.domain.base import DomainModel
 
 _QUANTITY = re.compile(r"^([0-9]+)(Mi|Gi)$")
 _CPU = r"^[0-9]+(\.[0-9]+)?$"
@@ -23,7 +25,7 @@ def quantity_mb(value: str) -> int:
     return n * 1024 if m.group(2) == "Gi" else n
 
 
-class ResourceLimit(BaseModel):
+class ResourceLimit(DomainModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     cpu: str = Field(default="1", pattern=_CPU, max_length=16, examples=["1"])

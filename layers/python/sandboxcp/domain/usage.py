@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sandboxcp.domain import clock
+from sandboxcp.domain.base import DomainModel
 
 ALERT_PERCENT = 80.0
 
@@ -16,7 +17,7 @@ def _pct(used: float, limit: float) -> float | None:
     return round(100.0 * used / limit, 1) if limit > 0 else None
 
 
-class ContainerUsage(BaseModel):
+class ContainerUsage(DomainModel):
     cpu_percent: float | None = Field(default=None, description="CPU in use, % of the sandbox's CPU limit")
     cpu_cores: float = Field(description="cores in use (1.0: one core busy)")
     memory_bytes: int = Field(ge=0)

@@ -8,9 +8,10 @@ import unicodedata
 from datetime import timedelta
 from urllib.parse import unquote
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sandbox_executor.contract import MAX_PATH_BYTES
+from sandboxcp.domain.base import DomainModel
 from sandboxcp.domain.errors import InvalidParameter
 
 MAX_FILE_BYTES = 100 * 1024 * 1024  # contract: one file at most 100 MB
@@ -19,7 +20,7 @@ PRESIGN_EXPIRY_S = 3600
 WORKSPACE_RETENTION = timedelta(hours=24)  # an ended session's files are kept this long (FR-007)
 
 
-class WorkspaceFile(BaseModel):
+class WorkspaceFile(DomainModel):
     path: str
     size: int
     etag: str = ""
@@ -30,7 +31,7 @@ def _is_none(value: object) -> bool:
     return value is None
 
 
-class Artifact(BaseModel):
+class Artifact(DomainModel):
     path: str
     size: int
     mime_type: str
