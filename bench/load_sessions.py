@@ -306,6 +306,8 @@ def call(api: httpx.Client, method: str, url: str, kind: str, **kwargs: object) 
         if resp.status_code != 429:
             return resp
         THROTTLED[kind] += 1
+        if THROTTLED[kind] == 1:  # why, once per kind
+            note(f"first 429 ({kind}): {resp.text[:300]}")
         time.sleep(float(resp.headers.get("Retry-After", "1")))
     return resp
 
@@ -464,6 +466,10 @@ def main() -> None:
                     status_url = f"/executions/{eid}/status"
                     while (status := call(api, "GET", status_url, "poll").json()["status"]) not in TERMINAL:
                         time.sleep(0.25)
+                    if status != "completed":  # what went wrong, for the summary's reader
+                        result = call(api, "GET", f"/executions/{eid}/result", "poll").json()
+                        why = {k: result.get(k) for k in ("error_code", "error_message", "stderr")}
+                        note(f"{eid} {status}: {json.dumps(why)[:600]}")
                     return submit_ms, (time.perf_counter() - t0) * 1000, status
 
                 done = run_pool(submit, len(targets), max(1, len(targets)), "submits done")

@@ -214,6 +214,32 @@ def test_request_counter_trusts_no_clock_behind_the_window(deps):
     assert quota_service.count_request(deps, TENANT, now_s=101) is None
 
 
+def test_a_request_whose_calls_are_overtaken_by_newer_windows_is_counted_in_them(deps, monkeypatch):
+    """In a loaded process a thread's DynamoDB call can wait longer than a second: by the time each of its
+    conditional writes runs, another request has opened a newer window. It counts in that window (which
+    has room) instead of failing every attempt and answering a false "over quota"."""
+    from sandboxcp.adapters.dynamo import request_tokens
+    from sandboxcp.adapters.tables import TenantRecord
+
+    _set(max_requests_per_second=100)
+    assert quota_service.count_request(deps, TENANT, now_s=300) is None
+    real_update_if, opened = request_tokens.update_if, []
+
+    def overtaken_update_if(model, key, actions, condition, **kwargs):  # type: ignore[no-untyped-def]
+        newer = 301 + len(opened)  # another request's newer second opens first, with its tokens all free
+        TenantRecord(tenant_id=key).update(
+            actions=[TenantRecord.rps_window.set(newer), TenantRecord.rps_free.set(100)]
+        )
+        opened.append(newer)
+        return real_update_if(model, key, actions, condition, **kwargs)
+
+    monkeypatch.setattr(request_tokens, "update_if", overtaken_update_if)
+    other_instance = request_tokens.RequestTokens()  # no block of its own: it must write
+    assert other_instance.take(TENANT, 300, deps.quotas.initialize) is None
+    item = TenantRecord.get(TENANT)
+    assert item.rps_window == opened[-1] and item.rps_free == 99  # counted in the newest window
+
+
 def test_an_instance_takes_request_tokens_in_blocks_that_follow_its_demand(deps, aws_calls):
     _set(max_requests_per_second=100)  # blocks of at most 100 / 20 = 5
     aws_calls.clear()

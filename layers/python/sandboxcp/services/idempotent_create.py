@@ -17,11 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
@@ -31,9 +29,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
+from sandboxcp.adapters.dynamo.idempotency import persistence_layer
 from sandboxcp.domain.errors import InvalidParameter, SandboxError, StateConflict
 from sandboxcp.domain.models import Principal, Session
 from sandboxcp.observability import audit
+from sandboxcp.once import cache_once
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.requests import CreateSessionRequest
 from sandboxcp.services.sessions import create_session
@@ -89,9 +89,9 @@ def _create(request: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     return {"session": session.model_dump(mode="json", exclude=_PRIVATE_FIELDS), "replayed": False}
 
 
-@cache
+@cache_once
 def _idempotent_create(table_name: str) -> Callable[..., dict[str, Any]]:
-    store = DynamoDBPersistenceLayer(table_name=table_name)
+    store = persistence_layer(table_name)
     wrapped: Callable[..., dict[str, Any]] = idempotent_function(
         data_keyword_argument="request", config=_config, persistence_store=store
     )(_create)

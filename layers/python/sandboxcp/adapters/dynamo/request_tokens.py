@@ -52,9 +52,13 @@ class RequestTokens:
         """Count one request in the tenant's current window: None if it fits, else the seconds to wait."""
         with self._lock:
             block = self._blocks.setdefault(tenant_id, _Block())
-            if block.window != now_s:
-                block.spent_before = block.spent if block.window == now_s - 1 else 0
-                block.window, block.left, block.spent = now_s, 0, 0
+            # A thread that read the clock before another took this lock counts in the newer window: going
+            # back would drop the block's tokens, and threads of a loaded process alternating between two
+            # seconds would take (and lose) a block each time, down to a false "over quota".
+            window_s = max(now_s, block.window)
+            if block.window != window_s:
+                block.spent_before = block.spent if block.window == window_s - 1 else 0
+                block.window, block.left, block.spent = window_s, 0, 0
             if block.left > 0:
                 block.left -= 1
                 block.spent += 1
@@ -64,7 +68,7 @@ class RequestTokens:
         with self._lock:
             if limit:
                 block.limit = limit
-            if taken and block.window == now_s:
+            if taken and block.window == window_s:
                 block.left += taken - 1
                 block.spent += 1
         return retry_after
@@ -75,7 +79,10 @@ class RequestTokens:
         """(tokens taken, retry-after when none, the limit when read)."""
         window = now_s
         for _ in range(ATTEMPTS):
-            same_window = (T.rps_window == window) & (T.rps_free >= n)
+            # The current window, or a newer one another clock (or a later thread) opened meanwhile: this
+            # request counts in it. A process whose calls wait longer than a second (a loaded local stack)
+            # would otherwise find the window moved on at every attempt and refuse a request under quota.
+            same_window = (T.rps_window >= window) & (T.rps_free >= n)
             limit = _update_if(tenant_id, [T.rps_free.add(-n)], same_window)
             if limit is not None:
                 return n, None, limit
