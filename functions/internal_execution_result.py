@@ -3,6 +3,7 @@ Idempotency-Key. Powertools Idempotency answers a repeat with the stored respons
 behind it stores one outcome per execution even when keys differ."""
 
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -12,7 +13,6 @@ from sandboxcp.api.schemas import ResultRecorded
 from sandboxcp.domain.errors import InvalidParameter, StateConflict
 from sandboxcp.domain.models import ExecutionOutcome
 from sandboxcp.observability import prepare_init
-from sandboxcp.once import cache_once
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.callbacks import record_result
 from sandboxcp.services.deps import get_deps
@@ -27,7 +27,7 @@ ROUTE = route_for("internal_execution_result")
 
 # Powertools' Idempotency utility imports boto3 and its DynamoDB persistence layer: built at the first
 # invocation, not at import (sandboxcp.observability, "Cold start").
-@cache_once
+@cache
 def _config() -> "IdempotencyConfig":
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
@@ -36,7 +36,7 @@ def _config() -> "IdempotencyConfig":
     )
 
 
-@cache_once
+@cache
 def _recorder() -> Callable[..., dict[str, Any]]:
     from aws_lambda_powertools.utilities.idempotency import idempotent_function
 

@@ -8,17 +8,10 @@ import pytest
 
 from sandboxcp.adapters.runtimes.docker import DockerRuntime
 from sandboxcp.domain.errors import SandboxUnavailable
+from sandboxcp.local.aws import local_settings_env
 from sandboxcp.settings import Settings
 
-TABLES = {
-    "SESSIONS_TABLE": "sessions",
-    "EXECUTIONS_TABLE": "executions",
-    "TEMPLATES_TABLE": "templates",
-    "API_KEYS_TABLE": "keys",
-    "IDEMPOTENCY_TABLE": "idempotency",
-    "WORKSPACE_BUCKET": "workspaces",
-    "SANDBOX_RUNTIME": "docker",
-}
+TABLES = local_settings_env("/tmp/sandboxcp-docker-settings", "docker")  # the tables every Settings needs
 
 
 def test_the_default_nodes_networks_and_publish_address_come_from_settings() -> None:

@@ -1,9 +1,10 @@
 """`cache_once`: functools.cache for what must be built once per process.
 
-functools.cache does not stop concurrent first calls from each running the function: in the local stack,
-where every function serves requests on threads of one process, a burst of first requests then builds one
-powertools persistence layer (a new boto3 Session and client, tens of milliseconds of CPU each) per
-request. Lambda sends one request at a time to an instance, so there it makes no difference."""
+functools.cache does not stop concurrent first calls from each running the function. A layer module is
+shared by every copy of a function module the local stack loads for concurrent requests (threads of one
+process, sandboxcp.local.functions), so what it builds once per process (a boto3 client, a powertools
+idempotent wrapper) must not be built by each of a burst of first requests. Lambda sends one request at
+a time to an instance, so there it makes no difference."""
 
 from __future__ import annotations
 

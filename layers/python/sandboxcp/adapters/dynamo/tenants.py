@@ -236,10 +236,8 @@ class DynamoTenantQuotas:
     def _exceeded(self, r: TenantRecord, share: Share) -> QuotaExceeded:
         limits = _limits(r, self.defaults)
         for kind, n in share.amounts.items():
-            _limit_attr, free_attr, value = _COUNTED[kind]
-            free = int(getattr(r, free_attr.attr_name) or 0)
-            if free < n:
-                limit = value(limits)
+            if _free(r, kind) < n:
+                limit = _COUNTED[kind][2](limits)
                 shown = {
                     "sessions": f"{limit} live sessions (creating or running)",
                     "inflight_executions": f"{limit} executions pending or running",
@@ -263,9 +261,14 @@ class DynamoTenantQuotas:
         return update_if(TenantRecord, tenant_id, actions, condition) is not None
 
 
+def _free(r: TenantRecord, kind: str) -> int:
+    """What `r` has free of a quota kind."""
+    return int(getattr(r, _COUNTED[kind][1].attr_name) or 0)
+
+
 def _fits(r: TenantRecord, share: Share) -> bool:
     """Whether `share` fits what `r` has free."""
-    return all(int(getattr(r, _COUNTED[kind][1].attr_name) or 0) >= n for kind, n in share.amounts.items())
+    return all(_free(r, kind) >= n for kind, n in share.amounts.items())
 
 
 def failed_at(err: TransactWriteError, index: int) -> bool:
