@@ -57,6 +57,24 @@ def inspect(container: str) -> dict[str, Any] | None:
     return json.loads(out.stdout)[0] if out.returncode == 0 else None
 
 
+def running_containers(label: str) -> list[dict[str, Any]]:
+    """`docker inspect` of the running containers with this label (`key` or `key=value`). A container
+    removed between the listing and the inspection (a delete finishing meanwhile) is left out, not an
+    error: the engine answers the others and "No such object" for it."""
+    return inspect_present(docker("ps", "-q", "--filter", f"label={label}").stdout.split())
+
+
+def inspect_present(ids: list[str]) -> list[dict[str, Any]]:
+    """`docker inspect` of those of these containers that still exist."""
+    if not ids:
+        return []
+    out = docker("inspect", *ids, check=False)
+    vanished = [line for line in out.stderr.splitlines() if line.strip()]
+    if out.returncode != 0 and not all("No such object" in line for line in vanished):
+        raise AssertionError(f"docker inspect failed: {out.stderr}")
+    return list(json.loads(out.stdout or "[]"))
+
+
 def create_running_session(api: httpx.Client, timeout: float = 30, **body: Any) -> str:
     created = api.post("/sessions", json={"template_id": "python-basic", **body})
     assert created.status_code == 201, created.text

@@ -7,7 +7,6 @@ with its network setting."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,20 +16,14 @@ import pytest
 
 from sandboxcp.local.ecs_standin import TASK_LABEL
 from tests.e2e.conftest import Stack, start_stack, stop_stack, wait_for
-from tests.integration.conftest import create_running_session, docker, run_code
+from tests.integration.conftest import create_running_session, docker, run_code, running_containers
 
 CUSTOM = "registry.sandboxcp.test/e2e/custom-python"
 
 
 def _task_containers() -> dict[str, dict[str, Any]]:
     """The stand-in's task containers: task id -> `docker inspect` of its container."""
-    ids = docker("ps", "-q", "--filter", f"label={TASK_LABEL}").stdout.split()
-    if not ids:
-        return {}
-    return {
-        c["Config"]["Labels"][TASK_LABEL].rsplit("/", 1)[-1]: c
-        for c in json.loads(docker("inspect", *ids).stdout)
-    }
+    return {c["Config"]["Labels"][TASK_LABEL].rsplit("/", 1)[-1]: c for c in running_containers(TASK_LABEL)}
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:

@@ -19,7 +19,7 @@ import pytest
 
 from sandboxcp.local.kube_standin import PID_LABEL, POD_LABEL
 from tests.e2e.conftest import Stack, start_stack, stop_stack, wait_for
-from tests.integration.conftest import create_running_session, docker, run_code
+from tests.integration.conftest import create_running_session, docker, run_code, running_containers
 from tests.integration.test_eks_standin import internet  # noqa: F401 - a fixture
 
 CUSTOM = "registry.sandboxcp.test/e2e/custom-python-eks"
@@ -28,12 +28,9 @@ NETWORK_LABEL = "sandboxcp.io/network"
 
 def _pod_containers(stack: Stack) -> dict[str, dict[str, Any]]:
     """The Pods of this stack's stand-in (its process's, not another run's): pod name -> `docker inspect`."""
-    ids = docker("ps", "-q", "--filter", f"label={PID_LABEL}={stack.process.pid}").stdout.split()
-    if not ids:
-        return {}
     return {
         c["Config"]["Labels"][POD_LABEL].rsplit("/", 1)[-1]: c
-        for c in json.loads(docker("inspect", *ids).stdout)
+        for c in running_containers(f"{PID_LABEL}={stack.process.pid}")
         if POD_LABEL in c["Config"]["Labels"]
     }
 

@@ -11,7 +11,6 @@ attacked from inside a real sandbox of tenant t1 while t2's sandbox runs beside 
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 
 from sandboxcp.local.ecs_standin import TASK_LABEL
 from tests.e2e.conftest import Stack, start_stack, stop_stack
-from tests.integration.conftest import create_running_session, docker, run_code
+from tests.integration.conftest import create_running_session, run_code, running_containers
 from tests.security.conftest import tenant_key
 
 pytestmark = pytest.mark.e2e
@@ -93,8 +92,7 @@ def ecs_tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 
 def _task_ip(task_id: str) -> str:
-    ids = docker("ps", "-q", "--filter", f"label={TASK_LABEL}").stdout.split()
-    for container in json.loads(docker("inspect", *ids).stdout):
+    for container in running_containers(TASK_LABEL):
         if container["Config"]["Labels"][TASK_LABEL].endswith("/" + task_id):
             networks = container["NetworkSettings"]["Networks"]
             return str(next(n["IPAddress"] for name, n in networks.items() if name.endswith("-tasks")))
@@ -106,10 +104,9 @@ def test_an_ecs_sandbox_cannot_reach_past_its_boundary(ecs_tenants: dict[str, An
     attacker, victim = ecs_tenants["attacker"], ecs_tenants["victim"]
     victim_task = victim.get(f"/sessions/{ecs_tenants['victim_sid']}").json()["container_id"]
     own_task = attacker.get(f"/sessions/{ecs_tenants['attacker_sid']}").json()["container_id"]
-    ids = docker("ps", "-q", "--filter", f"label={TASK_LABEL}").stdout.split()
     (own,) = [
         c
-        for c in json.loads(docker("inspect", *ids).stdout)
+        for c in running_containers(TASK_LABEL)
         if c["Config"]["Labels"][TASK_LABEL].endswith("/" + own_task)
     ]
     env = dict(e.split("=", 1) for e in own["Config"]["Env"])

@@ -16,7 +16,6 @@ networks), attacked from inside a real sandbox of tenant t1 while t2's sandbox r
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import pytest
 from sandboxcp.local.kube_standin import PID_LABEL as POD_PID_LABEL
 from sandboxcp.local.kube_standin import POD_LABEL
 from tests.e2e.conftest import Stack, start_stack, stop_stack
-from tests.integration.conftest import create_running_session, docker, run_code
+from tests.integration.conftest import create_running_session, inspect, run_code, running_containers
 from tests.integration.test_eks_standin import internet  # noqa: F401 - a fixture
 from tests.security.conftest import tenant_key
 
@@ -106,19 +105,16 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
     return dict(e.split("=", 1) for e in container["Config"]["Env"])
 
 
-def _inspect(ids: list[str]) -> list[dict[str, Any]]:
-    return list(json.loads(docker("inspect", *ids).stdout)) if ids else []
-
-
 def _sandbox_of(stack: Stack, container_id: str) -> dict[str, Any]:
     """`docker inspect` of a sandbox by the container id the API reports (a Pod name on eks)."""
     if stack.runtime == "eks":
-        ids = docker("ps", "-q", "--filter", f"label={POD_PID_LABEL}={stack.process.pid}").stdout.split()
-        for container in _inspect(ids):
+        for container in running_containers(f"{POD_PID_LABEL}={stack.process.pid}"):
             if container["Config"]["Labels"].get(POD_LABEL, "").endswith("/" + container_id):
                 return container
         raise AssertionError(f"no container plays Pod {container_id}")
-    return _inspect([container_id.partition("@")[0]])[0]
+    found = inspect(container_id.partition("@")[0])
+    assert found is not None, f"no container {container_id}"
+    return found
 
 
 def _address(stack: Stack, container: dict[str, Any]) -> str:
