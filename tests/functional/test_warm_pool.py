@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+from sandboxcp.domain.models import Session
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.services import auth
+from sandboxcp.services.callbacks import container_ready
 from sandboxcp.services.launch import start_sandbox
 from sandboxcp.services.orphans import reap_orphans
+from sandboxcp.services.requests import ContainerReadyReport
 from sandboxcp.services.warm_pool import pool_sizes, refill
-from tests.functional.conftest import seed_session
+from tests.functional.conftest import RecordingExecutor, seed_session
 
 
 def _pooled(deps, spec: str = "python-basic=2"):  # type: ignore[no-untyped-def]
@@ -234,3 +237,35 @@ def test_concurrent_creates_never_share_a_warm_sandbox(deps, atomic_writes):
     assert sorted(deps.launch.started) == sorted(
         c["session_id"] for c in created if c["status"] == "creating"
     )
+
+
+class _ReportingAtBind(RecordingExecutor):
+    """An executor that reports container_ready the moment it is bound, as the real one does (its report
+    can reach the control plane before the launch step's next write)."""
+
+    def __init__(self, deps) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.deps = deps
+        self.seen: list[Session] = []
+
+    def bind(self, executor_url, session_id, callback_token, env, *, wait_s=0.0):  # type: ignore[no-untyped-def]
+        super().bind(executor_url, session_id, callback_token, env, wait_s=wait_s)
+        container_ready(self.deps, session_id, session_id, ContainerReadyReport())
+        self.seen.append(self.deps.sessions.get(session_id))
+
+
+def test_a_session_is_never_running_without_its_sandbox_even_when_ready_is_reported_at_the_bind(deps):
+    _pooled(deps, "python-basic=1")
+    refill(deps)
+    deps.executor = _ReportingAtBind(deps)
+    for sid in ("sess_0000000000000001", "sess_0000000000000002"):  # the warm one, then a cold start
+        seed_session(deps, session_id=sid, status=SessionStatus.CREATING)
+        # A session the workflow starts has no sandbox yet.
+        deps.sessions.update_fields(
+            sid, {"container_id": None, "executor_url": None}, only_if=[SessionStatus.CREATING]
+        )
+        start_sandbox(deps, sid, "task-token")
+    warm, cold = deps.executor.seen
+    assert "pool_" in (warm.container_id or "") and "pool_" in (warm.executor_url or "")
+    assert cold.container_id == "proc-sess_0000000000000002" and cold.executor_url
+    assert warm.status == cold.status == SessionStatus.RUNNING

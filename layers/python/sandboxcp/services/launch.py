@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import SandboxError, SessionNotFound, StateConflict
+from sandboxcp.domain.models import Session
 from sandboxcp.domain.ports import SandboxHandle, SandboxSpec
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import logger, record_metric
@@ -70,9 +70,42 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
         },
         callback_token=token,
     )
-    handle = (
-        template and warm_pool.claim(deps, session, template, token, node=session.runtime_node)
-    ) or _start_cold(deps, spec, token, session.env_vars)
+    handle = template and warm_pool.claim(
+        deps, session, template, token, node=session.runtime_node, record=lambda h: _record(deps, session, h)
+    )
+    if not handle:
+        handle = _start_cold(deps, spec)
+        try:
+            _record(deps, session, handle)
+        except Exception:
+            deps.runtime.destroy(handle.container_id)  # terminated while starting: leave nothing behind
+            raise
+        if handle.executor_url:
+            # Where the runtime gives the executor's address now (process, docker, ecs), hand the executor
+            # its token and the session's env vars over that connection (the trust boundary: never in the
+            # sandbox's environment, nor in RunTask's overrides).
+            try:
+                deps.executor.bind(
+                    handle.executor_url, session_id, token, session.env_vars, wait_s=_BIND_WAIT_S
+                )
+            except SandboxError:
+                deps.runtime.destroy(handle.container_id)
+                raise
+    return {"container_id": handle.container_id}
+
+
+def _start_cold(deps: Dependencies, spec: SandboxSpec) -> SandboxHandle:
+    try:
+        return deps.runtime.start(spec)
+    except Exception:
+        record_metric("SandboxStartFailures", runtime=deps.runtime.name)
+        raise
+
+
+def _record(deps: Dependencies, session: Session, handle: SandboxHandle) -> None:
+    """Write the session's sandbox (id, node, executor address) before the executor is bound: a bound
+    executor reports container_ready at once, and the session must not be `running` without them (an
+    execution or a delete in that gap would find no sandbox)."""
     fields: dict[str, Any] = {"container_id": handle.container_id, "runtime_node": handle.node}
     if session.runtime_node and handle.node != session.runtime_node:
         # A runtime that cannot honour the choice must not hide it: the record says where it really runs.
@@ -81,32 +114,7 @@ def start_sandbox(deps: Dependencies, session_id: str, task_token: str) -> dict[
         )
     if handle.executor_url:
         fields["executor_url"] = handle.executor_url
-    try:
-        deps.sessions.update_fields(
-            session_id, fields, only_if=(SessionStatus.CREATING, SessionStatus.RUNNING)
-        )
-    except StateConflict:
-        deps.runtime.destroy(handle.container_id)  # terminated while starting: leave nothing behind
-        raise
-    return {"container_id": handle.container_id}
-
-
-def _start_cold(deps: Dependencies, spec: SandboxSpec, token: str, env: Mapping[str, str]) -> SandboxHandle:
-    """Start the sandbox; where the runtime gives the executor's address now (process, docker, ecs), hand
-    the executor its token and the session's env vars over that connection (the trust boundary: never in
-    the sandbox's environment, nor in RunTask's overrides)."""
-    try:
-        handle = deps.runtime.start(spec)
-    except Exception:
-        record_metric("SandboxStartFailures", runtime=deps.runtime.name)
-        raise
-    if handle.executor_url:
-        try:
-            deps.executor.bind(handle.executor_url, spec.session_id, token, env, wait_s=_BIND_WAIT_S)
-        except SandboxError:
-            deps.runtime.destroy(handle.container_id)
-            raise
-    return handle
+    deps.sessions.update_fields(session.session_id, fields, only_if=(SessionStatus.CREATING,))
 
 
 def mark_launch_failed(deps: Dependencies, session_id: str, error: Any) -> dict[str, str]:

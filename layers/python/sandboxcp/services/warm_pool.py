@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -214,10 +215,17 @@ def available_everywhere(deps: Dependencies) -> list[WarmSandbox]:
 
 
 def claim(
-    deps: Dependencies, session: Session, template: Template, callback_token: str, node: str | None = None
+    deps: Dependencies,
+    session: Session,
+    template: Template,
+    callback_token: str,
+    record: Callable[[SandboxHandle], None],
+    node: str | None = None,
 ) -> SandboxHandle | None:
     """A warm sandbox (on `node`, when given) bound to `session`, or None (no pool for the template,
-    custom resources, none left there). The launch workflow's start step."""
+    custom resources, none left there). The launch workflow's start step. `record` writes the sandbox
+    into the session before the bind (the bound executor reports container_ready at once); when it
+    raises, the claimed sandbox is destroyed and leaves the pool."""
     if not _eligible(deps, session, template):
         return None
     for warm in deps.warm_pool.available(template.id, limit=_CLAIM_CANDIDATES):
@@ -225,13 +233,20 @@ def claim(
             continue
         if not warm.executor_url or not deps.warm_pool.claim(warm.pool_id, session.session_id):
             continue
+        handle = SandboxHandle(container_id=warm.container_id, node=warm.node, executor_url=warm.executor_url)
+        try:
+            record(handle)
+        except Exception:  # the session ended meanwhile (or its write failed): the sandbox goes
+            deps.runtime.destroy(warm.container_id)
+            deps.warm_pool.remove(warm.pool_id)
+            raise
         try:
             deps.executor.bind(warm.executor_url, session.session_id, callback_token, session.env_vars)
         except SandboxError as err:
             _discard(deps, warm, err)
             continue
         record_metric("WarmPoolClaims", template=template.id)
-        return SandboxHandle(container_id=warm.container_id, node=warm.node, executor_url=warm.executor_url)
+        return handle
     record_metric("WarmPoolMisses", template=template.id)
     return None
 
