@@ -39,6 +39,9 @@ class MotoAws:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        from sandboxcp.local import moto_jsonpath
+
+        moto_jsonpath.install()  # each JSONPath of a workflow parsed once, not at every state
         self._server.start()
         # moto only runs state machines when told to (NOTES.md).
         httpx.post(
