@@ -54,6 +54,9 @@ class Backoff:
 READY_BACKOFF = Backoff(first_s=0.2, max_s=5.0, budget_s=60.0)
 # status=running is informative only (the result is what counts), so give up quietly after ~10 s.
 STATUS_BACKOFF = Backoff(first_s=0.2, max_s=5.0, budget_s=10.0)
+# the workspace listing a run needs before it starts: without it the run fails, so it waits longer than a
+# status report would (a control plane under a burst answers late; 1,000 sessions on 2 cores did).
+LISTING_BACKOFF = Backoff(first_s=0.2, max_s=5.0, budget_s=30.0)
 # live output: one quick retry; the stream keeps what was not delivered for its next batch.
 OUTPUT_BACKOFF = Backoff(first_s=0.1, max_s=0.5, budget_s=1.0)
 
@@ -205,7 +208,7 @@ class CallbackClient:
         delivery = self.post(
             f"/sessions/{session_id}/workspace-urls",
             {},
-            backoff=STATUS_BACKOFF,
+            backoff=LISTING_BACKOFF,
             timeout=10.0,
             max_response_bytes=LISTING_MAX_BYTES,
         )

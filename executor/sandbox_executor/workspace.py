@@ -234,8 +234,11 @@ class WorkspaceSync:
         self.workspace = workspace
         self._via = Endpoint.parse(via) if via else None
         self.manifest: dict[str, str] = {}  # path -> etag this agent last synced (either way)
-        # The workspace revision (WorkspacePlan.rev) this agent last downloaded whole; None: none yet.
-        self.synced_rev: int | None = None
+        # The workspace revision (WorkspacePlan.rev) this agent last downloaded whole; None: unknown.
+        # It starts at 0: until the first write through the API (revision 1) the session's workspace
+        # holds only what this sandbox uploaded itself, which its /workspace has (an agent restarted
+        # in the same sandbox finds it there too). So a new session's first run asks for no listing.
+        self.synced_rev: int | None = 0
         self.sleep: Callable[[float], None] = time.sleep
         self._execution_id: str | None = None  # for the retry log lines
 

@@ -124,6 +124,24 @@ def test_a_plan_without_a_listing_is_trusted_at_the_revision_this_agent_synced(
     assert "listing could not be had" in lost["stderr"]
 
 
+def test_a_new_agent_at_revision_0_runs_without_asking_for_the_listing(
+    ex: ExecutorProcess, cp: FakeControlPlane, s3: FakeS3
+) -> None:
+    """Revision 0: nothing was ever written through the API, so the workspace holds only what this sandbox
+    wrote itself. A new session's first run must not depend on the control plane answering a listing
+    (under a burst it may not in time); a later revision still asks."""
+    cp.listing = None  # were the listing asked for, the run would fail
+    code = "def handler(event):\n    open('mine.txt', 'w').write('x')\n    return 1\n"
+    first = ex.run(code, workspace={**s3.plan(PREFIX), "rev": 0, "downloads": None})
+    assert first["status"] == "success" and first["return_value"] == 1, first["stderr"]
+    assert cp.calls_to("/workspace-urls") == []
+    cp.listing = {**s3.plan(PREFIX), "rev": 1}
+    later = ex.run(
+        "def handler(event):\n    return 2\n", workspace={**s3.plan(PREFIX), "rev": 1, "downloads": None}
+    )
+    assert later["return_value"] == 2 and len(cp.calls_to("/workspace-urls")) == 1
+
+
 def test_an_unchanged_etag_is_not_downloaded_again(ex: ExecutorProcess, s3: FakeS3) -> None:
     key = PREFIX + "etag/data.txt"
     s3.objects[key] = b"version 1"
