@@ -31,6 +31,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -325,11 +326,12 @@ def create_running(api: httpx.Client) -> tuple[str, float]:
     sid = str(resp.json()["session_id"])
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        status = call(api, "GET", f"/sessions/{sid}", "poll").json()["status"]
+        session = call(api, "GET", f"/sessions/{sid}", "poll").json()
+        status = session["status"]
         if status == "running":
             return sid, (time.perf_counter() - t0) * 1000
         if status not in ("creating",):
-            raise RuntimeError(f"session {sid} went {status}")
+            raise RuntimeError(f"session {sid} went {status}: {session.get('error_message')}")
         time.sleep(0.25)
     raise RuntimeError(f"session {sid} not running after 600 s")
 
@@ -484,6 +486,9 @@ def main() -> None:
         finally:
             note("stopping the stack")
             stop_stack(stack)
+            kept = Path(tempfile.gettempdir()) / "load_sessions_stack.log"
+            shutil.copyfile(stack.log_path, kept)  # the state dir goes; its log is what explains a failure
+            note(f"the stack's log: {kept}")
 
     print(f"\n{n} sessions asked, {len(sids)} running (process runtime, {os.cpu_count()} cores)\n")
     row("create -> running p50 / p95 ms", f"{statistics.median(create_ms):.0f} / {pct(create_ms, 95):.0f}")
