@@ -486,9 +486,10 @@ def main() -> None:
         finally:
             note("stopping the stack")
             stop_stack(stack)
-            kept = Path(tempfile.gettempdir()) / "load_sessions_stack.log"
-            shutil.copyfile(stack.log_path, kept)  # the state dir goes; its log is what explains a failure
-            note(f"the stack's log: {kept}")
+            if stack.log_path is not None:  # the state dir goes; its log is what explains a failure
+                kept = Path(tempfile.gettempdir()) / "load_sessions_stack.log"
+                shutil.copyfile(stack.log_path, kept)
+                note(f"the stack's log: {kept}")
 
     print(f"\n{n} sessions asked, {len(sids)} running (process runtime, {os.cpu_count()} cores)\n")
     row("create -> running p50 / p95 ms", f"{statistics.median(create_ms):.0f} / {pct(create_ms, 95):.0f}")
