@@ -19,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from sandboxcp.routes import RUNTIME_IMPLIED_ACCESS
 from sandboxcp_infra.nag import acknowledge
 from sandboxcp_infra.naming import env_var
 from sandboxcp_infra.network import Network
@@ -39,7 +40,7 @@ def _is_ip(host: str) -> bool:
 
 
 class DockerSandboxes(SandboxRuntime):
-    implied_access = ("runtime_nodes:r",)
+    implied_access = RUNTIME_IMPLIED_ACCESS["docker"]
 
     def __init__(self, scope: Construct, construct_id: str, *, network: Network, docker_host: str) -> None:
         super().__init__(scope, construct_id, network=network)

@@ -45,7 +45,12 @@ if TYPE_CHECKING:
 HTTPS = ec2.Port.tcp(443)
 # Modules that call a sandbox's executor (executor_url) without driving the runtime; functions with the
 # `runtime` access string also go in the VPC. A renamed module fails the synth (see vpc_modules).
-EXECUTOR_CLIENTS = ("executions_submit", "executions_submit_sync", "schedule_reap_executions")
+EXECUTOR_CLIENTS = (
+    "sessions_create",
+    "executions_submit",
+    "executions_submit_sync",
+    "schedule_reap_executions",
+)
 CREATED_VPC_AZS = 2
 CREATED_VPC_CIDR = "10.0.0.0/16"
 # What the workspace's callers do through the S3 gateway endpoint: object reads and writes (functions,

@@ -27,6 +27,7 @@ from sandboxcp.domain.models import Session
 from sandboxcp.domain.ports import SandboxHandle, SandboxSpec, SandboxState
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.states import SessionStatus
+from sandboxcp.local import access_guard
 from sandboxcp.local.functions import LocalContext
 from sandboxcp.services.deps import Dependencies, set_deps
 from sandboxcp.settings import get_settings
@@ -123,6 +124,7 @@ class RecordingLaunch:
 
 @pytest.fixture
 def deps() -> Iterator[Dependencies]:
+    access_guard.install()
     with mock_aws():
         from sandboxcp.local.aws import provision
 
@@ -146,7 +148,10 @@ def sample_event(module: str) -> dict[str, Any]:
 
 
 def invoke(module: str, event: dict[str, Any]) -> Any:
-    return importlib.import_module(module).handler(event, LocalContext(function_name=module))
+    """The function as Lambda runs it, with only the AWS access its role has (local/access_guard.py)."""
+    handler = importlib.import_module(module).handler
+    with access_guard.acting_as(module, get_settings().runtime):
+        return handler(event, LocalContext(function_name=module))
 
 
 def body(response: dict[str, Any]) -> Any:

@@ -3,12 +3,15 @@ nodes with room, and the node placement chose is the node the sandbox starts on.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sandboxcp.domain.errors import SandboxUnavailable
-from sandboxcp.domain.ports import RuntimeNode, SandboxHandle, SandboxSpec
+from sandboxcp.domain.ports import ProbeResult, RuntimeNode, SandboxHandle, SandboxSpec
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.services.launch import place_session, start_sandbox
+from sandboxcp.services.nodes import probe_nodes
 from sandboxcp.services.placement import Demand, NodeView, best, rank
 from sandboxcp.services.warm_pool import refill
 from tests.functional.conftest import RecordingRuntime, seed_session
@@ -128,3 +131,66 @@ def test_warm_sandboxes_steer_placement_and_are_claimed_on_that_node(deps):
         only_if=[SessionStatus.CREATING],
     )
     assert place_session(deps, other)["node"] == "node-a"
+
+
+class _AllUp:
+    def probe(self, node: RuntimeNode) -> ProbeResult:
+        return ProbeResult(ok=True)
+
+
+def _session_table_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Queries and Scans of the sessions table made while the test runs (botocore's before-call event)."""
+    import botocore.hooks
+
+    from sandboxcp.adapters.tables import SessionRecord
+
+    reads: list[str] = []
+    emit = botocore.hooks.HierarchicalEmitter.emit_until_response
+
+    def counting(self, event_name: str, **kwargs):  # type: ignore[no-untyped-def]
+        if event_name in ("before-call.dynamodb.Query", "before-call.dynamodb.Scan"):
+            request = json.loads((kwargs.get("params") or {}).get("body") or "{}")  # the serialized call
+            if request.get("TableName") == SessionRecord.Meta.table_name:
+                reads.append(event_name)
+        return emit(self, event_name, **kwargs)
+
+    monkeypatch.setattr(botocore.hooks.HierarchicalEmitter, "emit_until_response", counting)
+    return reads
+
+
+def test_placement_reads_the_load_the_probe_job_stored_not_the_live_sessions(deps, monkeypatch):
+    """Issue #14's scale rule: a launch's cost must not grow with the live sessions. The probe job counts
+    them once a cycle and stores the count on each node; a placement reads the nodes and adds its own
+    session to the chosen one at once, so launches between two counts see each other."""
+    deps.node_prober = _AllUp()
+    _node(deps, "node-a")
+    _node(deps, "node-b")
+    for i in range(3):
+        _running_on(deps, "node-a", 10 + i)
+    probe_nodes(deps)
+    loads = {n: deps.nodes.get(n).load for n in ("node-a", "node-b")}
+    assert (loads["node-a"].sandboxes, loads["node-a"].memory_mb) == (3, 3 * 512) and loads[
+        "node-b"
+    ].sandboxes == 0
+    reads = _session_table_reads(monkeypatch)
+    placed = [place_session(deps, _creating(deps, n))["node"] for n in (1, 2, 3, 4)]
+    assert reads == []  # no Query or Scan of the sessions table
+    assert placed == ["node-b", "node-b", "node-b", "node-a"]  # each placement saw the ones before it
+    assert deps.nodes.get("node-b").load.sandboxes == 3 and deps.nodes.get("node-a").load.sandboxes == 4
+
+
+def test_a_node_full_by_its_stored_load_is_recounted_before_a_launch_is_refused(deps):
+    """The stored load still holds sessions that ended since the last count: placement counts afresh
+    rather than refuse a launch a node has room for."""
+    deps.node_prober = _AllUp()
+    _node(deps, "node-a", capacity=1)
+    _running_on(deps, "node-a", 10)
+    probe_nodes(deps)
+    assert deps.nodes.get("node-a").load.sandboxes == 1
+    deps.sessions.transition(
+        f"sess_{10:016d}", SessionStatus.TERMINATED, now=deps.sessions.get(f"sess_{10:016d}").updated_at
+    )
+    assert place_session(deps, _creating(deps, 1))["node"] == "node-a"
+    assert deps.nodes.get("node-a").load.sandboxes == 1  # counted (0) and the new one added
+    with pytest.raises(SandboxUnavailable, match="room"):
+        place_session(deps, _creating(deps, 2))  # now it really is full

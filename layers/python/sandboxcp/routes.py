@@ -71,7 +71,12 @@ PRW = "processes:rw"  # background processes (issue #12); every process read may
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/health", "health", auth="none", access=(TR, WR, "runtime")),
     Route(
-        "POST", "/api/v1/sessions", "sessions_create", access=(SRW, TR, "launch:start", "idempotency:rw")
+        "POST",
+        "/api/v1/sessions",
+        "sessions_create",
+        # warm_pool, runtime_nodes: the inline claim of a warm sandbox (services/warm_pool.claim_inline),
+        # which also binds its executor (network.EXECUTOR_CLIENTS puts the function in the VPC).
+        access=(SRW, TR, "launch:start", "idempotency:rw", "warm_pool:rw", "runtime_nodes:rw"),
     ),
     Route("GET", "/api/v1/sessions", "sessions_list", access=(SR,)),
     Route("GET", "/api/v1/sessions/{session_id}", "sessions_get", access=(SR,)),
@@ -138,8 +143,11 @@ ROUTES: tuple[Route, ...] = (
         "processes_output",
         access=(SR, PRW, "output_chunks:r"),
     ),
-    Route("POST", "/api/v1/sessions/{session_id}/files/upload", "files_upload", access=(SR, WRW)),
-    Route("POST", "/api/v1/sessions/{session_id}/files/upload-url", "files_presign_upload", access=(SR, WRW)),
+    # SRW: an upload moves the workspace's revision on, a presigned one opens its window (docs/workspace.md).
+    Route("POST", "/api/v1/sessions/{session_id}/files/upload", "files_upload", access=(SRW, WRW)),
+    Route(
+        "POST", "/api/v1/sessions/{session_id}/files/upload-url", "files_presign_upload", access=(SRW, WRW)
+    ),
     Route("GET", "/api/v1/sessions/{session_id}/files", "files_list", access=(SR, WR)),
     Route("GET", "/api/v1/sessions/{session_id}/files/{path+}", "files_download", access=(SR, WR)),
     Route("GET", "/api/v1/templates", "templates_list", access=(TR,)),
@@ -199,7 +207,7 @@ ROUTES: tuple[Route, ...] = (
         "internal_heartbeat",
         "internal",
         "callback",
-        access=(ERW,),
+        access=(ERW, SRW),  # SRW: a heartbeat keeps its session alive (last_activity_at)
     ),
     Route(
         "POST",
@@ -241,9 +249,14 @@ AUTHORIZERS: dict[Literal["api_key", "callback"], Job] = {
     "callback": Job("authorizer_callback", access=(SR,), timeout_s=10),
 }
 
+# What the `runtime` grant brings besides the runtime's own permissions, per runtime (infra's runtime
+# constructs grant it; the local access guard enforces it): the docker runtime reads its nodes' endpoints.
+RUNTIME_IMPLIED_ACCESS: dict[str, tuple[str, ...]] = {"docker": ("runtime_nodes:r",)}
+
 # Launch workflow steps, keyed by the ASL substitution variable that names each function's ARN.
 LAUNCH_STEPS: dict[str, Job] = {
-    "PlaceSessionFunctionArn": Job("launch_place", access=(SRW, "runtime_nodes:r")),
+    # runtime_nodes:rw: placement adds the session to its node's stored load (services/nodes.py).
+    "PlaceSessionFunctionArn": Job("launch_place", access=(SRW, TR, "runtime_nodes:rw")),
     "StartSandboxFunctionArn": Job(
         "launch_start_sandbox", access=(SRW, TR, "warm_pool:rw", "runtime"), timeout_s=120
     ),
@@ -255,11 +268,19 @@ LAUNCH_STEPS: dict[str, Job] = {
 # Periodic jobs: `every_s` is the period the schedule aims for (sub-minute ones run in a loop, see docs).
 JOBS: tuple[Job, ...] = (
     Job("seed_templates", access=("templates:rw",), timeout_s=60),
-    Job("schedule_reap_executions", access=(SR, ERW, WRW), timeout_s=40, every_s=5),
+    # SRW: ending a crashed or timed-out execution gives back its session's in-flight slot.
+    Job("schedule_reap_executions", access=(SRW, ERW, WRW), timeout_s=40, every_s=5),
     Job("schedule_reap_sessions", access=(SRW, "runtime", CRW, PRW, WRW), timeout_s=40, every_s=10),
-    Job("schedule_probe_nodes", access=("runtime_nodes:rw", "runtime"), timeout_s=30, every_s=10),
+    # SR: each cycle recounts the nodes' load from the live sessions.
+    Job("schedule_probe_nodes", access=(SR, "runtime_nodes:rw", "runtime"), timeout_s=30, every_s=10),
     Job("schedule_reap_orphans", access=(SR, "warm_pool:rw", "runtime"), timeout_s=60, every_s=60),
-    Job("schedule_refill_warm_pool", access=(TR, "warm_pool:rw", "runtime"), timeout_s=60, every_s=10),
+    # SR, runtime_nodes: new warm sandboxes are placed like sessions (services/nodes.choose_node).
+    Job(
+        "schedule_refill_warm_pool",
+        access=(SR, TR, "warm_pool:rw", "runtime_nodes:rw", "runtime"),
+        timeout_s=60,
+        every_s=10,
+    ),
     Job("schedule_purge_workspaces", access=(SRW, WRW), timeout_s=300, every_s=60),
 )
 

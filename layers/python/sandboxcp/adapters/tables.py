@@ -257,6 +257,12 @@ class RuntimeNodeRecord(Model):
     cached_images = JSONAttribute(null=True)
     consecutive_failures = NumberAttribute(default=0)
     last_probe_at = UTCDateTimeAttribute(null=True)
+    # Placement's view of the node's load (services/nodes.py): recounted from live sessions by the probe
+    # job, and each placement adds its session at once.
+    load_sandboxes = NumberAttribute(null=True)
+    load_cpu = NumberAttribute(null=True)
+    load_memory_mb = NumberAttribute(null=True)
+    load_counted_at = UTCDateTimeAttribute(null=True)
 
     by_status = _NodesByStatusIndex()
 

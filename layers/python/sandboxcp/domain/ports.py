@@ -442,6 +442,15 @@ NodeStatus = Literal["healthy", "unhealthy", "draining"]
 NODE_STATUSES: tuple[NodeStatus, ...] = ("healthy", "unhealthy", "draining")
 
 
+class NodeLoad(DomainModel):
+    """What placement takes a node to hold: its live sessions' sandboxes, CPU cores and memory (MiB)."""
+
+    sandboxes: int = 0
+    cpu: float = 0.0
+    memory_mb: int = 0
+    counted_at: datetime | None = None
+
+
 class RuntimeNode(DomainModel):
     """A host that runs sandboxes (a Docker engine; ECS, EKS and the process runtime are one node each)."""
 
@@ -456,6 +465,7 @@ class RuntimeNode(DomainModel):
     labels: dict[str, str] = Field(default_factory=dict)
     consecutive_failures: int = 0
     last_probe_at: datetime | None = None
+    load: NodeLoad | None = None  # None: never counted
 
 
 class NodeRepository(Protocol):
@@ -487,6 +497,16 @@ class NodeRepository(Protocol):
     def active_load(self, runtime_type: str) -> dict[str, tuple[int, float, int]]:
         """Per node: live sessions' sandboxes, their CPU cores and memory (MiB), from the sparse `active`
         index (its cost follows live sessions, not history)."""
+        ...
+
+    def store_load(
+        self, nodes: Iterable[str], load: dict[str, tuple[int, float, int]], now: datetime
+    ) -> None:
+        """Set each node's load to a fresh count (`active_load`; a node missing from it holds nothing)."""
+        ...
+
+    def add_load(self, node_id: str, cpu: float, memory_mb: int) -> None:
+        """Add one sandbox of that size to the node's load (an atomic counter update)."""
         ...
 
 

@@ -66,9 +66,13 @@ class LocalFunctions:
         return copy
 
     def invoke(self, module: str, event: dict[str, Any]) -> Any:
+        from sandboxcp.local.access_guard import acting_as
+        from sandboxcp.settings import get_settings
+
         instance = self._acquire(module)
         try:
-            return instance.handler(event, LocalContext(function_name=module))
+            with acting_as(module, get_settings().runtime):  # its grants, as its role would have them
+                return instance.handler(event, LocalContext(function_name=module))
         finally:
             with self._guard:
                 self._idle[module].append(instance)

@@ -35,7 +35,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from sandboxcp.local import inprocess_aws
+from sandboxcp.local import access_guard, inprocess_aws
 from sandboxcp.local.aws import (
     EKS_NAMESPACE,
     MotoAws,
@@ -124,6 +124,7 @@ class LocalStack:
         self._aws.start()
         # This process's DynamoDB calls skip the loopback HTTP hop to the moto server (inprocess_aws.py).
         inprocess_aws.install(self._aws.endpoint)
+        access_guard.install()  # each function gets only what its role would (access_guard.py)
         lambda_port = free_port()
         os.environ.update(aws_environment(self._aws.endpoint))
         os.environ.update(local_settings_env(str(self.state_dir), self.settings_runtime))

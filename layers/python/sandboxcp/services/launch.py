@@ -39,7 +39,7 @@ def place_session(deps: Dependencies, session_id: str) -> dict[str, str]:
         warm_eligible=bool(template and warm_pool.eligible(deps, session, template)),
     )
     warm = warm_pool.available_everywhere(deps)
-    chosen = choose_node(deps, runtime, demand, warm)
+    chosen = choose_node(deps, runtime, demand, warm, reserve=True)
     deps.sessions.update_fields(
         session_id, {"runtime_type": runtime, "runtime_node": chosen.node_id}, only_if=_CREATING
     )

@@ -77,7 +77,8 @@ def _next_state(node: RuntimeNode, ok: bool) -> tuple[NodeStatus, int]:
 def probe_nodes(deps: Dependencies, *, now: datetime | None = None) -> ProbeReport:
     now = now or clock.now()
     report = ProbeReport()
-    for node in deps.nodes.list(deps.settings.runtime):
+    nodes = deps.nodes.list(deps.settings.runtime)
+    for node in nodes:
         result = deps.node_prober.probe(node)
         report.probed += 1
         status, failures = _next_state(node, result.ok)
@@ -100,6 +101,8 @@ def probe_nodes(deps: Dependencies, *, now: datetime | None = None) -> ProbeRepo
             logger.warning("node status changed", extra={"node_id": node.node_id, "status": status})
         if result.ok:
             _refresh_images(deps, node)
+    if nodes:
+        recount_load(deps, deps.settings.runtime, [n.node_id for n in nodes])
     return report
 
 
@@ -116,16 +119,32 @@ def _refresh_images(deps: Dependencies, node: RuntimeNode) -> None:
         deps.nodes.add_images(node.node_id, images)
 
 
+def recount_load(deps: Dependencies, runtime: str, nodes: list[str]) -> dict[str, tuple[int, float, int]]:
+    """Count the live sessions on `runtime`'s nodes (one read of the sparse `active` index) and store the
+    count on those nodes; the probe job does it every cycle."""
+    load = deps.nodes.active_load(runtime)
+    deps.nodes.store_load(nodes, load, clock.now())
+    return load
+
+
 def node_views(
-    deps: Dependencies, runtime: str, *, warm: list[WarmSandbox] | None = None
+    deps: Dependencies, runtime: str, *, warm: list[WarmSandbox] | None = None, exact: bool = False
 ) -> list[NodeView] | None:
     """The healthy nodes of `runtime` with their load (live sessions plus unclaimed `warm` sandboxes),
     images and warm sandboxes per template. None when the runtime has no registered node (the implicit
-    single node); [] when it has nodes but none is healthy."""
+    single node); [] when it has nodes but none is healthy.
+
+    The load is the one stored on the nodes (O(nodes) to read, whatever the number of live sessions):
+    recounted by the probe job every cycle, and each placement adds its session at once, so a burst of
+    launches between two counts is seen; sessions that ended since the last count still weigh until the
+    next. `exact` (or a node never counted) counts now instead, from the live sessions."""
     healthy = deps.nodes.list(runtime, statuses=("healthy",))
     if not healthy:
         return [] if deps.nodes.list(runtime, statuses=("unhealthy", "draining")) else None
-    load = deps.nodes.active_load(runtime)
+    if exact or any(n.load is None for n in healthy):
+        load = recount_load(deps, runtime, [n.node_id for n in healthy])
+    else:
+        load = {n.node_id: (n.load.sandboxes, n.load.cpu, n.load.memory_mb) for n in healthy if n.load}
     views = {
         n.node_id: NodeView(
             node_id=n.node_id,
@@ -149,15 +168,27 @@ def node_views(
 
 
 def choose_node(
-    deps: Dependencies, runtime: str, demand: Demand, warm: list[WarmSandbox] | None = None
+    deps: Dependencies,
+    runtime: str,
+    demand: Demand,
+    warm: list[WarmSandbox] | None = None,
+    *,
+    reserve: bool = False,
 ) -> Scored:
-    """The best node for `demand` by services/placement.py (see the module docstring)."""
+    """The best node for `demand` by services/placement.py (see the module docstring). `reserve`: a
+    session will run there; its size is added to the node's stored load at once."""
     views = node_views(deps, runtime, warm=warm)
     if views is None:
         implicit = default_node_id(runtime)
         has_warm = demand.warm_eligible and any(w.node == implicit for w in warm or [])
         return Scored(implicit, 0.0, has_warm, has_warm, 0.0)
     chosen = best(views, demand)
+    if chosen is None and views:
+        # The stored load may still hold sessions that ended since it was counted: count before refusing.
+        views = node_views(deps, runtime, warm=warm, exact=True) or []
+        chosen = best(views, demand)
+    if chosen is not None and reserve:
+        deps.nodes.add_load(chosen.node_id, demand.cpu_cores, demand.memory_mb)
     if chosen is None:
         raise SandboxUnavailable(
             f"No healthy {runtime} node has room for the session"

@@ -2,8 +2,9 @@
 
 Nodes are read per runtime and status through the `runtime_status` index (`<runtime>#<status>`), never
 by a Scan. Probe outcomes are conditional writes on the failure count read before the probe, so two
-overlapping probe runs never both count the same failure. A node's load (for placement) is read from the
-sessions table's sparse `active` index, so its cost follows live sessions, not history."""
+overlapping probe runs never both count the same failure. A node's load (for placement) is counted from
+the sessions table's sparse `active` index, so its cost follows live sessions, not history, and stored on
+the node's item, where each placement adds to it with an atomic counter update."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pynamodb.exceptions import UpdateError
 
 from sandboxcp.adapters.dynamo.common import condition_failed, get_item
 from sandboxcp.adapters.tables import RuntimeNodeRecord, SessionRecord
-from sandboxcp.domain.ports import NODE_STATUSES, NodeStatus, RuntimeNode
+from sandboxcp.domain.ports import NODE_STATUSES, NodeLoad, NodeStatus, RuntimeNode
 from sandboxcp.domain.resources import quantity_mb
 from sandboxcp.domain.states import ACTIVE_SESSION_STATUSES
 
@@ -34,6 +35,16 @@ def _to_domain(r: RuntimeNodeRecord) -> RuntimeNode:
         labels=r.labels or {},
         consecutive_failures=int(r.consecutive_failures or 0),
         last_probe_at=r.last_probe_at,
+        load=(
+            NodeLoad(
+                sandboxes=int(r.load_sandboxes or 0),
+                cpu=float(r.load_cpu or 0),
+                memory_mb=int(r.load_memory_mb or 0),
+                counted_at=r.load_counted_at,
+            )
+            if r.load_counted_at is not None
+            else None
+        ),
     )
 
 
@@ -139,3 +150,36 @@ class DynamoNodeRepository:
                     mem + quantity_mb(str(res.get("memory", "512Mi"))),
                 )
         return load
+
+    def store_load(
+        self, nodes: Iterable[str], load: dict[str, tuple[int, float, int]], now: datetime
+    ) -> None:
+        for node_id in nodes:
+            count, cpu, memory = load.get(node_id, (0, 0.0, 0))
+            try:
+                RuntimeNodeRecord(node_id=node_id).update(
+                    actions=[
+                        RuntimeNodeRecord.load_sandboxes.set(count),
+                        RuntimeNodeRecord.load_cpu.set(cpu),
+                        RuntimeNodeRecord.load_memory_mb.set(memory),
+                        RuntimeNodeRecord.load_counted_at.set(now),
+                    ],
+                    condition=RuntimeNodeRecord.node_id.exists(),  # never resurrect a removed node
+                )
+            except UpdateError as err:
+                if not condition_failed(err):
+                    raise
+
+    def add_load(self, node_id: str, cpu: float, memory_mb: int) -> None:
+        try:
+            RuntimeNodeRecord(node_id=node_id).update(
+                actions=[
+                    RuntimeNodeRecord.load_sandboxes.add(1),
+                    RuntimeNodeRecord.load_cpu.add(cpu),
+                    RuntimeNodeRecord.load_memory_mb.add(memory_mb),
+                ],
+                condition=RuntimeNodeRecord.node_id.exists(),
+            )
+        except UpdateError as err:
+            if not condition_failed(err):
+                raise
