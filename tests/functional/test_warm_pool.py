@@ -225,6 +225,23 @@ def test_a_warm_sandbox_that_does_not_bind_is_discarded_and_the_create_falls_bac
     assert f"proc-{warm.session_id}" in deps.runtime.destroyed and deps.warm_pool.get(warm.session_id) is None
 
 
+def test_a_create_whose_warm_pool_cannot_be_read_still_launches(deps):
+    """The pool is a shortcut: an error reading it (AccessDenied, a throttle) must not leave the session
+    'creating' with no workflow behind it, nor answer 500."""
+    _pooled(deps, "python-basic=1:1")
+    refill(deps)
+
+    def unreadable(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the warm pool's table cannot be read")
+
+    deps.warm_pool.available = unreadable
+    deps.launch = _CountingLaunch()
+    resp = _create(deps)
+    assert resp["statusCode"] == 201, resp["body"]
+    created = body(resp)
+    assert created["status"] == "creating" and deps.launch.started == [created["session_id"]]
+
+
 def test_concurrent_creates_never_share_a_warm_sandbox(deps, atomic_writes):
     _pooled(deps, "python-basic=2:2")
     refill(deps)

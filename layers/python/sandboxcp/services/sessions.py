@@ -38,7 +38,11 @@ def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequ
         last_activity_at=now,
     )
     deps.sessions.create(session, enforce_quota=True)  # 429 over the tenant's quota, nothing recorded
-    running = warm_pool.claim_inline(deps, session, template)  # a free warm sandbox: running at once
+    try:
+        running = warm_pool.claim_inline(deps, session, template)  # a free warm sandbox: running at once
+    except Exception:  # the pool is a shortcut: whatever fails in it, the launch workflow still runs
+        logger.exception("inline warm claim failed; launching", extra={"session_id": session_id})
+        running = None
     try:
         if running is None:
             deps.launch.start(session_id)
