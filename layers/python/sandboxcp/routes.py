@@ -255,8 +255,9 @@ RUNTIME_IMPLIED_ACCESS: dict[str, tuple[str, ...]] = {"docker": ("runtime_nodes:
 
 # Launch workflow steps, keyed by the ASL substitution variable that names each function's ARN.
 LAUNCH_STEPS: dict[str, Job] = {
-    # runtime_nodes:rw: placement adds the session to its node's stored load (services/nodes.py).
-    "PlaceSessionFunctionArn": Job("launch_place", access=(SRW, TR, "runtime_nodes:rw")),
+    # runtime_nodes:rw: placement adds the session to its node's stored load (services/nodes.py);
+    # warm_pool:r: a node holding a free warm sandbox of the template scores highest.
+    "PlaceSessionFunctionArn": Job("launch_place", access=(SRW, TR, "warm_pool:r", "runtime_nodes:rw")),
     "StartSandboxFunctionArn": Job(
         "launch_start_sandbox", access=(SRW, TR, "warm_pool:rw", "runtime"), timeout_s=120
     ),
