@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,7 @@ def sample_event(module: str) -> dict[str, Any]:
 def invoke(module: str, event: dict[str, Any]) -> Any:
     """The function as Lambda runs it, with only the AWS access its role has (local/access_guard.py)."""
     handler = importlib.import_module(module).handler
-    with access_guard.acting_as(module, get_settings().runtime):
+    with access_guard.acting_as(module):
         return handler(event, LocalContext(function_name=module))
 
 
@@ -231,17 +231,22 @@ def atomic_writes(monkeypatch):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def aws_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every AWS API call made while the test runs (`service.Operation`), counted on botocore's
-    `before-call` event, which every client (boto3's and pynamodb's) emits once per call."""
+    """Every AWS API call made while the test runs (`service.Operation`)."""
+    calls: list[str] = []
+    on_aws_calls(monkeypatch, lambda operation, _request: calls.append(operation))
+    yield calls
+
+
+def on_aws_calls(monkeypatch: pytest.MonkeyPatch, record: Callable[[str, dict[str, Any]], None]) -> None:
+    """Call `record(service.Operation, serialized request)` for every AWS API call made while the test runs,
+    on botocore's `before-call` event, which every client (boto3's and pynamodb's) emits once per call."""
     import botocore.hooks
 
-    calls: list[str] = []
     emit = botocore.hooks.HierarchicalEmitter.emit_until_response  # how a client emits before-call
 
     def counting(self: Any, event_name: str, **kwargs: Any) -> Any:
         if event_name.startswith("before-call."):
-            calls.append(event_name.removeprefix("before-call."))
+            record(event_name.removeprefix("before-call."), kwargs.get("params") or {})
         return emit(self, event_name, **kwargs)
 
     monkeypatch.setattr(botocore.hooks.HierarchicalEmitter, "emit_until_response", counting)
-    yield calls

@@ -14,7 +14,7 @@ from sandboxcp.services.launch import place_session, start_sandbox
 from sandboxcp.services.nodes import probe_nodes
 from sandboxcp.services.placement import Demand, NodeView, best, rank
 from sandboxcp.services.warm_pool import refill
-from tests.functional.conftest import RecordingRuntime, seed_session
+from tests.functional.conftest import RecordingRuntime, on_aws_calls, seed_session
 
 IMAGE = "sandboxcp/python-basic:latest"
 DEMAND = Demand("python-basic", IMAGE, cpu_cores=1.0, memory_mb=512)
@@ -139,22 +139,18 @@ class _AllUp:
 
 
 def _session_table_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Queries and Scans of the sessions table made while the test runs (botocore's before-call event)."""
-    import botocore.hooks
-
+    """Queries and Scans of the sessions table made while the test runs."""
     from sandboxcp.adapters.tables import SessionRecord
 
     reads: list[str] = []
-    emit = botocore.hooks.HierarchicalEmitter.emit_until_response
 
-    def counting(self, event_name: str, **kwargs):  # type: ignore[no-untyped-def]
-        if event_name in ("before-call.dynamodb.Query", "before-call.dynamodb.Scan"):
-            request = json.loads((kwargs.get("params") or {}).get("body") or "{}")  # the serialized call
-            if request.get("TableName") == SessionRecord.Meta.table_name:
-                reads.append(event_name)
-        return emit(self, event_name, **kwargs)
+    def record(operation: str, request: dict) -> None:  # type: ignore[type-arg]
+        if operation in ("dynamodb.Query", "dynamodb.Scan"):
+            body = json.loads(request.get("body") or "{}")  # the serialized call
+            if body.get("TableName") == SessionRecord.Meta.table_name:
+                reads.append(operation)
 
-    monkeypatch.setattr(botocore.hooks.HierarchicalEmitter, "emit_until_response", counting)
+    on_aws_calls(monkeypatch, record)
     return reads
 
 

@@ -31,7 +31,7 @@ _UNIQUE_ID = "sandboxcp-access-guard"
 
 # DynamoDB operations that need only read access (CDK's grant_read_data), per item of a transaction too.
 _DYNAMODB_READS = frozenset(
-    {"GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable", "TransactGetItems", "Get", "ConditionCheck"}
+    {"GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable", "Get", "ConditionCheck"}
 )
 _STATES = {
     "StartExecution": "launch:start",
@@ -64,8 +64,13 @@ def granted(module: str, runtime: str) -> frozenset[str] | None:
 
 
 @contextlib.contextmanager
-def acting_as(module: str, runtime: str) -> Iterator[None]:
-    """Check the AWS calls made in this context against `module`'s grants."""
+def acting_as(module: str, runtime: str | None = None) -> Iterator[None]:
+    """Check the AWS calls made in this context against `module`'s grants (on `runtime`, by default the
+    deployment's)."""
+    if runtime is None:
+        from sandboxcp.settings import get_settings
+
+        runtime = get_settings().runtime
     access = granted(module, runtime)
     token = _current.set((module, access) if access is not None else None)
     try:
@@ -86,16 +91,23 @@ def install() -> None:
             boto3.DEFAULT_SESSION.events.register(_EVENT, _check, unique_id=_UNIQUE_ID)
 
 
+_names: tuple[object, dict[str, str]] | None = None  # (the settings they were read from, the names)
+
+
 def _resources() -> dict[str, str]:
-    """This deployment's table, bucket and state machine names -> the access resource they are."""
+    """This deployment's table and bucket names -> the access resource they are (read again only when
+    the settings object changes: this runs on every AWS call of a function)."""
+    global _names
     from sandboxcp.adapters.tables import TABLES
     from sandboxcp.settings import get_settings
 
     settings = get_settings()
-    names = {getattr(settings, field): resource for resource, (_, field) in TABLES.items()}
-    names[settings.idempotency_table] = "idempotency"
-    names[settings.workspace_bucket] = "workspace"
-    return names
+    if _names is None or _names[0] is not settings:
+        names = {getattr(settings, field): resource for resource, (_, field) in TABLES.items()}
+        names[settings.idempotency_table] = "idempotency"
+        names[settings.workspace_bucket] = "workspace"
+        _names = (settings, names)
+    return _names[1]
 
 
 def _check(params: Mapping[str, Any], model: Any, **_: Any) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sandboxcp.local.access_guard import acting_as
+
 FUNCTIONS_DIR = Path(__file__).resolve().parents[4] / "functions"
 
 
@@ -66,12 +68,9 @@ class LocalFunctions:
         return copy
 
     def invoke(self, module: str, event: dict[str, Any]) -> Any:
-        from sandboxcp.local.access_guard import acting_as
-        from sandboxcp.settings import get_settings
-
         instance = self._acquire(module)
         try:
-            with acting_as(module, get_settings().runtime):  # its grants, as its role would have them
+            with acting_as(module):  # its grants, as its role would have them
                 return instance.handler(event, LocalContext(function_name=module))
         finally:
             with self._guard:

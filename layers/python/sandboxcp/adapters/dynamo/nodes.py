@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
@@ -156,30 +157,33 @@ class DynamoNodeRepository:
     ) -> None:
         for node_id in nodes:
             count, cpu, memory = load.get(node_id, (0, 0.0, 0))
-            try:
-                RuntimeNodeRecord(node_id=node_id).update(
-                    actions=[
-                        RuntimeNodeRecord.load_sandboxes.set(count),
-                        RuntimeNodeRecord.load_cpu.set(cpu),
-                        RuntimeNodeRecord.load_memory_mb.set(memory),
-                        RuntimeNodeRecord.load_counted_at.set(now),
-                    ],
-                    condition=RuntimeNodeRecord.node_id.exists(),  # never resurrect a removed node
-                )
-            except UpdateError as err:
-                if not condition_failed(err):
-                    raise
+            _update_if_registered(
+                node_id,
+                [
+                    RuntimeNodeRecord.load_sandboxes.set(count),
+                    RuntimeNodeRecord.load_cpu.set(cpu),
+                    RuntimeNodeRecord.load_memory_mb.set(memory),
+                    RuntimeNodeRecord.load_counted_at.set(now),
+                ],
+            )
 
     def add_load(self, node_id: str, cpu: float, memory_mb: int) -> None:
-        try:
-            RuntimeNodeRecord(node_id=node_id).update(
-                actions=[
-                    RuntimeNodeRecord.load_sandboxes.add(1),
-                    RuntimeNodeRecord.load_cpu.add(cpu),
-                    RuntimeNodeRecord.load_memory_mb.add(memory_mb),
-                ],
-                condition=RuntimeNodeRecord.node_id.exists(),
-            )
-        except UpdateError as err:
-            if not condition_failed(err):
-                raise
+        _update_if_registered(
+            node_id,
+            [
+                RuntimeNodeRecord.load_sandboxes.add(1),
+                RuntimeNodeRecord.load_cpu.add(cpu),
+                RuntimeNodeRecord.load_memory_mb.add(memory_mb),
+            ],
+        )
+
+
+def _update_if_registered(node_id: str, actions: list[Any]) -> None:
+    """Apply `actions` to the node's item; a node removed meanwhile is not brought back."""
+    try:
+        RuntimeNodeRecord(node_id=node_id).update(
+            actions=actions, condition=RuntimeNodeRecord.node_id.exists()
+        )
+    except UpdateError as err:
+        if not condition_failed(err):
+            raise
