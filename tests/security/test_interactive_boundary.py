@@ -195,3 +195,37 @@ def test_a_sandbox_gets_no_workspace_listing_and_no_execute_answer(tenants: Tena
         assert {v for k, v in log.items() if k.startswith("execute")} == {403}, log
     else:
         assert all(v not in (200, 202) for k, v in log.items() if k.startswith("execute")), log
+
+
+BEAT = (
+    UNIX_POST
+    + r"""
+
+def handler(e):
+    log = {}
+    for execution_id in (e["victim_execution"], "exec_20261201_guessed1"):
+        for token in ("", "cb_" + e["victim_sid"] + ".guess", "cb_" + e["own_sid"] + ".guess"):
+            url = f"/internal/executions/{execution_id}/heartbeat"
+            auth = {"Authorization": "Bearer " + token}
+            log[execution_id + " " + token] = post("/run/controlplane.sock", url, {}, auth)
+    return log
+"""
+)
+
+
+def test_a_sandbox_cannot_beat_for_another_execution_to_keep_its_session_alive(tenants: Tenants) -> None:
+    """A heartbeat writes the execution and its session (it keeps the session from the idle reaper): from
+    inside a sandbox, without the callback token user code never has (promise 3), every beat is refused,
+    for another tenant's execution as for a guessed one, and the victim's execution is unchanged."""
+    t = tenants
+    ran = t.victim.post(
+        f"/sessions/{t.victim_sid}/execute-sync",
+        json={"code": "def handler(e):\n    return 1", "language": "python"},
+    )
+    assert ran.status_code == 200, ran.text
+    victim_execution = ran.json()["execution_id"]
+    event = {"victim_execution": victim_execution, "victim_sid": t.victim_sid, "own_sid": t.attacker_sid}
+    status, result = t.attack(BEAT, event=event)
+    assert status == "completed", result
+    assert set(result["return_value"].values()) <= {401, 403}, result["return_value"]
+    assert t.victim.get(f"/executions/{victim_execution}").json()["status"] == "completed"
