@@ -39,9 +39,9 @@ class MotoAws:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        from sandboxcp.local import moto_jsonpath
+        from sandboxcp.local import moto_sfn_cache
 
-        moto_jsonpath.install()  # each JSONPath of a workflow parsed once, not at every state
+        moto_sfn_cache.install()  # each JSONPath and definition parsed once, not at every use
         self._server.start()
         # moto only runs state machines when told to (NOTES.md).
         httpx.post(

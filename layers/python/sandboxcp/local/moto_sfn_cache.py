@@ -1,0 +1,94 @@
+"""moto's Step Functions interpreter with each JSONPath and each state machine definition parsed once per
+process, not at every use.
+
+- moto evaluates every `$.x` of a state machine (`Parameters`, `ResultSelector`, `ResultPath`, the
+  context's `$$.Task.Token`) with `jsonpath_ng.parse`, which builds a new PLY parser, LALR tables
+  included, on each call: 7-40 ms a path on these 2 cores. The launch workflow evaluates seven paths, so
+  the local stack spent 50-280 ms of each cold launch there, between the workflow's Lambda invokes
+  (found with py-spy). A parsed path is a tree that `find` only reads, so one per distinct path string
+  serves every execution and thread.
+- moto also parses the whole definition with its ANTLR grammar at every StartExecution (10-35 ms for the
+  launch workflow here), then evaluates the resulting component tree against a per-execution
+  `Environment`. The tree holds no execution state (the environment does), except a lazily drawn
+  `heap_key` per component (retry counters' key in the environment's heap): it is drawn for every
+  component before the tree is shared, so two executions' first retries cannot draw different keys.
+
+Step Functions in AWS spends nothing of the kind; this keeps the local stack's launch near it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+_installed: dict[str, Any] = {}
+
+
+def install() -> None:
+    """Idempotent; for the local stack's process (where moto's Step Functions runs)."""
+    import jsonpath_ng
+    import jsonpath_ng.ext
+    import moto.stepfunctions.parser.asl.component.common.path.result_path as result_path
+    import moto.stepfunctions.parser.asl.utils.json_path as json_path
+    import moto.stepfunctions.parser.backend.execution_worker as execution_worker
+
+    if _installed:
+        return
+    # moto imports the extended parser for reads and the basic one for ResultPath; each keeps its own.
+    _installed["ext"] = json_path.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)
+    _installed["base"] = result_path.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.parse)
+    # Only the per-execution parse is replaced; CreateStateMachine still validates with moto's own.
+    programs = _ProgramCache(execution_worker.AmazonStateLanguageParser)
+    execution_worker.AmazonStateLanguageParser = programs  # type: ignore[misc,assignment]
+    _installed["definition"] = programs
+
+
+def parses() -> dict[str, int]:
+    """Parses so far per kind (cache misses): what a test reads."""
+    return {
+        kind: cache.misses if isinstance(cache, _ProgramCache) else cache.cache_info().misses
+        for kind, cache in _installed.items()
+    }
+
+
+class _ProgramCache:
+    """Stands in for moto's `AmazonStateLanguageParser` where executions start: `parse` answers from a
+    cache keyed by the definition's text (a new definition is a new key; nothing goes stale)."""
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
+        self._programs: dict[str, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+        self.misses = 0
+
+    def parse(self, definition: str) -> tuple[Any, Any]:
+        with self._lock:  # one parse per definition, even when executions start together
+            parsed = self._programs.get(definition)
+            if parsed is None:
+                parsed = self._parser.parse(definition)
+                _draw_heap_keys(parsed[0])
+                self._programs[definition] = parsed
+                self.misses += 1
+            return parsed
+
+
+def _draw_heap_keys(program: Any) -> None:
+    """Touch `heap_key` on every evaluation component reachable from `program`."""
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+
+    seen: set[int] = set()
+    stack = [program]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, EvalComponent):
+            _ = node.heap_key
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple, set, frozenset)):
+            stack.extend(node)
+        elif hasattr(node, "__dict__") and type(node).__module__.startswith("moto."):
+            stack.extend(vars(node).values())
