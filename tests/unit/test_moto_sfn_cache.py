@@ -112,3 +112,15 @@ def test_a_shared_program_has_every_heap_key_drawn_before_any_execution_uses_it(
     retry_parts = [c for c in components if type(c).__name__ in ("MaxAttemptsDecl", "BackoffRateDecl")]
     assert retry_parts, "the walk must reach the retrier's components"
     assert all(c.__dict__.get("_EvalComponent__heap_key") for c in components)
+
+
+def test_lambda_tasks_share_one_client_per_region() -> None:
+    moto_sfn_cache.install()
+    import moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils as lambda_eval
+
+    with mock_aws():
+        first = lambda_eval.boto_client_for(region="us-east-1", service="lambda", state_credentials=object())
+        again = lambda_eval.boto_client_for(region="us-east-1", service="lambda", state_credentials=None)
+        other = lambda_eval.boto_client_for(region="eu-west-1", service="lambda", state_credentials=None)
+    assert first is again
+    assert other is not first and other.meta.region_name == "eu-west-1"

@@ -1,5 +1,5 @@
 """moto's Step Functions interpreter with each JSONPath and each state machine definition parsed once per
-process, not at every use.
+process, and one Lambda client per process, not one at every use.
 
 - moto evaluates every `$.x` of a state machine (`Parameters`, `ResultSelector`, `ResultPath`, the
   context's `$$.Task.Token`) with `jsonpath_ng.parse`, which builds a new PLY parser, LALR tables
@@ -12,6 +12,8 @@ process, not at every use.
   `Environment`. The tree holds no execution state (the environment does), except a lazily drawn
   `heap_key` per component (retry counters' key in the environment's heap): it is drawn for every
   component before the tree is shared, so two executions' first retries cannot draw different keys.
+- moto builds a new boto3 Lambda client for every Lambda task it runs (5-10 ms here: endpoint, SSL
+  context, event hooks). One client per region serves them all: boto3 clients are thread-safe.
 
 Step Functions in AWS spends nothing of the kind; this keeps the local stack's launch near it.
 """
@@ -30,6 +32,7 @@ def install() -> None:
     import jsonpath_ng
     import jsonpath_ng.ext
     import moto.stepfunctions.parser.asl.component.common.path.result_path as result_path
+    import moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils as lambda_eval
     import moto.stepfunctions.parser.asl.utils.json_path as json_path
     import moto.stepfunctions.parser.backend.execution_worker as execution_worker
 
@@ -42,14 +45,35 @@ def install() -> None:
     programs = _ProgramCache(execution_worker.AmazonStateLanguageParser)
     execution_worker.AmazonStateLanguageParser = programs  # type: ignore[misc,assignment]
     _installed["definition"] = programs
+    _installed["lambda_client"] = lambda_eval.boto_client_for = _client_per_region(
+        lambda_eval.boto_client_for
+    )
 
 
 def parses() -> dict[str, int]:
-    """Parses so far per kind (cache misses): what a test reads."""
+    """Parses (or clients built) so far per kind (cache misses): what a test reads."""
     return {
         kind: cache.misses if isinstance(cache, _ProgramCache) else cache.cache_info().misses
         for kind, cache in _installed.items()
     }
+
+
+def _client_per_region(build: Any) -> Any:
+    """moto's `boto_client_for(region, service, state_credentials)`, built once per region, service and
+    where moto sends it (its server's port, or its in-process stubber). moto's own ignores the task's
+    credentials, so a shared client changes nothing there."""
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+
+    @functools.lru_cache(maxsize=64)
+    def cached(region: str, service: str, stubbed: bool, port: str) -> Any:
+        return build(region, service)
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        return cached(region, service, botocore_stubber.enabled, moto_server_port())
+
+    boto_client_for.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return boto_client_for
 
 
 class _ProgramCache:
