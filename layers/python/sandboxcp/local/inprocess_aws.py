@@ -95,9 +95,10 @@ def install(endpoint: str, app: Callable[..., Any] | None = None) -> None:
     Covers every botocore session created afterwards (boto3's and pynamodb's, which makes its own) and
     boto3's default session if it already exists; clients made before, on other sessions, keep HTTP."""
     global _target
-    from sandboxcp.local import moto_transactions
+    from sandboxcp.local import moto_dynamodb, moto_transactions
 
     moto_transactions.install()  # transactions cost what their items cost, not their tables
+    moto_dynamodb.install()  # responses without moto's per-value shape walk
     with _install_lock:
         _target = (endpoint.rstrip("/") + "/", app or dynamodb_app())
         if (EVENT, _before_send) not in botocore.handlers.BUILTIN_HANDLERS:

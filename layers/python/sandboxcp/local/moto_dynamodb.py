@@ -1,0 +1,96 @@
+"""moto's DynamoDB responses without its per-value shape walk, and its action lookup done once per class.
+
+- moto 5 serializes every response through botocore's output shapes: for each attribute of each item it
+  walks the `AttributeValue` structure's ten members, asking an attribute picker for each (key aliases,
+  path bookkeeping). For the sessions' and executions' items that was 5-10 ms of every GetItem, Query and
+  UpdateItem here, more than half of each call, on every request path of the local stack (py-spy;
+  cProfile of GetItem + UpdateItem: 57 %). An `AttributeValue` that holds only strings, numbers, sets of
+  them, booleans, nulls, maps and lists of such is written as it is: exactly what moto's walk yields
+  for it (strings through `str`, the rest unchanged). Anything else (binary values, which moto
+  base64-encodes, or a shape this does not know) goes through moto's own walk.
+- moto looks up the action's method on its handler class with `inspect.getmembers` at every request
+  (about 1 ms for DynamoDB's handler). A class's methods are fixed once it is defined, so the names are
+  listed once per class.
+
+Both leave what moto stores and decides alone; only how a response is written changes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+_installed: dict[str, Any] = {}
+_SCALARS = frozenset({"S", "N"})
+_SETS = frozenset({"SS", "NS"})
+_FLAGS = frozenset({"NULL", "BOOL"})
+
+
+def install() -> None:
+    """Idempotent; for processes that serve DynamoDB from moto (the local stack, in-process)."""
+    import moto.core.responses as responses
+    from moto.core.serialize import BaseJSONSerializer
+
+    if _installed:
+        return
+    walk = BaseJSONSerializer._serialize_type_structure
+
+    def _serialize_type_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if key and shape.name == "AttributeValue":
+            plain = plain_attribute_value(value)
+            if plain is not None:
+                serialized[self.get_serialized_name(shape, key)] = plain
+                return
+        walk(self, serialized, value, shape, key)
+
+    BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
+    _installed["walk"] = walk
+    _installed["method_names"] = responses.method_names_from_class = functools.lru_cache(maxsize=256)(
+        responses.method_names_from_class
+    )
+
+
+def plain_attribute_value(value: Any) -> dict[str, Any] | None:
+    """`value` (an AttributeValue as moto holds it) as moto's serializer would write it, or None when
+    it holds anything this does not write itself."""
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, Any] = {}
+    for kind, inner in value.items():
+        if inner is None:
+            continue  # moto's walk leaves out members that are None
+        if kind in _SCALARS:
+            if not isinstance(inner, str):
+                return None
+            out[kind] = inner
+        elif kind in _SETS:
+            if not isinstance(inner, list) or not all(isinstance(x, str) for x in inner):
+                return None
+            out[kind] = list(inner)
+        elif kind in _FLAGS:
+            if not isinstance(inner, bool):
+                return None
+            out[kind] = inner
+        elif kind == "M":
+            if not isinstance(inner, dict):
+                return None
+            members = {}
+            for name, member in inner.items():
+                plain = plain_attribute_value(member)
+                if plain is None:
+                    return None
+                members[name] = plain
+            out[kind] = members
+        elif kind == "L":
+            if not isinstance(inner, list):
+                return None
+            items = []
+            for member in inner:
+                plain = plain_attribute_value(member)
+                if plain is None:
+                    return None
+                items.append(plain)
+            out[kind] = items
+        else:
+            return None  # B, BS or a member this module does not know: moto's walk decides
+    return out

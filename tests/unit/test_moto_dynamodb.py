@@ -1,0 +1,99 @@
+"""moto_dynamodb: DynamoDB responses written without moto's per-value shape walk are the bytes' meaning
+moto's walk gives, for every kind of value, and moto still serves a real table through it."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import boto3
+from moto import mock_aws
+from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+from moto.core.utils import get_service_model
+
+from sandboxcp.local import moto_dynamodb
+
+
+def _value(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    kinds = ["S", "N", "SS", "NS", "BOOL", "NULL", "B", "BS"] + (["M", "L"] if depth < 3 else [])
+    kind = rng.choice(kinds)
+    if kind == "S":
+        return {"S": rng.choice(["", "text", "ünï", "x" * 50])}
+    if kind == "N":
+        return {"N": str(rng.randint(-(10**6), 10**6))}
+    if kind == "SS":
+        return {"SS": [f"s{i}" for i in range(rng.randint(1, 3))]}
+    if kind == "NS":
+        return {"NS": [str(i) for i in range(rng.randint(1, 3))]}
+    if kind == "BOOL":
+        return {"BOOL": rng.random() < 0.5}
+    if kind == "NULL":
+        return {"NULL": True}
+    if kind == "B":
+        return {"B": "AAEC"}
+    if kind == "BS":
+        return {"BS": ["AAEC", "AwQ="]}
+    if kind == "M":
+        return {"M": {f"k{i}": _value(rng, depth + 1) for i in range(rng.randint(0, 4))}}
+    return {"L": [_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]}
+
+
+def _serialize(cls: type[JSONSerializer], operation: str, result: dict[str, Any]) -> Any:
+    model = get_service_model("dynamodb").operation_model(operation)
+    out = cls(operation_model=model, value_picker=XFormedAttributePicker(response_transformers={}))
+    return json.loads(out.serialize(result)["body"])
+
+
+def test_every_kind_of_value_is_written_as_moto_writes_it() -> None:
+    moto_dynamodb.install()
+    moto_dynamodb.install()  # idempotent
+
+    class MotosWalk(JSONSerializer):
+        _serialize_type_structure = moto_dynamodb._installed["walk"]
+
+    rng = random.Random(14)
+    for _ in range(300):
+        item = {f"a{i}": _value(rng) for i in range(rng.randint(1, 8))}
+        query = {"Items": [item, {"pk": {"S": "x"}}], "Count": 2, "ScannedCount": 2}
+        assert _serialize(JSONSerializer, "GetItem", {"Item": item}) == _serialize(
+            MotosWalk, "GetItem", {"Item": item}
+        )
+        assert _serialize(JSONSerializer, "Query", query) == _serialize(MotosWalk, "Query", query)
+
+
+def test_values_it_does_not_write_itself_are_left_to_moto() -> None:
+    assert moto_dynamodb.plain_attribute_value({"S": "x", "M": {"k": {"N": "1"}}}) == {
+        "S": "x",
+        "M": {"k": {"N": "1"}},
+    }
+    for value in ({"B": "AAEC"}, {"M": {"k": {"BS": ["AA=="]}}}, {"S": 5}, {"L": [{"X": "?"}]}, "S"):
+        assert moto_dynamodb.plain_attribute_value(value) is None
+
+
+def test_a_table_served_through_it_returns_what_was_written() -> None:
+    moto_dynamodb.install()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        item = {
+            "pk": {"S": "p"},
+            "n": {"N": "1.5"},
+            "b": {"B": b"\x00\x01"},
+            "m": {"M": {"l": {"L": [{"S": "a"}, {"BOOL": False}, {"NULL": True}, {"SS": ["x", "y"]}]}}},
+        }
+        client.put_item(TableName="t", Item=item)
+        assert client.get_item(TableName="t", Key={"pk": {"S": "p"}})["Item"] == item
+        updated = client.update_item(
+            TableName="t",
+            Key={"pk": {"S": "p"}},
+            UpdateExpression="SET n = n + :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        assert updated == {**item, "n": {"N": "2.5"}}
