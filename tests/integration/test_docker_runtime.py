@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sandboxcp.adapters.runtimes import disk
 from sandboxcp.adapters.runtimes.docker import DockerRuntime, demux_logs, node_from_host
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import SandboxSpec
@@ -211,6 +212,52 @@ def test_missing_image_is_a_clear_error(docker_engine: None, tmp_path: Path) -> 
     assert "sandboxcp/not-built:latest" in err.value.detail
     assert "scripts/build_images.sh" in err.value.solution
     assert not (tmp_path / "sessions" / spec.session_id).exists()
+
+
+def _socket_mode_runtime(tmp_path: Path) -> DockerRuntime:
+    """Local mode: sandboxes get a sized workspace disk, formatted while the engine creates them."""
+    return DockerRuntime(
+        [node_from_host("unix:///var/run/docker.sock")],
+        state_dir=str(tmp_path),
+        callback_base_url=f"unix://{tmp_path}/cp.sock",
+    )
+
+
+def _mounted_under(root: Path) -> list[str]:
+    prefix = str(root.resolve()) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+
+def test_a_failed_create_leaves_no_workspace_mounted(docker_engine: None, tmp_path: Path) -> None:
+    """The workspace disk is formatted and mounted while the engine creates the container; when the
+    create fails, the runtime waits for it and removes it: nothing stays mounted or on disk."""
+    assert disk.available(), "the docker runtime's workspace disks need root, loop devices and mkfs.ext4"
+    runtime = _socket_mode_runtime(tmp_path)
+    spec = SandboxSpec(
+        session_id="sess_noimagedisk000000", image="sandboxcp/not-built:latest", resources=ResourceLimit()
+    )
+    with pytest.raises(SandboxUnavailable, match="not-built"):
+        runtime.start(spec)
+    assert _mounted_under(tmp_path) == []
+    assert not (tmp_path / "sessions" / spec.session_id).exists()
+
+
+def test_a_workspace_that_cannot_be_made_leaves_no_container(
+    docker_engine: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_disk(session_dir: Path, size_mb: int, owner: tuple[int, int]) -> None:
+        raise disk.DiskUnavailable("mkfs.ext4 failed: no space left on device")
+
+    monkeypatch.setattr(disk, "available", lambda: True)
+    monkeypatch.setattr(disk, "format_and_mount", no_disk)
+    runtime = _socket_mode_runtime(tmp_path)
+    sid = "sess_nodisk0000000000"
+    spec = SandboxSpec(session_id=sid, image="sandboxcp/python-basic:latest", resources=ResourceLimit())
+    with pytest.raises(SandboxUnavailable, match="no space left"):
+        runtime.start(spec)
+    assert docker("ps", "-aq", "--filter", f"name=sandbox-{sid}").stdout.strip() == ""
+    assert not (tmp_path / "sessions" / sid).exists()
 
 
 def test_unreachable_engine_is_sandbox_unavailable(tmp_path: Path) -> None:

@@ -42,9 +42,23 @@ def available() -> bool:
 def create(session_dir: Path, size_mb: int, owner: tuple[int, int]) -> Path:
     """Make and mount the workspace of `size_mb` MiB in `session_dir`; returns the mount point. `owner`:
     the uid/gid the workspace's root belongs to on the host."""
-    image, mount_point = session_dir / IMAGE, session_dir / MOUNT_POINT
+    mount_point = prepare(session_dir)
+    format_and_mount(session_dir, size_mb, owner)
+    return mount_point
+
+
+def prepare(session_dir: Path) -> Path:
+    """The first half of `create`: an empty mount point, nothing of an earlier sandbox left. A runtime
+    can name it in a container's binds while `format_and_mount` runs (the bind is resolved at start)."""
+    mount_point = session_dir / MOUNT_POINT
     remove(session_dir)  # never reuse what an earlier sandbox of the session could write
     mount_point.mkdir(parents=True)
+    return mount_point
+
+
+def format_and_mount(session_dir: Path, size_mb: int, owner: tuple[int, int]) -> None:
+    """The second half of `create`: the image made, formatted and mounted on `prepare`'s mount point."""
+    image, mount_point = session_dir / IMAGE, session_dir / MOUNT_POINT
     with open(image, "wb") as f:
         f.truncate(size_mb * 1024 * 1024)
     _run(
@@ -62,7 +76,6 @@ def create(session_dir: Path, size_mb: int, owner: tuple[int, int]) -> Path:
     _run("mount", "-o", "loop,nosuid,nodev", str(image), str(mount_point))
     with contextlib.suppress(OSError):
         (mount_point / "lost+found").rmdir()
-    return mount_point
 
 
 def remove(session_dir: Path) -> None:
