@@ -97,3 +97,45 @@ def test_a_table_served_through_it_returns_what_was_written() -> None:
             ReturnValues="ALL_NEW",
         )["Attributes"]
         assert updated == {**item, "n": {"N": "2.5"}}
+
+
+def test_expressions_parsed_once_still_bind_each_calls_values() -> None:
+    """The same UpdateExpression and ConditionExpression text with different values: each call is
+    decided on its own values (only the text's parse is kept)."""
+    moto_dynamodb.install()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="c",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="c", Item={"pk": {"S": "p"}, "state": {"S": "creating"}, "n": {"N": "0"}})
+
+        def move(source: str, target: str) -> bool:
+            try:
+                client.update_item(
+                    TableName="c",
+                    Key={"pk": {"S": "p"}},
+                    UpdateExpression="SET #s = :to, n = n + :one",
+                    ConditionExpression="#s = :from AND attribute_exists(pk)",
+                    ExpressionAttributeNames={"#s": "state"},
+                    ExpressionAttributeValues={
+                        ":to": {"S": target},
+                        ":from": {"S": source},
+                        ":one": {"N": "1"},
+                    },
+                )
+            except client.exceptions.ConditionalCheckFailedException:
+                return False
+            return True
+
+        assert move("creating", "running") is True
+        assert move("creating", "running") is False  # same text, the item moved on
+        assert move("running", "terminated") is True
+        item = client.get_item(TableName="c", Key={"pk": {"S": "p"}})["Item"]
+        assert item["state"] == {"S": "terminated"} and item["n"] == {"N": "2"}
+        text = "#s = :from AND attribute_exists(pk)"
+        assert text in moto_dynamodb._installed["condition_tokens"]
+        assert moto_dynamodb._installed["update_expressions"].cache_info().hits >= 2
