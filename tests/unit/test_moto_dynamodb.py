@@ -139,3 +139,33 @@ def test_expressions_parsed_once_still_bind_each_calls_values() -> None:
         text = "#s = :from AND attribute_exists(pk)"
         assert text in moto_dynamodb._installed["condition_tokens"]
         assert moto_dynamodb._installed["update_expressions"].cache_info().hits >= 2
+
+
+def test_update_trees_are_copied_whole_and_unshared() -> None:
+    """moto's validator binds a copy of the cached tree: the copy equals the tree and shares none of its
+    nodes, so binding one call's values cannot leak into the next call's."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    moto_dynamodb.install()
+    tree = UpdateExpressionParser.make("SET #a = :v, n = n + :one REMOVE gone")
+    copied = moto_dynamodb._installed["tree_copy"](tree)
+    assert _shape(copied) == _shape(tree)
+    originals = {id(node) for node in _nodes(tree)}
+    assert originals and not originals & {id(node) for node in _nodes(copied)}
+
+
+def _nodes(node: Any) -> list[Any]:
+    if not hasattr(node, "__dict__"):
+        return []  # leaf values are immutable (and may be interned): not nodes to share
+    found = [node]
+    for child in getattr(node, "children", None) or []:
+        found += _nodes(child)
+    return found
+
+
+def _shape(node: Any) -> Any:
+    """A node's class, plain fields and children's shapes: what a copy must reproduce."""
+    if not hasattr(node, "__dict__"):
+        return node  # a leaf value (a name, a token string)
+    fields = sorted((k, v) for k, v in vars(node).items() if isinstance(v, (str, int, type(None))))
+    return type(node).__name__, fields, [_shape(child) for child in getattr(node, "children", None) or []]

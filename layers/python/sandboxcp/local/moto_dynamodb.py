@@ -17,13 +17,19 @@
   text alone: an update expression's tree is only read by the request's checks and deep-copied by moto's
   validator before it is changed, and a condition's tokens are immutable tuples; the values and names
   are still bound at every call. So each distinct text is parsed (or lexed) once.
+- moto's update validator deep-copies the expression's tree before binding it (a tenth of the CPU for a
+  cell): `copy.deepcopy` walks it object by object in Python. A pickle round trip makes the same copy
+  (both rebuild each object through its `__reduce_ex__`) about three times faster; whatever cannot be
+  pickled is still deep-copied.
 
 Both leave what moto stores and decides alone; only how a response is written changes.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import pickle
 from collections import deque
 from typing import Any
 
@@ -57,6 +63,22 @@ def install() -> None:
     )
     _installed["update_expressions"] = _parse_update_expressions_once()
     _installed["condition_tokens"] = _lex_conditions_once()
+    _installed["tree_copy"] = _copy_trees_by_pickle()
+
+
+def _copy_trees_by_pickle() -> Any:
+    import moto.dynamodb.parsing.validators as validators
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        if memo is None:
+            try:
+                return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+            except (pickle.PicklingError, TypeError, AttributeError):
+                pass
+        return copy.deepcopy(value, memo)
+
+    validators.deepcopy = deepcopy  # type: ignore[assignment]
+    return deepcopy
 
 
 def _parse_update_expressions_once() -> Any:
