@@ -174,6 +174,7 @@ def local_settings_env(state_dir: str, runtime: str) -> dict[str, str]:
         "POWERTOOLS_METRICS_NAMESPACE": "SandboxControlPlane",
         "POWERTOOLS_DEV": "false",
         "POWERTOOLS_METRICS_DISABLED": "true",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as deployed (infra/sandboxcp_infra/functions.py)
     }
 
 
