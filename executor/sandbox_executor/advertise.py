@@ -10,13 +10,15 @@ metadata endpoint v4 (``GET $ECS_CONTAINER_METADATA_URI_V4/task``, the first con
 
 from __future__ import annotations
 
-import http.client
 import threading
-from typing import Any
 
 from sandbox_executor.config import Config
 from sandbox_executor.http_client import Endpoint, request
 from sandbox_executor.logs import log
+
+TYPE_CHECKING = False  # not typing's: an idle agent does not import typing (docs/capacity.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 # The metadata endpoint is link-local and answers in milliseconds; a few quick tries cover a
 # container that starts before its agent is up, without holding readiness back for long.
@@ -59,7 +61,7 @@ def ecs_task_ip(metadata_uri: str, stop: threading.Event) -> str | None:
                 error = "no IPv4 address in the task metadata"
                 break  # a well-formed answer without an address will not change
             error = f"HTTP {resp.status}"
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             error = type(exc).__name__
         if attempt < ECS_TRIES and stop.wait(ECS_RETRY_S * attempt):
             break

@@ -12,7 +12,6 @@ import signal
 import socket
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from sandbox_executor import __version__, linux
 from sandbox_executor.advertise import advertised_url
@@ -21,13 +20,14 @@ from sandbox_executor.config import Config, ConfigError, load_config
 from sandbox_executor.identity import BindingCell, Identity, initial_identity
 from sandbox_executor.logs import log
 from sandbox_executor.server import Service, TCPServer, UnixServer, bound_port, make_server
-from sandbox_executor.validation import ExecutionRequest, ValidationError, WorkspacePlan, parse_workspace_plan
 from sandbox_executor.worker import ExecutionQueue
 
+TYPE_CHECKING = False  # not typing's: an idle agent does not import typing (docs/capacity.md)
 if TYPE_CHECKING:  # built on first use (Machinery): an idle agent never imports them
     from sandbox_executor.interactive_api import Interactive
     from sandbox_executor.process import ChildRegistry, OnOutput
     from sandbox_executor.runner import Runner, RunOutcome
+    from sandbox_executor.validation import ExecutionRequest, WorkspacePlan
 
 EXIT_OK = 0
 EXIT_NOT_READY = 1  # the control plane never answered container_ready (the supervisor retries)
@@ -210,6 +210,8 @@ class Machinery:
 
 
 def _listing(callbacks: CallbackClient, identity: Identity) -> WorkspacePlan | None:
+    from sandbox_executor.validation import ValidationError, parse_workspace_plan
+
     raw = callbacks.workspace_listing(identity.session_id())
     try:
         return parse_workspace_plan(raw) if raw is not None else None

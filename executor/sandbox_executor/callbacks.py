@@ -8,18 +8,20 @@ Retries happen on connection errors, 5xx and 429; any other status is final: 2xx
 from __future__ import annotations
 
 import enum
-import http.client
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 from sandbox_executor import __version__
 from sandbox_executor.clock import utc_now_iso
 from sandbox_executor.http_client import Endpoint, request
 from sandbox_executor.logs import log
+from sandbox_executor.records import Record
+
+TYPE_CHECKING = False  # not typing's: an idle agent does not import typing (docs/capacity.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Outcome(enum.Enum):
@@ -28,20 +30,26 @@ class Outcome(enum.Enum):
     GAVE_UP = "gave_up"  # retry budget spent, or the executor is shutting down
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(Record):
+    __slots__ = __match_args__ = ("outcome", "status", "body")
     outcome: Outcome
-    status: int | None = None  # last HTTP status seen, None if the last try never got an answer
-    body: bytes = b""  # the answer's body, when delivered
+    status: int | None  # last HTTP status seen, None if the last try never got an answer
+    body: bytes  # the answer's body, when delivered
+
+    def __init__(self, outcome: Outcome, status: int | None = None, body: bytes = b"") -> None:
+        self._init(outcome=outcome, status=status, body=body)
 
 
-@dataclass(frozen=True)
-class Backoff:
+class Backoff(Record):
     """Exponential backoff: ``first_s``, doubling, capped at ``max_s``, within ``budget_s`` in total."""
 
+    __slots__ = __match_args__ = ("first_s", "max_s", "budget_s")
     first_s: float
     max_s: float
     budget_s: float
+
+    def __init__(self, first_s: float, max_s: float, budget_s: float) -> None:
+        self._init(first_s=first_s, max_s=max_s, budget_s=budget_s)
 
     def delays(self) -> Iterator[float]:
         delay = self.first_s
@@ -140,7 +148,7 @@ class CallbackClient:
                     log("callback_rejected", path=url_path, status=status, attempt=attempt)
                     return Delivery(Outcome.REJECTED, status)
                 wait_hint = _retry_after_s(resp.headers)
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 error = type(exc).__name__
             delay = next(delays, None)
             remaining = deadline - time.monotonic()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from sandbox_executor.http_client import Endpoint
+from sandbox_executor.records import Record
 
 DEFAULT_LISTEN = "tcp:0.0.0.0:8080"
 DEFAULT_WORKSPACE = "/workspace"
@@ -18,17 +18,20 @@ class ConfigError(ValueError):
     """The environment does not describe a runnable executor."""
 
 
-@dataclass(frozen=True)
-class ListenSpec:
+class ListenSpec(Record):
     """Where the executor serves: a unix socket path, a TCP host and port, or a listening socket
     inherited as file descriptor ``fd`` (the process runtime makes it outside the sandbox, where
     sandbox code can neither replace nor reach its path)."""
 
+    __slots__ = __match_args__ = ("kind", "path", "host", "port", "fd")
     kind: str  # "unix", "tcp" or "fd"
-    path: str = ""
-    host: str = ""
-    port: int = 0
-    fd: int = -1
+    path: str
+    host: str
+    port: int
+    fd: int
+
+    def __init__(self, kind: str, path: str = "", host: str = "", port: int = 0, fd: int = -1) -> None:
+        self._init(kind=kind, path=path, host=host, port=port, fd=fd)
 
     def describe(self) -> str:
         if self.kind == "fd":
@@ -54,8 +57,12 @@ class ListenSpec:
         raise ConfigError(f"SANDBOXCP_LISTEN must start with unix:, tcp: or fd:N (N > 2), got {spec!r}")
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
+    __slots__ = __match_args__ = (
+        "session_id", "callback_url", "callback_token", "listen", "container_id", "workspace", "heartbeat_s",
+        "retry_base_s", "node_bin", "bash_bin", "advertise_url", "pod_ip", "ecs_metadata_uri", "s3_via",
+        "pool_id",
+    )  # fmt: skip
     session_id: str  # "" for a warm-pool executor started unbound (see identity.py)
     callback_url: str
     callback_token: str
@@ -67,14 +74,50 @@ class Config:
     node_bin: str
     bash_bin: str
     # Sources of the executor_url announced in container_ready (see advertise.py), in this order.
-    advertise_url: str | None = None
-    pod_ip: str | None = None  # Kubernetes downward API
-    ecs_metadata_uri: str | None = None  # ECS task metadata endpoint v4
+    advertise_url: str | None
+    pod_ip: str | None  # Kubernetes downward API
+    ecs_metadata_uri: str | None  # ECS task metadata endpoint v4
     # Presigned S3 requests go through this base (the control plane's socket, ``/_s3/...``) when
     # the sandbox has no network of its own; None: straight to the presigned URL.
-    s3_via: str | None = None
+    s3_via: str | None
     # A warm-pool executor: started without a session, bound later by POST /bind (identity.py).
-    pool_id: str | None = None
+    pool_id: str | None
+
+    def __init__(
+        self,
+        session_id: str,
+        callback_url: str,
+        callback_token: str,
+        listen: ListenSpec,
+        container_id: str | None,
+        workspace: str,
+        heartbeat_s: float,
+        retry_base_s: float,
+        node_bin: str,
+        bash_bin: str,
+        advertise_url: str | None = None,
+        pod_ip: str | None = None,
+        ecs_metadata_uri: str | None = None,
+        s3_via: str | None = None,
+        pool_id: str | None = None,
+    ) -> None:
+        self._init(
+            session_id=session_id,
+            callback_url=callback_url,
+            callback_token=callback_token,
+            listen=listen,
+            container_id=container_id,
+            workspace=workspace,
+            heartbeat_s=heartbeat_s,
+            retry_base_s=retry_base_s,
+            node_bin=node_bin,
+            bash_bin=bash_bin,
+            advertise_url=advertise_url,
+            pod_ip=pod_ip,
+            ecs_metadata_uri=ecs_metadata_uri,
+            s3_via=s3_via,
+            pool_id=pool_id,
+        )
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -15,7 +15,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: an idle agent does not import typing (docs/capacity.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 # -- the sandbox ------------------------------------------------------------------------------------------
 SANDBOX_UID = 1000  # user code and the executor run as 1000:1000 on every runtime

@@ -15,18 +15,20 @@ into the cell and out of the environment.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mmap
 import re
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from sandbox_executor.config import Config
-from sandbox_executor.validation import ValidationError
+from sandbox_executor.errors import ValidationError
+from sandbox_executor.records import Record
+
+TYPE_CHECKING = False  # not typing's: an idle agent does not import typing (docs/capacity.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 SESSION_ID_RE = re.compile(r"sess_[a-z0-9]{16}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -35,11 +37,14 @@ MAX_BIND_ENV_VARS = 256
 MAX_BIND_ENV_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Binding:
+class Binding(Record):
+    __slots__ = __match_args__ = ("session_id", "callback_token", "env")
     session_id: str
     callback_token: str
-    env: dict[str, str] = field(default_factory=dict)  # added to user code's environment
+    env: dict[str, str]  # added to user code's environment
+
+    def __init__(self, session_id: str, callback_token: str, env: dict[str, str] | None = None) -> None:
+        self._init(session_id=session_id, callback_token=callback_token, env={} if env is None else env)
 
 
 class AlreadyBound(Exception):
@@ -83,6 +88,8 @@ class Identity:
     def executor_key(self) -> str:
         """What the control plane must present to ``POST /execute``: the SHA-256 of the callback token,
         which it stores on the session (it keeps no token). "" while unbound."""
+        import hashlib  # on the first /execute, not in every idle agent (docs/capacity.md)
+
         token = self.token()
         return hashlib.sha256(token.encode()).hexdigest() if token else ""
 

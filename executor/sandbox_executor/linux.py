@@ -22,7 +22,10 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: an idle agent does not import typing (docs/capacity.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4

@@ -1,6 +1,12 @@
 """The executor's HTTP API (executor-api.yaml): ``GET /health`` and ``POST /execute``, plus
 ``POST /bind`` for a warm-pool executor (see identity.py).
 
+HTTP/1.1 is served by ``HTTPHandler`` below, over ``socketserver``: what the executor used of
+``http.server.BaseHTTPRequestHandler`` (request line, headers, keep-alive, ``Expect: 100-continue``, the
+same limits), without ``http.server``, which brings ``http.client``, ``email``, ``html``, ``mimetypes`` and
+``shutil`` into every idle sandbox (about 1.5 MB with what they import, docs/capacity.md). Malformed
+requests get the same statuses as from http.server, with a plain-text body instead of its HTML page.
+
 Deviation from the contract, on purpose: ``/execute`` answers **202** ``{"execution_id",
 "status": "accepted"}`` at once instead of a synchronous 200 with the result, so the control plane
 never blocks on long runs; the result arrives through the ``/internal/.../result`` callback. With
@@ -11,7 +17,6 @@ never blocks on long runs; the result arrives through the ``/internal/.../result
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import os
 import socket
@@ -19,17 +24,18 @@ import socketserver
 import stat
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
 
 from sandbox_executor import __version__
 from sandbox_executor.config import ListenSpec
+from sandbox_executor.errors import ValidationError
 from sandbox_executor.identity import AlreadyBound, Binding, Identity, parse_bind_request
 from sandbox_executor.logs import log
-from sandbox_executor.validation import ValidationError, parse_execute_request
 from sandbox_executor.worker import ExecutionQueue, Handoff, QueueFull
 
+TYPE_CHECKING = False  # not typing's: an idle agent does not import typing (docs/capacity.md)
 if TYPE_CHECKING:
+    from typing import Any
+
     from sandbox_executor.interactive_api import Interactive
 
 # A 1 MiB program can grow up to 6x as JSON (\uXXXX escapes), plus its event.
@@ -78,23 +84,193 @@ def _error(code: str, description: str, detail: str, solution: str) -> dict[str,
     return {"error_code": code, "description": description, "error_detail": detail, "solution": solution}
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = f"sandbox-executor/{__version__}"
-    sys_version = ""
+_MAX_LINE = 65536  # request line and header lines, as http.server
+_MAX_HEADERS = 100
+# Reason phrases of the statuses the executor answers; others are looked up in http.HTTPStatus.
+_REASONS = {
+    100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
+    403: "Forbidden", 404: "Not Found", 409: "Conflict", 410: "Gone", 411: "Length Required",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}  # fmt: skip
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _reason(status: int) -> str:
+    if status in _REASONS:
+        return _REASONS[status]
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _http_date() -> str:
+    t = time.gmtime()
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
+class Headers:
+    """A request's headers: ``get`` by name in any case, the first of repeated ones (as http.server's)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+
+    def add(self, name: str, value: str) -> None:
+        self._values.setdefault(name.lower(), value)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._values.get(name.lower(), default)
+
+
+class HTTPHandler(socketserver.StreamRequestHandler):
+    """HTTP/1.1 requests on one connection (keep-alive) to ``do_<METHOD>``, as
+    ``http.server.BaseHTTPRequestHandler`` dispatches them, with its limits and error statuses."""
+
     protocol_version = "HTTP/1.1"
+    server_version = ""
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self._handle_one()
+        while not self.close_connection:
+            self._handle_one()
+
+    def _handle_one(self) -> None:
+        self.command, self.path, self.request_version = "", "", "HTTP/0.9"
+        self.headers = Headers()
+        try:
+            line = self.rfile.readline(_MAX_LINE + 1)
+            if len(line) > _MAX_LINE:
+                self.request_version = ""
+                self.send_error(414)
+                return
+            if not line:
+                self.close_connection = True
+                return
+            if not self._parse_request(line):
+                return
+            method = getattr(self, "do_" + self.command, None)
+            if method is None:
+                self.send_error(501, f"Unsupported method ({self.command!r})")
+                return
+            method()
+            self.wfile.flush()
+        except TimeoutError:  # a read or a write timed out: the connection goes
+            self.close_connection = True
+
+    def _parse_request(self, raw: bytes) -> bool:
+        """http.server's parse_request: the request line, the headers, Connection and Expect."""
+        self.close_connection = True
+        words = str(raw, "iso-8859-1").rstrip("\r\n").split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            numbers = version[5:].split(".") if version.startswith("HTTP/") else []
+            if len(numbers) != 2 or not all(n.isdigit() and len(n) <= 10 for n in numbers):
+                self.send_error(400, f"Bad request version ({version!r})")
+                return False
+            number = int(numbers[0]), int(numbers[1])
+            if number >= (1, 1):
+                self.close_connection = False
+            if number >= (2, 0):
+                self.send_error(505, f"Invalid HTTP version ({version[5:]})")
+                return False
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(400, f"Bad request syntax ({' '.join(words)!r})")
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(400, f"Bad HTTP/0.9 request type ({command!r})")
+                return False
+        self.command, self.path = command, path
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")
+        problem = self._read_headers()
+        if problem:
+            self.send_error(431, problem)
+            return False
+        connection = (self.headers.get("Connection") or "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        expect = (self.headers.get("Expect") or "").lower()
+        if expect == "100-continue" and self.request_version >= "HTTP/1.1":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return True
+
+    def _read_headers(self) -> str | None:
+        """Into ``self.headers``; what is wrong with them, or None."""
+        name = ""
+        for _ in range(_MAX_HEADERS + 1):
+            line = self.rfile.readline(_MAX_LINE + 1)
+            if len(line) > _MAX_LINE:
+                return "Line too long"
+            if line in (b"\r\n", b"\n", b""):
+                return None
+            text = str(line, "iso-8859-1").rstrip("\r\n")
+            if text[:1] in (" ", "\t"):
+                continue  # a folded continuation line (obsolete): not one the executor reads
+            name, sep, value = text.partition(":")
+            if sep and name and not name[0].isspace():
+                self.headers.add(name.strip(), value.strip())
+        return f"Too many headers: got more than {_MAX_HEADERS}"
+
+    def send_response(self, status: int) -> None:
+        self._head = []
+        if self.request_version == "HTTP/0.9":  # no status line, no headers: as http.server
+            return
+        self._head.append(f"{self.protocol_version} {status} {_reason(status)}")
+        if self.server_version:
+            self._head.append(f"Server: {self.server_version}")
+        self._head.append(f"Date: {_http_date()}")
+
+    def send_header(self, name: str, value: str) -> None:
+        if self.request_version != "HTTP/0.9":
+            self._head.append(f"{name}: {value}")
+        if name.lower() == "connection":
+            if value.lower() == "close":
+                self.close_connection = True
+            elif value.lower() == "keep-alive":
+                self.close_connection = False
+
+    def end_headers(self) -> None:
+        if self._head:
+            self.wfile.write(("\r\n".join(self._head) + "\r\n\r\n").encode("latin-1", "strict"))
+        self._head = []
+
+    def send_error(self, status: int, message: str | None = None) -> None:
+        """A plain-text error answer that closes the connection (http.server sends an HTML page)."""
+        body = f"{status} {message or _reason(status)}\n".encode("utf-8", "replace")
+        self.send_response(status)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and status >= 200 and status not in (204, 304):
+            self.wfile.write(body)
+
+
+class Handler(HTTPHandler):
+    server_version = f"sandbox-executor/{__version__}"
     timeout = 60  # idle keep-alive connections release their thread
 
     @property
     def service(self) -> Service:
         assert isinstance(self.server, _WithService)
         return self.server.service
-
-    def address_string(self) -> str:
-        # On a unix socket client_address is "" and the base class would index into it.
-        return str(self.client_address[0]) if isinstance(self.client_address, tuple) else "unix"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # we log events, not every request
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode()
@@ -210,8 +386,10 @@ class Handler(BaseHTTPRequestHandler):
     def _authorized(self) -> bool:
         """``POST /execute`` only from the control plane: it presents the SHA-256 of the session's
         callback token (what it stores), which user code never learns. Refused with 403 otherwise."""
+        import hmac  # with the first execution, not in every idle agent (docs/capacity.md)
+
         key = self.service.identity.executor_key()
-        given = self.headers.get("Authorization", "")
+        given = self.headers.get("Authorization") or ""
         if key and hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
             return True
         log("execute_refused", reason="bad_executor_key")
@@ -243,6 +421,8 @@ class Handler(BaseHTTPRequestHandler):
     def _execute(self, body: bytes) -> None:
         if not self._bound_and_authorized():
             return
+        from sandbox_executor.validation import parse_execute_request  # with the first execution
+
         try:
             req = parse_execute_request(json.loads(body))
         except ValueError as exc:  # ValidationError, or malformed JSON

@@ -17,10 +17,13 @@ import codecs
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from sandbox_executor.clock import utc_now_iso
 from sandbox_executor.logs import log
+
+TYPE_CHECKING = False  # not typing's: an idle agent does not import typing (docs/capacity.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 INTERVAL_S = 0.1
 BATCH_BYTES = 16 * 1024
@@ -31,7 +34,7 @@ CLOSE_WAIT_S = 10.0
 TRUNCATED_NOTE = "\n[live output truncated: over 1 MiB on this stream; the result keeps the first 1 MiB]\n"
 
 # post(chunks) -> True when delivered (or finally refused: nothing more to do), False to keep and retry.
-Post = Callable[[list[dict[str, Any]]], bool]
+Post = Callable[[list[dict[str, "Any"]]], bool]
 
 
 class OutputStream:

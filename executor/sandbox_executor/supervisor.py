@@ -32,15 +32,19 @@ import contextlib
 import gc
 import os
 import signal
-import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from types import FrameType
 
 from sandbox_executor import linux
 from sandbox_executor.logs import log
+
+# subprocess and traceback are imported where they are used (an agent given as argv, in tests; a crashing
+# agent), not by every supervisor: what it imports before it forks is in every idle agent (docs/capacity.md).
+TYPE_CHECKING = False  # not typing's, for the same reason
+if TYPE_CHECKING:
+    import subprocess
 
 AGENT_NAME = "sandbox-agent"  # the forked agent's comm, for host tools and tests
 EXIT_CONFIG = 2  # the agent's "do not restart me" code (sandbox_executor.app.EXIT_CONFIG)
@@ -123,7 +127,7 @@ class Supervisor:
                 return None
             try:
                 proc = self._fork_agent() if self.agent_fn else self._exec_agent()
-            except (OSError, subprocess.SubprocessError) as exc:
+            except _spawn_errors() as exc:
                 # No interpreter to run it with (or no resources to fork): counted like a crash.
                 log("supervisor_spawn_failed", error=f"{type(exc).__name__}: {exc}")
                 return 1 << 8  # a wait status meaning "exited with code 1"
@@ -142,6 +146,8 @@ class Supervisor:
             self.agent = None
 
     def _exec_agent(self) -> subprocess.Popen[bytes]:
+        import subprocess
+
         assert self.argv is not None
         return subprocess.Popen(self.argv, preexec_fn=linux.die_with_parent_hook())
 
@@ -169,6 +175,8 @@ class Supervisor:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
+            import traceback
+
             traceback.print_exc()
         finally:
             for stream in (sys.stdout, sys.stderr):
@@ -204,6 +212,13 @@ class Supervisor:
         return self.stop_signal is not None
 
 
+def _spawn_errors() -> tuple[type[Exception], ...]:
+    """What starting an agent raises: OSError, and subprocess's own errors, which only ``_exec_agent``
+    (which imports subprocess) can raise."""
+    subprocess = sys.modules.get("subprocess")
+    return (OSError, subprocess.SubprocessError) if subprocess is not None else (OSError,)
+
+
 def _signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -214,8 +229,15 @@ def _signal_name(signum: int) -> str:
 def main() -> int:
     from sandbox_executor import app
     from sandbox_executor.config import ConfigError, load_config
+    from sandbox_executor.http_client import tls_needed
     from sandbox_executor.identity import Binding, BindingCell
     from sandbox_executor.server import open_listener
+
+    if tls_needed(os.environ):
+        # https (deployed ECS/EKS, remote docker): http.client and ssl (about 2 MB) are imported here, once,
+        # before the fork, so that the agents share them. The process runtime and local docker talk to the
+        # control plane over a unix socket or http, and to S3 through it: their agents never import either.
+        import http.client  # noqa: F401
 
     if not linux.set_not_dumpable():
         log("supervisor_warning", message="cannot make the executor non-dumpable (no prctl)")

@@ -20,13 +20,10 @@ from sandbox_executor.contract import (
     json_value_problem,
     utf8_size,
 )
+from sandbox_executor.errors import ValidationError as ValidationError  # defined apart (errors.py)
 
 EXECUTION_ID_RE = re.compile(EXECUTION_ID_PATTERN)
 CONTEXT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class ValidationError(ValueError):
-    """Carries the ``error_detail`` of a 400 ``Executor.ValidationError``."""
 
 
 MAX_WAIT_MS = 25_000  # below API Gateway's 29 s, as the control plane's execute-sync

@@ -14,23 +14,24 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Protocol
 
 from sandbox_executor.callbacks import CallbackClient, Outcome
 from sandbox_executor.clock import utc_now_iso
 from sandbox_executor.logs import log
 from sandbox_executor.streaming import OutputStream
-from sandbox_executor.validation import ExecutionRequest
 
+TYPE_CHECKING = False  # not typing's: an idle agent does not import typing (docs/capacity.md)
 if TYPE_CHECKING:  # the runner is imported with the first execution (app.Machinery)
+    from typing import Protocol
+
     from sandbox_executor.process import OnOutput
     from sandbox_executor.runner import RunOutcome
+    from sandbox_executor.validation import ExecutionRequest
 
+    class RunsCode(Protocol):
+        """runner.Runner, or what builds one on first use (app.Machinery)."""
 
-class RunsCode(Protocol):
-    """runner.Runner, or what builds one on first use (app.Machinery)."""
-
-    def run(self, req: ExecutionRequest, on_output: OnOutput | None = None) -> RunOutcome: ...
+        def run(self, req: ExecutionRequest, on_output: OnOutput | None = None) -> RunOutcome: ...
 
 
 QUEUE_BOUND = 64

@@ -46,6 +46,107 @@ def test_an_idle_agent_imports_nothing_that_runs_code() -> None:
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+# What the process runtime gives every sandbox: the control plane and S3 (through it) on a unix socket.
+_PROCESS_RUNTIME_ENV = {
+    "SANDBOXCP_CALLBACK_URL": "unix:///run/controlplane.sock",
+    "SANDBOXCP_S3_VIA": "unix:///run/controlplane.sock",
+}
+# Left out of every idle agent (docs/capacity.md): each was measured at 0.1-3 MB with what it imports.
+_HEAVY = (
+    "typing", "dataclasses", "inspect", "ast", "dis", "tokenize", "traceback", "linecache", "ssl", "_ssl",
+    "http.client", "http.server", "email", "email.parser", "html", "mimetypes", "shutil", "bz2", "lzma",
+    "hashlib", "hmac", "random", "subprocess", "sandbox_executor.validation",
+)  # fmt: skip
+
+
+def _idle_modules(env: dict[str, str]) -> set[str]:
+    probe = (
+        "import sys, sandbox_executor.supervisor, sandbox_executor.app\nprint(' '.join(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-P", "-c", probe],
+        env={"PYTHONPATH": str(EXECUTOR_DIR), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(out.stdout.split())
+
+
+def test_an_idle_agent_imports_none_of_the_heavy_standard_library_modules() -> None:
+    """typing, dataclasses (inspect, ast...), http.server/http.client (email, html, mimetypes, shutil),
+    ssl, hashlib: an idle agent on the process runtime holds none of them (issue #14's 12 MB)."""
+    loaded = _idle_modules(_PROCESS_RUNTIME_ENV)
+    assert "sandbox_executor.server" in loaded and "sandbox_executor.callbacks" in loaded
+    assert sorted(loaded & set(_HEAVY)) == []
+
+
+def test_an_executor_configured_for_https_imports_http_client_with_ssl_before_the_fork() -> None:
+    """Deployed (https callbacks, presigned S3 URLs straight to S3): the supervisor imports http.client and
+    ssl before it forks, so the agents share them and HTTPSConnection is there."""
+    from sandbox_executor.http_client import tls_needed
+
+    assert not tls_needed(_PROCESS_RUNTIME_ENV)
+    assert tls_needed({"SANDBOXCP_CALLBACK_URL": "unix:///run/cp.sock"})  # presigned URLs go straight to S3
+    assert tls_needed({**_PROCESS_RUNTIME_ENV, "SANDBOXCP_CALLBACK_URL": "https://cp.example/prod"})
+    assert tls_needed({**_PROCESS_RUNTIME_ENV, "SANDBOXCP_S3_VIA": "HTTPS://cp.example"})
+    probe = (
+        "import os, sys\n"
+        "from sandbox_executor.http_client import tls_needed\n"
+        "if tls_needed(os.environ):\n"
+        "    import http.client\n"  # as supervisor.main does
+        "import http.client\n"
+        "print(hasattr(http.client, 'HTTPSConnection'), 'ssl' in sys.modules)\n"
+    )
+    for env in ({"SANDBOXCP_CALLBACK_URL": "https://cp.example"}, _PROCESS_RUNTIME_ENV):
+        out = subprocess.run(
+            [sys.executable, "-S", "-P", "-c", probe],
+            env={"PYTHONPATH": str(EXECUTOR_DIR), **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert out.stdout.split() == ["True", "True"], out.stderr  # https works either way
+
+
+def test_the_callback_client_reads_chunked_and_interim_answers() -> None:
+    """request() speaks HTTP/1.1 itself on http and unix sockets (no http.client in an idle agent)."""
+    import socket as socket_module
+
+    from sandbox_executor.http_client import Endpoint, Response, request
+
+    answer = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n"
+        b'4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
+    )
+    listener = socket_module.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while not data.endswith(b"{}"):
+                data += conn.recv(65536)
+            got.append(data)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        resp = request(Endpoint.parse(f"http://127.0.0.1:{port}/cp"), "POST", "/x", body=b"{}", timeout=5)
+    finally:
+        thread.join(5)
+        listener.close()
+    assert resp == Response(201, {"transfer-encoding": "chunked", "retry-after": "3"}, b'{"a":1}')
+    assert resp.json() == {"a": 1}
+    head = got[0].split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert head[0] == b"POST /cp/x HTTP/1.1" and f"Host: 127.0.0.1:{port}".encode() in head
+    assert b"Content-Length: 2" in head and b"Connection: close" in head
+
+
 class _Beats:
     def __init__(self) -> None:
         self.beats: list[str] = []
