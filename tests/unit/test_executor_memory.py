@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -251,3 +252,30 @@ def test_contexts_are_served_by_an_agent_that_never_ran_an_execution(cp: FakeCon
         assert ex.log_text().count("machinery_loaded") == 1
     finally:
         ex.terminate()
+
+
+def test_the_process_runtime_compiles_the_executor_before_any_sandbox_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sandboxes import the executor read-only and write no bytecode: the runtime writes it first, or
+    every sandbox compiles every module it imports at every start."""
+    import importlib.util
+    import shutil as sh
+
+    from sandboxcp.adapters.runtimes import process
+
+    source = tmp_path / "executor"
+    sh.copytree(
+        EXECUTOR_DIR / "sandbox_executor",
+        source / "sandbox_executor",
+        ignore=sh.ignore_patterns("__pycache__"),
+    )
+    monkeypatch.setattr(process, "_executor_source_dir", lambda: source)
+    process._compile_executor.cache_clear()
+    try:
+        process.ProcessRuntime(str(tmp_path / "state"), "unix:///nowhere.sock")
+        for module in ("supervisor", "app", "server", "http_client"):
+            compiled = importlib.util.cache_from_source(str(source / "sandbox_executor" / f"{module}.py"))
+            assert Path(compiled).is_file(), module
+    finally:
+        process._compile_executor.cache_clear()

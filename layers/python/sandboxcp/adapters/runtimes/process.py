@@ -22,6 +22,7 @@ no cgroup can be made, the sandbox runs without these limits and a warning is lo
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -57,6 +58,18 @@ def _executor_source_dir() -> Path:
     return Path(sandbox_executor.__file__).resolve().parent.parent
 
 
+@functools.cache
+def _compile_executor() -> None:
+    """Write the executor's bytecode next to its source, once per process. Sandboxes import it read-only
+    and never write bytecode: without it every sandbox compiled each module it imports at every start
+    (tens of ms of CPU, and about 1 MB more of each idle sandbox's memory). Timestamped like Python's
+    own, so a changed source is still compiled afresh; a source dir we cannot write is left as it is."""
+    import compileall
+
+    with contextlib.suppress(OSError):
+        compileall.compile_dir(str(_executor_source_dir() / "sandbox_executor"), quiet=2)
+
+
 def _python_binary() -> tuple[str, str | None]:
     """The interpreter to run inside, and the prefix to bind read-only when it lives outside /usr."""
     prefix = os.path.realpath(sys.base_prefix)
@@ -81,6 +94,7 @@ class ProcessRuntime:
         # every sandbox is spawned from this one long-lived thread rather than from a request thread.
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawner")
         self._cgroups = SandboxCgroups()
+        _compile_executor()
 
     @classmethod
     def shared(cls, state_dir: str, callback_base_url: str) -> ProcessRuntime:
