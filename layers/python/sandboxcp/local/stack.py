@@ -115,11 +115,13 @@ class LocalStack:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        from sandboxcp.adapters.runtimes import disk
+        from sandboxcp.adapters.runtimes import disk, spare_disks
 
         disk.remove_all_under(self.state_dir)  # workspaces a killed stack left mounted
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, mode=0o755)
+        if disk.available():
+            spare_disks.keep_for(self.state_dir)  # cold launches take a workspace disk made ahead
         self._aws = MotoAws()
         self._aws.start()
         # This process's DynamoDB calls skip the loopback HTTP hop to the moto server (inprocess_aws.py).
@@ -239,8 +241,9 @@ class LocalStack:
         if self._aws is not None:
             inprocess_aws.uninstall()
             self._aws.stop()
-        from sandboxcp.adapters.runtimes import disk
+        from sandboxcp.adapters.runtimes import disk, spare_disks
 
+        spare_disks.forget_under(self.state_dir)  # the workspace disks made ahead of launches
         disk.remove_all_under(self.state_dir)  # workspaces of sandboxes that were still starting
 
 

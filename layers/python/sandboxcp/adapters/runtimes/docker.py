@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sandboxcp.adapters.runtimes import disk, docker_tls, sockets
+from sandboxcp.adapters.runtimes import disk, docker_tls, sockets, spare_disks
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
 from sandboxcp.domain.usage import ContainerUsage
@@ -393,8 +393,11 @@ class DockerRuntime:
         workspace: Future[None] | None = None
         if socket_mode:
             try:
+                disk_ready = disk.available() and spare_disks.take(
+                    self.state_dir, sdir, spec.resources.disk_mb, (SANDBOX_UID, SANDBOX_UID)
+                )
                 _prepare_dirs(sdir, self._run_dir(spec.session_id))
-                if disk.available():
+                if disk.available() and not disk_ready:
                     disk.prepare(sdir)
                     # Formatted and mounted while the engine creates the container (the bind is
                     # resolved at start, which waits for it): 15-40 ms less per launch here.

@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
-from sandboxcp.adapters.runtimes import disk, seccomp, sockets
+from sandboxcp.adapters.runtimes import disk, seccomp, sockets, spare_disks
 from sandboxcp.domain.errors import SandboxUnavailable
 from sandboxcp.domain.log_lines import lines_since
 from sandboxcp.domain.ports import ManagedSandbox, SandboxHandle, SandboxSpec, SandboxState
@@ -122,13 +122,16 @@ class ProcessRuntime:
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed on this host")
         container_id = f"proc-{spec.session_id}"
         sdir = self._session_dir(spec.session_id)
+        # Root outside is uid 1000 inside (bwrap's user namespace): the workspace is the sandbox's.
+        size = spec.resources.disk_mb
+        disk_ready = disk.available() and spare_disks.take(self.state_dir, sdir, size, (0, 0))
         (sdir / "etc").mkdir(parents=True, exist_ok=True)
         os.chmod(sdir, 0o700)
         # No chown: bwrap maps the launching user to uid 1000 inside, so the launcher's own directories are
         # the sandbox user's; a host uid 1000 would be unmapped ("nobody") in there.
         (sdir / "etc" / "passwd").write_text("sandbox:x:1000:1000:sandbox:/workspace:/bin/sh\n")
         (sdir / "etc" / "group").write_text("sandbox:x:1000:\n")
-        workspace = self._workspace(sdir, spec)
+        workspace = sdir / disk.MOUNT_POINT if disk_ready else self._workspace(sdir, spec)
         try:
             filter_fd = seccomp.filter_fd()  # fails closed: no sandbox without the filter
         except SandboxUnavailable:
@@ -318,7 +321,6 @@ class ProcessRuntime:
             self._warn_tmpfs("loop-mounted workspaces need root, loop devices and mkfs.ext4")
             return None
         try:
-            # Root outside is uid 1000 inside (bwrap's user namespace): the workspace is the sandbox's.
             return disk.create(sdir, spec.resources.disk_mb, owner=(0, 0))
         except disk.DiskUnavailable as exc:
             raise SandboxUnavailable(f"Cannot make the session's workspace: {exc}") from None
