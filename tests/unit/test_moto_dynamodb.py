@@ -169,3 +169,50 @@ def _shape(node: Any) -> Any:
         return node  # a leaf value (a name, a token string)
     fields = sorted((k, v) for k, v in vars(node).items() if isinstance(v, (str, int, type(None))))
     return type(node).__name__, fields, [_shape(child) for child in getattr(node, "children", None) or []]
+
+
+CONDITIONS = [
+    "#s = :a AND attribute_exists(pk)",
+    "#s IN (:a, :b) OR size(#l) > :n",
+    "NOT (#s <> :a) AND begins_with(#p, :pre)",
+    "#n BETWEEN :lo AND :hi",
+    "attribute_not_exists(pk) OR (#n < :lo AND contains(#l, :a))",
+    "attribute_type(#s, :t) AND #n >= :n",
+]
+NAMES = {"#s": "state", "#l": "tags", "#n": "n", "#p": "path"}
+VALUE_SETS = [
+    {":a": {"S": "running"}, ":b": {"S": "creating"}, ":n": {"N": "1"}, ":pre": {"S": "/w"},
+     ":lo": {"N": "0"}, ":hi": {"N": "5"}, ":t": {"S": "S"}},
+    {":a": {"S": "creating"}, ":b": {"S": "failed"}, ":n": {"N": "3"}, ":pre": {"S": "/x"},
+     ":lo": {"N": "4"}, ":hi": {"N": "9"}, ":t": {"S": "N"}},
+]  # fmt: skip
+
+
+def test_a_condition_parsed_once_decides_like_motos_own_parse_for_every_calls_values() -> None:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    moto_dynamodb.install()
+    motos_parse = moto_dynamodb._installed["moto_condition_parse"]
+    items = [
+        Item(DynamoType({"S": "p"}), None, {"pk": {"S": "p"}, "state": {"S": "running"}, "n": {"N": "2"},
+             "tags": {"SS": ["running", "x"]}, "path": {"S": "/w/a"}}),
+        Item(DynamoType({"S": "q"}), None, {"pk": {"S": "q"}, "state": {"S": "failed"}, "n": {"N": "7"},
+             "tags": {"SS": ["creating"]}, "path": {"S": "/x"}}),
+    ]  # fmt: skip
+    decided = 0
+    for _round in range(2):  # the second round answers from the kept trees
+        for text in CONDITIONS:
+            for values in VALUE_SETS:
+                cached = ConditionExpressionParser(text, NAMES, values)
+                fresh = ConditionExpressionParser(text, NAMES, values)
+                ours, motos = cached.parse(), motos_parse(fresh)
+                assert cached.expr_attr_values_found == fresh.expr_attr_values_found
+                assert cached.expr_attr_names_found == fresh.expr_attr_names_found
+                for item in items:
+                    assert ours.expr(item) == motos.expr(item), (text, values, item.attrs)
+                    decided += ours.expr(item)
+    assert 0 < decided < 2 * len(CONDITIONS) * len(VALUE_SETS) * len(items)  # both outcomes were seen
+    assert (CONDITIONS[0], tuple(sorted(NAMES.items())), tuple(sorted(VALUE_SETS[0]))) in (
+        moto_dynamodb._installed["condition_trees"]
+    )

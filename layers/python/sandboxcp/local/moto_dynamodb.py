@@ -11,12 +11,14 @@
 - moto looks up the action's method on its handler class with `inspect.getmembers` at every request
   (about 1 ms for DynamoDB's handler). A class's methods are fixed once it is defined, so the names are
   listed once per class.
-- moto parses every UpdateExpression twice per call (to validate the request, then to apply it) and lexes
-  every ConditionExpression with a regex per token: with the request's validation and the transaction's,
-  about a third of the local stack's CPU for a code-context cell (py-spy). Both depend on the expression's
-  text alone: an update expression's tree is only read by the request's checks and deep-copied by moto's
-  validator before it is changed, and a condition's tokens are immutable tuples; the values and names
-  are still bound at every call. So each distinct text is parsed (or lexed) once.
+- moto parses every UpdateExpression twice per call (to validate the request, then to apply it) and every
+  ConditionExpression with a regex per token and six passes over the tokens: with the request's
+  validation and the transaction's, about a third of the local stack's CPU for a code-context cell
+  (py-spy). An update expression's tree depends on its text alone, is only read by the request's checks
+  and is deep-copied by moto's validator before it is changed: one per text. A condition's tree depends
+  on its text and attribute names, and holds the attribute values only in its leaves (immutable tuples):
+  one per (text, names, value placeholders), whose value leaves are bound to each call's values again
+  before moto builds the call's condition from it; the lexer's tokens are kept per text as well.
 - moto's update validator deep-copies the expression's tree before binding it (a tenth of the CPU for a
   cell): `copy.deepcopy` walks it object by object in Python. A pickle round trip makes the same copy
   (both rebuild each object through its `__reduce_ex__`) about three times faster; whatever cannot be
@@ -63,7 +65,60 @@ def install() -> None:
     )
     _installed["update_expressions"] = _parse_update_expressions_once()
     _installed["condition_tokens"] = _lex_conditions_once()
+    _installed["condition_trees"] = _parse_conditions_once()
     _installed["tree_copy"] = _copy_trees_by_pickle()
+
+
+def _parse_conditions_once() -> dict[Any, Any]:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    parse = ConditionExpressionParser.parse
+    trees: dict[Any, Any] = {}
+
+    def _tree(self: Any) -> Any:
+        """moto's `parse` up to the syntax tree (its own steps, in its order)."""
+        nodes = self._lex_condition_expression()
+        nodes = self._parse_paths(nodes)  # binds the names and the values into the leaves
+        nodes = self._apply_functions(nodes)
+        nodes = self._apply_comparator(nodes)
+        nodes = self._apply_in(nodes)
+        nodes = self._apply_between(nodes)
+        nodes = self._apply_parens_and_booleans(nodes)
+        node = nodes[0]
+        self._assert_no_redundant_parentheses(node)
+        return node
+
+    def _bind_values(self: Any, node: Any) -> Any:
+        if node.kind == ConditionExpressionParser.Kind.EXPRESSION_ATTRIBUTE_VALUE:
+            return node._replace(value=self._lookup_expression_attribute_value(node.text))
+        if not node.children:
+            return node
+        return node._replace(children=[_bind_values(self, child) for child in node.children])
+
+    def cached_parse(self: Any) -> Any:
+        if not self.condition_expression:
+            return parse(self)
+        names = self.expression_attribute_names or {}
+        key = (
+            self.condition_expression,
+            tuple(sorted(names.items())),
+            tuple(sorted(self.expression_attribute_values or {})),
+        )
+        tree = trees.get(key)
+        if tree is None:
+            node = _tree(self)  # raises on a bad expression: nothing is kept then
+            if len(trees) < 1024:
+                trees[key] = node
+        else:
+            node = _bind_values(self, tree)
+        # The rest of moto's `parse`, on this call's tree.
+        self.expr_attr_names_found.extend(self._find_literals(node))
+        self.expr_attr_values_found.extend(self._find_expr_attr_values(node))
+        return self._make_op_condition(node)
+
+    ConditionExpressionParser.parse = cached_parse  # type: ignore[method-assign]
+    _installed["moto_condition_parse"] = parse  # for the tests' side-by-side check
+    return trees
 
 
 def _copy_trees_by_pickle() -> Any:
