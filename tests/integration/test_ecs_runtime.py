@@ -464,6 +464,33 @@ def test_a_task_that_stops_while_starting_fails_the_start() -> None:
             runtime.start(_spec())
 
 
+def test_a_task_running_in_the_run_task_answer_needs_no_describe() -> None:
+    """ECS answers RunTask with PROVISIONING (then DescribeTasks is polled, as above); a task RUNNING with
+    its address already there (the stand-in, an EC2 host with the image cached) is used as it is."""
+    ecs = boto3.client("ecs", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    runtime = EcsRuntime(
+        cluster=CLUSTER, subnets=["subnet-1"], security_groups=["sg-1"], ecs_client=ecs, sleep=lambda _s: None
+    )
+    arn = f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/abc"
+    td = {"taskDefinitionArn": "arn:td", "containerDefinitions": [_container()]}
+    running = {
+        "taskArn": arn,
+        "lastStatus": "RUNNING",
+        "attachments": [
+            {
+                "type": "ElasticNetworkInterface",
+                "details": [{"name": "privateIPv4Address", "value": "10.0.0.7"}],
+            }
+        ],
+    }
+    with Stubber(ecs) as stub:  # no describe_tasks queued: a call would fail the stubber
+        stub.add_response("describe_task_definition", {"taskDefinition": td})
+        stub.add_response("run_task", {"tasks": [running], "failures": []})
+        handle = runtime.start(_spec())
+        stub.assert_no_pending_responses()
+    assert handle.container_id == "abc" and handle.executor_url == "http://10.0.0.7:8080"
+
+
 def test_ping_is_describe_clusters(aws: dict[str, Any]) -> None:
     runtime: EcsRuntime = aws["runtime"]
     assert runtime.ping() is True

@@ -250,19 +250,21 @@ class EcsRuntime:
         # in the API's /containers/{id} and in awslogs stream names.
         task_id = task_id_of(str(tasks[0]["taskArn"]))
         try:
-            executor_url = self._wait_until_running(task_id)
+            executor_url = self._wait_until_running(task_id, first=tasks[0])
         except Exception:
             self._stop(task_id, "sandbox did not start")  # a task we gave up on must not run on
             raise
         return SandboxHandle(container_id=task_id, node=self.default_node, executor_url=executor_url)
 
-    def _wait_until_running(self, task_arn: str) -> str:
+    def _wait_until_running(self, task_arn: str, first: dict[str, Any] | None = None) -> str:
         """The executor's address once ECS reports the task RUNNING (its container started): polled with
-        DescribeTasks, 50 ms doubling to 2 s, within `start_wait_s`."""
+        DescribeTasks, 50 ms doubling to 2 s, within `start_wait_s`. `first`: the task as RunTask
+        answered, read before the first DescribeTasks (ECS answers PROVISIONING; a task already running
+        there, as on an EC2 host with the image cached, needs no DescribeTasks)."""
         deadline = time.monotonic() + self.start_wait_s
         delay = 0.05
         while True:
-            task = self._describe_task(task_arn)
+            task, first = first or self._describe_task(task_arn), None
             status = str(task.get("lastStatus") or "") if task else ""
             if status == "RUNNING" and task is not None and (ip := _eni_ipv4(task)):
                 return _executor_url(ip)
