@@ -60,18 +60,23 @@ _HEAVY = (
 )  # fmt: skip
 
 
-def _idle_modules(env: dict[str, str]) -> set[str]:
-    probe = (
-        "import sys, sandbox_executor.supervisor, sandbox_executor.app\nprint(' '.join(sorted(sys.modules)))"
-    )
+def _probe(code: str, env: dict[str, str]) -> str:
+    """What `code` prints in a fresh interpreter run as the runtimes run the executor (-S -P)."""
     out = subprocess.run(
-        [sys.executable, "-S", "-P", "-c", probe],
+        [sys.executable, "-S", "-P", "-c", code],
         env={"PYTHONPATH": str(EXECUTOR_DIR), **env},
         capture_output=True,
         text=True,
         check=True,
     )
-    return set(out.stdout.split())
+    return out.stdout + ("" if out.stdout.strip() else out.stderr)
+
+
+def _idle_modules(env: dict[str, str]) -> set[str]:
+    probe = (
+        "import sys, sandbox_executor.supervisor, sandbox_executor.app\nprint(' '.join(sorted(sys.modules)))"
+    )
+    return set(_probe(probe, env).split())
 
 
 def test_an_idle_agent_imports_none_of_the_heavy_standard_library_modules() -> None:
@@ -100,14 +105,8 @@ def test_an_executor_configured_for_https_imports_http_client_with_ssl_before_th
         "print(hasattr(http.client, 'HTTPSConnection'), 'ssl' in sys.modules)\n"
     )
     for env in ({"SANDBOXCP_CALLBACK_URL": "https://cp.example"}, _PROCESS_RUNTIME_ENV):
-        out = subprocess.run(
-            [sys.executable, "-S", "-P", "-c", probe],
-            env={"PYTHONPATH": str(EXECUTOR_DIR), **env},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert out.stdout.split() == ["True", "True"], out.stderr  # https works either way
+        printed = _probe(probe, env)
+        assert printed.split() == ["True", "True"], printed  # https works either way
 
 
 def test_the_callback_client_reads_chunked_and_interim_answers() -> None:

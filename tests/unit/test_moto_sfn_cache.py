@@ -80,8 +80,6 @@ def test_executions_started_together_share_one_parsed_definition() -> None:
 def test_a_shared_program_has_every_heap_key_drawn_before_any_execution_uses_it() -> None:
     """Retry counters live in each execution's heap under their component's lazily drawn key; drawn in
     two executions at once, they could differ. The cache draws them all when it parses."""
-    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
-
     moto_sfn_cache.install()
     with_retry = {
         "StartAt": "Call",
@@ -95,20 +93,7 @@ def test_a_shared_program_has_every_heap_key_drawn_before_any_execution_uses_it(
         },
     }
     program, _ = moto_sfn_cache._installed["definition"].parse(json.dumps(with_retry))
-    components, seen, stack = [], set(), [program]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, EvalComponent):
-            components.append(node)
-        if isinstance(node, (list, tuple)):
-            stack.extend(node)
-        elif isinstance(node, dict):
-            stack.extend(node.values())
-        elif hasattr(node, "__dict__") and type(node).__module__.startswith("moto."):
-            stack.extend(vars(node).values())
+    components = list(moto_sfn_cache.components(program))
     retry_parts = [c for c in components if type(c).__name__ in ("MaxAttemptsDecl", "BackoffRateDecl")]
     assert retry_parts, "the walk must reach the retrier's components"
     assert all(c.__dict__.get("_EvalComponent__heap_key") for c in components)

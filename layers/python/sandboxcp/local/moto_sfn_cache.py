@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 _installed: dict[str, Any] = {}
@@ -99,6 +100,12 @@ class _ProgramCache:
 
 def _draw_heap_keys(program: Any) -> None:
     """Touch `heap_key` on every evaluation component reachable from `program`."""
+    for component in components(program):
+        _ = component.heap_key
+
+
+def components(program: Any) -> Iterator[Any]:
+    """Every evaluation component reachable from `program` (a parsed state machine), once each."""
     from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 
     seen: set[int] = set()
@@ -109,7 +116,7 @@ def _draw_heap_keys(program: Any) -> None:
             continue
         seen.add(id(node))
         if isinstance(node, EvalComponent):
-            _ = node.heap_key
+            yield node
         if isinstance(node, dict):
             stack.extend(node.values())
         elif isinstance(node, (list, tuple, set, frozenset)):
