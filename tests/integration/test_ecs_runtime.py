@@ -439,13 +439,18 @@ def test_a_templates_image_is_registered_once_hardened(aws: dict[str, Any]) -> N
     assert {v["name"] for v in described["volumes"]} == {"tmp", "workspace"}
 
 
-def test_a_task_that_stops_while_starting_fails_the_start() -> None:
+def _stubbable_runtime() -> tuple[Any, EcsRuntime, str, dict[str, Any]]:
+    """An ECS client for a Stubber, the runtime on it (no sleeps), a task ARN and a task definition."""
     ecs = boto3.client("ecs", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     runtime = EcsRuntime(
         cluster=CLUSTER, subnets=["subnet-1"], security_groups=["sg-1"], ecs_client=ecs, sleep=lambda _s: None
     )
     arn = f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/abc"
-    td = {"taskDefinitionArn": "arn:td", "containerDefinitions": [_container()]}
+    return ecs, runtime, arn, {"taskDefinitionArn": "arn:td", "containerDefinitions": [_container()]}
+
+
+def test_a_task_that_stops_while_starting_fails_the_start() -> None:
+    ecs, runtime, arn, td = _stubbable_runtime()
     stopped = {
         "taskArn": arn,
         "lastStatus": "STOPPED",
@@ -467,12 +472,7 @@ def test_a_task_that_stops_while_starting_fails_the_start() -> None:
 def test_a_task_running_in_the_run_task_answer_needs_no_describe() -> None:
     """ECS answers RunTask with PROVISIONING (then DescribeTasks is polled, as above); a task RUNNING with
     its address already there (the stand-in, an EC2 host with the image cached) is used as it is."""
-    ecs = boto3.client("ecs", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
-    runtime = EcsRuntime(
-        cluster=CLUSTER, subnets=["subnet-1"], security_groups=["sg-1"], ecs_client=ecs, sleep=lambda _s: None
-    )
-    arn = f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/abc"
-    td = {"taskDefinitionArn": "arn:td", "containerDefinitions": [_container()]}
+    ecs, runtime, arn, td = _stubbable_runtime()
     running = {
         "taskArn": arn,
         "lastStatus": "RUNNING",

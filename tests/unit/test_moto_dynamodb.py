@@ -45,6 +45,18 @@ def _serialize(cls: type[JSONSerializer], operation: str, result: dict[str, Any]
     return json.loads(out.serialize(result)["body"])
 
 
+def _client_with_table(name: str) -> Any:
+    """A DynamoDB client (inside mock_aws) and a table `name` keyed by the string `pk`."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
 def test_every_kind_of_value_is_written_as_moto_writes_it() -> None:
     moto_dynamodb.install()
     moto_dynamodb.install()  # idempotent
@@ -74,13 +86,7 @@ def test_values_it_does_not_write_itself_are_left_to_moto() -> None:
 def test_a_table_served_through_it_returns_what_was_written() -> None:
     moto_dynamodb.install()
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client = _client_with_table("t")
         item = {
             "pk": {"S": "p"},
             "n": {"N": "1.5"},
@@ -104,13 +110,7 @@ def test_expressions_parsed_once_still_bind_each_calls_values() -> None:
     decided on its own values (only the text's parse is kept)."""
     moto_dynamodb.install()
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="c",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client = _client_with_table("c")
         client.put_item(TableName="c", Item={"pk": {"S": "p"}, "state": {"S": "creating"}, "n": {"N": "0"}})
 
         def move(source: str, target: str) -> bool:
