@@ -13,6 +13,7 @@ Where that is missing, `available()` says so and the runtimes fall back to a siz
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -30,7 +31,10 @@ class DiskUnavailable(Exception):
     """The workspace image could not be made or mounted."""
 
 
+@functools.cache
 def available() -> bool:
+    """Root, loop devices, mkfs.ext4 and mount: fixed for the host, so looked up once (a launch asked three
+    times, each a PATH search for two programs)."""
     return (
         os.geteuid() == 0
         and os.path.exists("/dev/loop-control")

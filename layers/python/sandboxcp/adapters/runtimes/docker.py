@@ -393,11 +393,12 @@ class DockerRuntime:
         workspace: Future[None] | None = None
         if socket_mode:
             try:
-                disk_ready = disk.available() and spare_disks.take(
+                use_disk = disk.available()
+                disk_ready = use_disk and spare_disks.take(
                     self.state_dir, sdir, spec.resources.disk_mb, (SANDBOX_UID, SANDBOX_UID)
                 )
                 _prepare_dirs(sdir, self._run_dir(spec.session_id))
-                if disk.available() and not disk_ready:
+                if use_disk and not disk_ready:
                     disk.prepare(sdir)
                     # Formatted and mounted while the engine creates the container (the bind is
                     # resolved at start, which waits for it): 15-40 ms less per launch here.
