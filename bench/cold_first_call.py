@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "python"))
 
-from sandboxcp.local.aws import aws_environment, free_port, local_settings_env  # noqa: E402
+from sandboxcp.local.aws import aws_environment, local_settings_env  # noqa: E402
 
 DEFAULT_MODULES = ("authorizer_api_key", "sessions_get", "health")
 SAMPLE_KEY = "sk_sample"  # the bearer token of the sample events
@@ -124,9 +124,9 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    port = server.get_host_and_port()[1]
     try:
         env = {  # bytecode is written (as bench/cold_imports.py says why)
             **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},

@@ -139,15 +139,8 @@ def note(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    from sandboxcp.local.aws import free_port as free
-
-    return int(free())
-
-
 def start_stack(tmp: Path, sessions: int) -> Stack:
     """`sandboxcp local --runtime process` through PROBE, with quotas and node capacity for `sessions`."""
-    port = free_port()
     key = "sk_bench_admin_key_for_load_only"
     env = {
         **os.environ,
@@ -165,24 +158,15 @@ def start_stack(tmp: Path, sessions: int) -> Stack:
     }
     log_path = tmp / "stack.log"
     state_dir = tmp / "state"
-    argv = ["local", "--port", str(port), "--runtime", "process", "--state-dir", str(state_dir)]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", PROBE, *argv], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+    from sandboxcp.local.child_stack import ChildStackFailed, start_child_stack
+
+    try:
+        proc, url = start_child_stack(
+            "process", state_dir, env, log_path, timeout_s=90, python=(sys.executable, "-c", PROBE)
         )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"local stack exited early:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                return Stack(url, key, state_dir, proc, log_path, "process")
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("local stack did not answer /api/v1/health within 90 s")
+    except ChildStackFailed as err:
+        raise SystemExit(str(err)) from err
+    return Stack(url, key, state_dir, proc, log_path, "process")
 
 
 def stop_stack(stack: Stack) -> None:

@@ -40,7 +40,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "python"))
 
-from sandboxcp.local.aws import free_port  # noqa: E402
+from sandboxcp.local.child_stack import ChildStackFailed, start_child_stack  # noqa: E402
 from sandboxcp.local.ecs_standin import TASK_LABEL  # noqa: E402
 from sandboxcp.local.kube_standin import PID_LABEL  # noqa: E402
 
@@ -61,39 +61,13 @@ class LocalStack:
 
     def __init__(self, state_dir: Path, env: dict[str, str] | None = None, runtime: str = "docker") -> None:
         self.runtime = runtime
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandboxcp.cli",
-                "local",
-                "--port",
-                str(self.port),
-                "--runtime",
-                runtime,
-                "--state-dir",
-                str(state_dir),
-            ],
-            env={**os.environ, "SANDBOXCP_API_KEY": API_KEY, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit("the local stack exited early")
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            self.stop()
-            raise SystemExit("the local stack did not answer /api/v1/health within 60 s")
+        env = {**os.environ, "SANDBOXCP_API_KEY": API_KEY, **(env or {})}
+        try:
+            self.proc, self.url = start_child_stack(
+                runtime, state_dir, env, state_dir.parent / f"{state_dir.name}.log", cwd=ROOT
+            )
+        except ChildStackFailed as err:
+            raise SystemExit(str(err)) from err
         self.api = httpx.Client(
             base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
         )

@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandboxcp.local.aws import free_port
+from sandboxcp.local.child_stack import ChildStackFailed, start_child_stack
 
 REPO = Path(__file__).resolve().parents[2]
 # Each runtime the suite runs on, and what it needs on the machine first (scripts run before the stack).
@@ -110,46 +109,16 @@ def start_stack(tmp: Path, runtime: str = "process") -> Stack:
     if runtime == "process" and shutil.which("bwrap") is None:
         pytest.fail("bubblewrap (bwrap) is not installed: run scripts/setup.sh (apt-get install bubblewrap)")
     prepare_runtime(runtime)
-    port = free_port()
     key = "sk_e2e_admin_key_for_tests_only"
     # Tests fire requests back to back, faster than the default 100 per second and tenant: a test about
     # something else must not meet that quota (tests/functional/test_quotas.py holds it).
     env = {**os.environ, "SANDBOXCP_API_KEY": key, "QUOTA_MAX_REQUESTS_PER_SECOND": "5000"}
-    # A file, not a pipe: nobody reads a pipe while tests run, and a full one would freeze the stack.
     log_path = tmp / "stack.log"
-    log = open(log_path, "w")  # noqa: SIM115 - the child keeps it; closed here once handed over
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandboxcp.cli",
-            "local",
-            "--port",
-            str(port),
-            "--runtime",
-            runtime,
-            "--state-dir",
-            str(tmp / "state"),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"local stack exited early:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                return Stack(url, key, tmp / "state", proc, log_path, runtime)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail("local stack did not answer /api/v1/health within 60 s")
+    try:
+        proc, url = start_child_stack(runtime, tmp / "state", env, log_path)
+    except ChildStackFailed as err:
+        pytest.fail(str(err))
+    return Stack(url, key, tmp / "state", proc, log_path, runtime)
 
 
 def stop_stack(stack: Stack) -> str:

@@ -16,7 +16,6 @@ import pytest
 from werkzeug.serving import make_server
 
 from sandboxcp.domain.states import ExecutionStatus
-from sandboxcp.local.aws import free_port
 from sandboxcp.local.body import GatewayRequestHandler
 from sandboxcp.local.functions import LocalFunctions
 from sandboxcp.local.gateway import ApiGatewayEmulator
@@ -35,17 +34,16 @@ def stack(deps: Any) -> Iterator[str]:
     ensure_api_key(deps, OTHER_KEY, "tenant-b", admin=False)
     seed_session(deps, token_hash=hash_secret(CALLBACK_TOKEN))
     _seed_execution(deps)
-    port = free_port()
     server = make_server(
         "127.0.0.1",
-        port,
+        0,  # the kernel's pick
         ApiGatewayEmulator(LocalFunctions()),
         threaded=True,
         request_handler=GatewayRequestHandler,
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{server.port}"
     server.shutdown()
     server.server_close()
 

@@ -67,12 +67,6 @@ def _reached(outcome: str) -> bool:
     return outcome in ("connected", "refused")
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 # -- the control plane's internal API, recorded -----------------------------------------------------
 @dataclass
 class Callback:
@@ -170,9 +164,9 @@ class S3Endpoint:
 def s3(kube: KubeStandin, aws_credentials: None) -> Iterator[S3Endpoint]:
     from moto.server import ThreadedMotoServer
 
-    port = _free_port(kube.gateway_ip)
-    server = ThreadedMotoServer(ip_address=kube.gateway_ip, port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=kube.gateway_ip, port=0, verbose=False)
     server.start()
+    port = server.get_host_and_port()[1]
     client = boto3.client(
         "s3",
         endpoint_url=f"http://{kube.gateway_ip}:{port}",
@@ -377,10 +371,8 @@ def test_network_none_reaches_only_the_control_plane_and_s3(
     runtime: EksRuntime, kube: KubeStandin, internal_api: InternalApi, s3: S3Endpoint, internet: str
 ) -> None:
     gateway = kube.gateway_ip
-    other_port = _free_port(gateway)
-    with socket.socket() as host_service:  # a host service that is neither the control plane nor S3
-        host_service.bind((gateway, other_port))
-        host_service.listen()
+    with socket.create_server((gateway, 0)) as host_service:  # neither the control plane nor S3
+        other_port = host_service.getsockname()[1]
         neighbour_id = _session_id()
         neighbour = runtime.start(_spec(neighbour_id, network=True))
         neighbour_ip = (neighbour.executor_url or "").removeprefix("http://").split(":")[0]

@@ -3,6 +3,7 @@ same answers (data and errors) as over HTTP, and uninstall restores HTTP."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from sandboxcp.local import inprocess_aws
-from sandboxcp.local.aws import REGION, free_port
+from sandboxcp.local.aws import REGION
 
 
 class Counter:
@@ -39,11 +40,10 @@ def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Counter]]:
         return make_environ(self)
 
     monkeypatch.setattr(MotoRequestHandler, "make_environ", counting)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        yield f"http://127.0.0.1:{port}", counter
+        yield f"http://127.0.0.1:{server.get_host_and_port()[1]}", counter
     finally:
         inprocess_aws.uninstall()
         server.stop()
@@ -209,9 +209,13 @@ def test_other_services_and_endpoints_stay_on_http(moto: tuple[str, Counter]) ->
     assert counter.requests == before + 1
     # DynamoDB at another address than the moto server's is not intercepted.
     once = Config(retries={"total_max_attempts": 1})
-    other = session.client("dynamodb", endpoint_url=f"http://127.0.0.1:{free_port()}", config=once)
-    with pytest.raises(Exception, match="Could not connect"):
-        other.list_tables()
+    with socket.socket() as held:  # bound, never listening: a connection there is refused, and the port
+        held.bind(("127.0.0.1", 0))  # stays ours while the test runs
+        other = session.client(
+            "dynamodb", endpoint_url=f"http://127.0.0.1:{held.getsockname()[1]}", config=once
+        )
+        with pytest.raises(Exception, match="Could not connect"):
+            other.list_tables()
 
 
 def test_a_moto_failure_is_a_500_that_botocore_retries(moto: tuple[str, Counter]) -> None:

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = sub.add_parser("local", help="run the whole control plane locally")
     local.add_argument("--host", default="127.0.0.1")
-    local.add_argument("--port", type=int, default=8000)
+    local.add_argument("--port", type=int, default=8000, help="0: a free port, printed as SANDBOXCP_URL")
     local.add_argument(
         "--runtime", choices=["process", "docker", "ecs", "eks", "docker-remote"], default="process"
     )

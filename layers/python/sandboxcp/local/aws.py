@@ -19,10 +19,16 @@ ASL_FILE = Path(__file__).resolve().parents[4] / "infra" / "statemachines" / "la
 REGION, ACCOUNT = "us-east-1", "123456789012"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A socket bound and listening from this moment (port 0: one the kernel picks), so its port is
+    known before the server that answers on it starts, and nobody can take it in between."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as err:
+        raise OSError(
+            err.errno, f"cannot listen on {host}:{port}: {err.strerror} (--port 0 picks a free port)"
+        ) from err
 
 
 class MotoAws:
@@ -31,8 +37,8 @@ class MotoAws:
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        self.port = free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.port = 0  # the kernel's pick, read once the server listens
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
 
     @property
     def endpoint(self) -> str:
@@ -43,6 +49,7 @@ class MotoAws:
 
         moto_sfn_cache.install()  # each JSONPath and definition parsed once, not at every use
         self._server.start()
+        self.port = self._server.get_host_and_port()[1]
         # moto only runs state machines when told to (NOTES.md).
         httpx.post(
             f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}

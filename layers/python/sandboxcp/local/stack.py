@@ -22,11 +22,13 @@ sandbox in any of the three."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import threading
 import warnings
@@ -41,7 +43,7 @@ from sandboxcp.local.aws import (
     MotoAws,
     aws_environment,
     eks_settings_env,
-    free_port,
+    listening_socket,
     local_settings_env,
     provision,
     provision_docker_tls_secret,
@@ -96,9 +98,10 @@ class LocalStack:
         api_key: str | None = None,
     ) -> None:
         self.host, self.port, self.runtime = host, port, runtime
-        self.state_dir = Path(state_dir or f"/tmp/sandboxcp-{port}")
+        self.state_dir = Path(state_dir or f"/tmp/sandboxcp-{port or os.getpid()}")
         self.api_key = api_key or os.environ.get("SANDBOXCP_API_KEY") or f"sk_{secrets.token_urlsafe(32)}"
         self._servers: list[BaseWSGIServer] = []
+        self._api_listener: socket.socket | None = None
         self._aws: MotoAws | None = None
         self._ecs: Any = None  # the ECS stand-in (runtime ecs)
         self._kube: Any = None  # the Kubernetes API stand-in (runtime eks)
@@ -117,6 +120,11 @@ class LocalStack:
     def start(self) -> None:
         from sandboxcp.adapters.runtimes import disk, spare_disks
 
+        # The API's port first: taken now, so a port in use fails before anything starts, and port 0 (the
+        # kernel's pick, what tests use) is known for the URL printed.
+        self._api_listener = listening_socket(self.host, self.port)
+        self.port = int(self._api_listener.getsockname()[1])
+
         disk.remove_all_under(self.state_dir)  # workspaces a killed stack left mounted
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, mode=0o755)
@@ -127,17 +135,20 @@ class LocalStack:
         # This process's DynamoDB calls skip the loopback HTTP hop to the moto server (inprocess_aws.py).
         inprocess_aws.install(self._aws.endpoint)
         access_guard.install()  # each function gets only what its role would (access_guard.py)
-        lambda_port = free_port()
+        lambda_listener = listening_socket("127.0.0.1")
+        lambda_port = int(lambda_listener.getsockname()[1])
         os.environ.update(aws_environment(self._aws.endpoint))
         os.environ.update(local_settings_env(str(self.state_dir), self.settings_runtime))
         os.environ["MOTO_PORT"] = str(lambda_port)  # where moto's Step Functions sends Lambda invokes
         sandbox_facing: tuple[str, int] | None = None
+        sandbox_listener: socket.socket | None = None
         if self.runtime == "ecs":
             from sandboxcp.local.ecs_standin import EcsStandIn
 
             self._ecs = EcsStandIn(self._aws.endpoint)
             self._ecs.start()
-            sandbox_facing = (self._ecs.gateway, free_port(self._ecs.gateway))
+            sandbox_listener = listening_socket(self._ecs.gateway)
+            sandbox_facing = (self._ecs.gateway, int(sandbox_listener.getsockname()[1]))
             self._ecs.allow(sandbox_facing[1])
             os.environ.update(self._ecs.client_env())
             os.environ.update(
@@ -148,7 +159,8 @@ class LocalStack:
 
             self._kube = KubeStandin(namespaces=(EKS_NAMESPACE,))
             self._kube.start()
-            sandbox_facing = (self._kube.gateway_ip, free_port(self._kube.gateway_ip))
+            sandbox_listener = listening_socket(self._kube.gateway_ip)
+            sandbox_facing = (self._kube.gateway_ip, int(sandbox_listener.getsockname()[1]))
             os.environ.update(
                 eks_settings_env(
                     self._kube.url, self._kube.ca_data, f"http://{sandbox_facing[0]}:{sandbox_facing[1]}"
@@ -159,7 +171,8 @@ class LocalStack:
 
             self._remote = DockerRemoteStandIn()
             self._remote.start()
-            sandbox_facing = (self._remote.gateway, free_port(self._remote.gateway))
+            sandbox_listener = listening_socket(self._remote.gateway)
+            sandbox_facing = (self._remote.gateway, int(sandbox_listener.getsockname()[1]))
             self._remote.allow(sandbox_facing[1])
             secret = provision_docker_tls_secret(self._aws.endpoint, self._remote.secret_string())
             os.environ.update(
@@ -182,14 +195,16 @@ class LocalStack:
 
         functions = LocalFunctions()
         internal = ApiGatewayEmulator(functions, [r for r in ROUTES if r.api == "internal"])
-        self._serve("127.0.0.1", lambda_port, LambdaInvokeEndpoint(functions))
+        self._serve("127.0.0.1", LambdaInvokeEndpoint(functions), lambda_listener)
         sandbox_api = S3Forwarder(self._aws.endpoint, internal, bucket=deps.settings.workspace_bucket)
-        if sandbox_facing is not None:  # ecs, eks, docker-remote: over HTTP on the sandbox network
-            self._serve(*sandbox_facing, sandbox_api)
+        if sandbox_listener is not None:  # ecs, eks, docker-remote: over HTTP on the sandbox network
+            self._serve(sandbox_listener.getsockname()[0], sandbox_api, sandbox_listener)
         else:
-            self._serve(f"unix://{self.state_dir / 'internal.sock'}", 0, sandbox_api)
+            self._serve(f"unix://{self.state_dir / 'internal.sock'}", sandbox_api)
             os.chmod(self.state_dir / "internal.sock", 0o666)
-        self._serve(self.host, self.port, DocsUi(ApiGatewayEmulator(functions)))  # + OpenAPI docs, Swagger UI
+        # + OpenAPI docs, Swagger UI
+        self._serve(self.host, DocsUi(ApiGatewayEmulator(functions)), self._api_listener)
+        self._api_listener = None
         self._ticker = LocalTicker(functions)
         self._ticker.start()
 
@@ -206,11 +221,24 @@ class LocalStack:
             return [f"AWS_ENDPOINT_URL_ECS={self._ecs.endpoint}"]
         return []
 
-    def _serve(self, host: str, port: int, app: Any) -> None:
+    def _serve(self, host: str, app: Any, listener: socket.socket | None = None) -> None:
+        """Serve `app` on `listener` (TCP, already listening), or on the unix socket `host` names."""
         # Every server closes a connection after its answer rather than reading on (see body.py).
-        server = make_server(host, port, app, threaded=True, request_handler=GatewayRequestHandler)
+        if listener is None:
+            server = make_server(host, 0, app, threaded=True, request_handler=GatewayRequestHandler)
+        else:
+            port = int(listener.getsockname()[1])
+            with listener:  # the server holds its own duplicate of the descriptor
+                server = make_server(
+                    host,
+                    port,
+                    app,
+                    threaded=True,
+                    request_handler=GatewayRequestHandler,
+                    fd=listener.fileno(),
+                )
         self._servers.append(server)
-        threading.Thread(target=server.serve_forever, name=f"serve-{host}:{port}", daemon=True).start()
+        threading.Thread(target=server.serve_forever, name=f"serve-{server.port}", daemon=True).start()
 
     def stop(self) -> None:
         """Stop every sandbox first (no executor outlives the stack), then the servers."""
@@ -232,6 +260,8 @@ class LocalStack:
         for server in self._servers:
             server.shutdown()
             server.server_close()
+        if self._api_listener is not None:  # start() stopped before the API served
+            self._api_listener.close()
         if self._ecs is not None:
             self._ecs.stop()
         if self._kube is not None:
@@ -262,6 +292,11 @@ def run(host: str, port: int, runtime: str, state_dir: str | None) -> int:
         for line in stack.standin_lines():
             print(line, flush=True)
         stop.wait()
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        print(err.strerror, file=sys.stderr, flush=True)  # no traceback for a port in use
+        return 1
     finally:
         stack.stop()
         print("stopped: every sandbox is gone", file=sys.stderr, flush=True)
