@@ -496,6 +496,10 @@ def _already_bound(detail: str) -> dict[str, str]:
 
 class _WithService:
     service: Service  # set by make_server; read by Handler
+    # socketserver listens with a backlog of 5. On a unix socket a connect beyond the backlog fails at once
+    # (EAGAIN), it does not wait: while a busy executor was slow to accept, the 6th of a burst of
+    # execute-syncs failed as "executor unreachable". The process runtime's launcher listens with 64.
+    request_queue_size = 128
 
 
 class TCPServer(_WithService, socketserver.ThreadingMixIn, socketserver.TCPServer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import resource
@@ -399,3 +400,33 @@ def test_run_process_feeds_big_stdin_and_caps_the_return_pipe() -> None:
     assert result.stdout.text() == str(3 << 20)
     assert result.ret is not None and result.ret.truncated and result.ret.total == 5 << 20
     assert result.rusage is not None
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_the_listening_socket_takes_a_burst_of_connections_before_any_is_accepted(
+    kind: str, tmp_path: Path
+) -> None:
+    """A unix socket refuses a connect beyond its backlog at once (EAGAIN): a burst of execute-syncs to an
+    executor busy elsewhere must queue, not fail as "unreachable" (socketserver's default backlog is 5)."""
+    import socket
+
+    from sandbox_executor.server import open_listener
+
+    spec = (
+        ListenSpec("unix", path=str(tmp_path / "e.sock"))
+        if kind == "unix"
+        else ListenSpec("tcp", "127.0.0.1")
+    )
+    listener = open_listener(spec)  # nobody accepts: every connect waits in the backlog
+    clients = []
+    try:
+        for _ in range(32):
+            c = socket.socket(listener.family, socket.SOCK_STREAM)
+            c.setblocking(False)  # as a client with a timeout connects: EAGAIN is not waited for
+            clients.append(c)
+            err = c.connect_ex(listener.getsockname())
+            assert err in (0, errno.EINPROGRESS), os.strerror(err)
+    finally:
+        for c in clients:
+            c.close()
+        listener.close()
