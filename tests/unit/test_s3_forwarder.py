@@ -308,12 +308,17 @@ def test_other_paths_go_to_the_internal_api_untouched(sock, fallback):
 
 
 # -- POST policy uploads -----------------------------------------------------------------------------------
-def test_a_policy_upload_into_the_sessions_prefix_is_stored(sock, store):
+def test_a_policy_upload_into_the_sessions_prefix_is_stored(sock, store, s3):
     grant = store.presign_post(ATTACKER, path=None, max_bytes=1000)
     body, ctype = form(post_fields(grant, f"workspace/{ATTACKER}/out/new.txt"), b"hello")
-    status, _, answer = send(sock, "POST", via(grant["url"]), body, {"Content-Type": ctype})
-    assert status in (200, 201, 204), answer
+    status, headers, answer = send(sock, "POST", via(grant["url"]), body, {"Content-Type": ctype})
+    # S3's default answer to a form upload: 204, no body, the object's ETag (the MD5 of its bytes).
+    assert (status, answer) == (204, b""), answer
+    assert headers["etag"] == '"5d41402abc4b2a76b9719d911017c592"'
     assert store.read(ATTACKER, "out/new.txt") == b"hello"
+    head = s3.head_object(Bucket=BUCKET, Key=f"workspace/{ATTACKER}/out/new.txt")
+    assert head["ETag"] == headers["etag"]
+    assert head["ContentType"] == "text/plain"  # the form's Content-Type field
 
 
 def _bad_uploads(store: S3WorkspaceStore) -> dict[str, tuple[str, bytes, str]]:

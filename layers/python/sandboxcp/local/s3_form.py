@@ -1,9 +1,9 @@
-"""Reading a sandbox's multipart POST upload without holding it in memory: the body goes, byte for byte, into
-a spooled temporary file (forwarded unchanged once checked) while werkzeug's multipart decoder (the parser
-moto's server uses too, so both read the same form) yields the fields and counts the file's bytes.
+"""Reading a sandbox's multipart POST upload without holding it in memory: werkzeug's multipart decoder
+yields the fields, and the file part's bytes go into a spooled temporary file. What is stored is what was
+read here and checked: the object written is this file under the key the policy check named.
 
-The form must be unambiguous for moto: every field once (names compared case-insensitively), exactly one
-part named `file` and nothing after it (S3 ignores fields after the file; moto would not)."""
+The form must be unambiguous: every field once (names compared case-insensitively), exactly one part
+named `file` and nothing after it (S3 ignores fields after the file)."""
 
 from __future__ import annotations
 
@@ -31,13 +31,13 @@ G = TypeVar("G")
 
 @dataclass
 class SpooledForm(Generic[G]):
-    body: IO[bytes]  # the request body as received, rewound
-    length: int
+    fields: dict[str, str]  # the fields before the file, names in lower case
+    file: IO[bytes]  # the file part's bytes, rewound
     grant: G  # what the check of the fields returned when the file part began
     file_size: int
 
     def close(self) -> None:
-        self.body.close()
+        self.file.close()
 
 
 def boundary_of(content_type: str) -> bytes:
@@ -69,6 +69,7 @@ class _FormState(Generic[G]):
         self.part: Field | File | None = None
         self.value = bytearray()
         self.grant: G | None = None
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY)  # noqa: SIM115 (returned open)
         self.file_size = 0
         self.file_done = False
         self.ended = False
@@ -106,6 +107,7 @@ class _FormState(Generic[G]):
         if self.part is None:
             raise Refused("malformed form")
         if self.grant is not None:
+            self.file.write(data.data)
             self.file_size += len(data.data)
             self.file_done = not data.more_data
             return
@@ -126,11 +128,8 @@ def read_form(
     form is refused before its file is received) and returns the grant kept in the result."""
     decoder = MultipartDecoder(boundary_of(content_type), max_parts=MAX_PARTS)
     state = _FormState(on_file)
-    body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY)  # noqa: SIM115 (returned open)
     try:
         for chunk in _chunks(stream, length):
-            if chunk:
-                body.write(chunk)
             decoder.receive_data(chunk)
             event = decoder.next_event()
             while not isinstance(event, NeedData):
@@ -140,11 +139,11 @@ def read_form(
                 event = decoder.next_event()
         if state.grant is None or not state.file_done or not state.ended:
             raise Refused("the form has no complete file part")
-        body.seek(0)
-        return SpooledForm(body, length, state.grant, state.file_size)
+        state.file.seek(0)
+        return SpooledForm(state.fields, state.file, state.grant, state.file_size)
     except Refused:
-        body.close()
+        state.file.close()
         raise
     except (ValueError, RequestEntityTooLarge) as err:  # malformed form-data; more than MAX_PARTS parts
-        body.close()
+        state.file.close()
         raise Refused("malformed multipart form") from err
