@@ -252,3 +252,46 @@ def test_odd_names_reach_the_workspace_under_their_exact_names(tenants: Tenants)
     assert result["return_value"] == {**literal, **dict(stored)}
     status, result = run_code(t.victim, t.victim_sid, "def handler(event):\n    return 'still fine'\n")
     assert status == "completed" and result["return_value"] == "still fine", result
+
+
+def test_a_form_upload_stores_only_what_its_own_policy_was_checked_for(tenants: Tenants) -> None:
+    """The forwarder stores an accepted form upload itself (no second parser reads the form): hostile code
+    holding a real policy for one file of its own session bends the form around it."""
+    t = tenants
+    policy = t.attacker.post(
+        f"/sessions/{t.attacker_sid}/files/upload-url", json={"path": "own.txt", "size": 10}
+    )
+    assert policy.status_code == 200, policy.text
+    grant = policy.json()
+    target, own = _via(grant["url"]), grant["fields"]
+    victim_key = f"workspace/{t.victim_sid}/own.txt"
+    # The key part moved after the file part (S3 ignores fields after the file).
+    late, late_headers = _form({k: v for k, v in own.items() if k != "key"}, b"late")
+    boundary = late_headers["Content-Type"].rpartition("=")[2]
+    key_part = f'--{boundary}\r\nContent-Disposition: form-data; name="key"\r\n\r\n{victim_key}\r\n'
+    late = late.replace(f"--{boundary}--", key_part + f"--{boundary}--")
+
+    def post(extra: dict[str, str], content: bytes = b"a") -> list[Any]:
+        return ["POST", target, *_form({**own, **extra}, content)]
+
+    attacks = {
+        "redirect after the upload": post({"success_action_redirect": "http://x/"}),
+        "another answer status": post({"success_action_status": "201"}),
+        "metadata no condition names": post({"x-amz-meta-owner": "victim"}),
+        "larger than the policy allows": post({}, b"x" * 11),
+        "the key again after the file": ["POST", target, late, late_headers],
+        "the key twice": post({"KEY": victim_key}),
+    }
+    attacks["own upload (allowed)"] = post({}, b"mine only")
+    status, result = t.attack(ATTACK, event={"attacks": attacks})
+    assert status == "completed", result
+    answers = result["return_value"]
+    assert answers.pop("own upload (allowed)") == [204, ""]
+    for name, (code, body) in answers.items():
+        assert code == 403 and "AccessDenied" in body, f"{name}: {code} {body[:300]}"
+    # Stored: the allowed upload's bytes under the one key its policy named, nothing else anywhere.
+    got = t.attacker.get(f"/sessions/{t.attacker_sid}/files/own.txt")
+    assert got.status_code == 200 and got.content == b"mine only"
+    for client, sid in ((t.attacker, t.attacker_sid), (t.victim, t.victim_sid)):
+        paths = {f["path"] for f in client.get(f"/sessions/{sid}/files").json()["files"]}
+        assert not {"late", "a"} & paths and (sid == t.attacker_sid or "own.txt" not in paths), paths
