@@ -221,7 +221,7 @@ def test_other_services_and_endpoints_stay_on_http(moto: tuple[str, Counter]) ->
 def test_a_moto_failure_is_a_500_that_botocore_retries(moto: tuple[str, Counter]) -> None:
     """As from the moto server, whose werkzeug answers 500 when moto raises (e.g. a race in moto)."""
     endpoint, _ = moto
-    real = inprocess_aws.dynamodb_app()
+    real = inprocess_aws.backend_app("dynamodb")
     failures = {"left": 1}
 
     def flaky(environ: dict[str, Any], start_response: Any) -> Any:

@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 from io import BytesIO
-from typing import Any
+from typing import Any, Literal
 
 import botocore.handlers
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
@@ -40,13 +40,13 @@ class _RawBody(BytesIO):
             yield chunk
 
 
-def dynamodb_app() -> Callable[..., Any]:
-    """The WSGI application the moto server hands DynamoDB requests to, on the same (global) backends.
+def backend_app(service: Literal["dynamodb", "s3"]) -> Callable[..., Any]:
+    """The WSGI application the moto server hands `service`'s requests to, on the same (global) backends.
     (Its front, DomainDispatcherApplication, would work too, but finds the service anew for each request
-    under a lock: a quarter of the cost of a call.)"""
+    under a lock: a quarter of the cost of a call.) DynamoDB here; S3 in the local S3 forwarder."""
     from moto.moto_server.werkzeug_app import create_backend_app
 
-    return create_backend_app("dynamodb")
+    return create_backend_app(service)
 
 
 def _before_send(request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
@@ -100,7 +100,7 @@ def install(endpoint: str, app: Callable[..., Any] | None = None) -> None:
     moto_transactions.install()  # transactions cost what their items cost, not their tables
     moto_dynamodb.install()  # responses without moto's per-value shape walk
     with _install_lock:
-        _target = (endpoint.rstrip("/") + "/", app or dynamodb_app())
+        _target = (endpoint.rstrip("/") + "/", app or backend_app("dynamodb"))
         if (EVENT, _before_send) not in botocore.handlers.BUILTIN_HANDLERS:
             botocore.handlers.BUILTIN_HANDLERS.append((EVENT, _before_send))
         _default_session_events(lambda events: events.register(EVENT, _before_send, unique_id=_UNIQUE_ID))

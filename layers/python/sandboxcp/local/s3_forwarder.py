@@ -11,6 +11,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from werkzeug.wrappers import Response
 
 from sandboxcp.domain import clock
+from sandboxcp.local import inprocess_aws
 from sandboxcp.local.s3_auth import Refused, WorkspaceSigning, verify_presigned
 from sandboxcp.local.s3_form import MAX_BODY, read_form
 from sandboxcp.local.s3_post_policy import PostGrant, verify_post
@@ -49,9 +50,7 @@ class S3Forwarder:
         self.signing = signing or WorkspaceSigning.from_boto3(bucket, s3_endpoint)
         if self.signing.bucket != bucket:
             raise ValueError("the signing identity is for another bucket")
-        from moto.moto_server.werkzeug_app import create_backend_app
-
-        self.s3_app = create_backend_app("s3")
+        self.s3_app = inprocess_aws.backend_app("s3")
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if not environ.get("PATH_INFO", "").startswith(self.PREFIX):
