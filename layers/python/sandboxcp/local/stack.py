@@ -140,7 +140,8 @@ class LocalStack:
         os.environ.update(aws_environment(self._aws.endpoint))
         os.environ.update(local_settings_env(str(self.state_dir), self.settings_runtime))
         os.environ["MOTO_PORT"] = str(lambda_port)  # where moto's Step Functions sends Lambda invokes
-        sandbox_facing: tuple[str, int] | None = None
+        # ecs, eks, docker-remote: the sandboxes reach the control plane over HTTP at the sandbox network's
+        # gateway, on a port held from here on.
         sandbox_listener: socket.socket | None = None
         if self.runtime == "ecs":
             from sandboxcp.local.ecs_standin import EcsStandIn
@@ -148,23 +149,17 @@ class LocalStack:
             self._ecs = EcsStandIn(self._aws.endpoint)
             self._ecs.start()
             sandbox_listener = listening_socket(self._ecs.gateway)
-            sandbox_facing = (self._ecs.gateway, int(sandbox_listener.getsockname()[1]))
-            self._ecs.allow(sandbox_facing[1])
+            self._ecs.allow(sandbox_listener.getsockname()[1])
             os.environ.update(self._ecs.client_env())
-            os.environ.update(
-                provision_ecs(self._aws.endpoint, f"http://{sandbox_facing[0]}:{sandbox_facing[1]}")
-            )
+            os.environ.update(provision_ecs(self._aws.endpoint, _http_url(sandbox_listener)))
         elif self.runtime == "eks":
             from sandboxcp.local.kube_standin import KubeStandin
 
             self._kube = KubeStandin(namespaces=(EKS_NAMESPACE,))
             self._kube.start()
             sandbox_listener = listening_socket(self._kube.gateway_ip)
-            sandbox_facing = (self._kube.gateway_ip, int(sandbox_listener.getsockname()[1]))
             os.environ.update(
-                eks_settings_env(
-                    self._kube.url, self._kube.ca_data, f"http://{sandbox_facing[0]}:{sandbox_facing[1]}"
-                )
+                eks_settings_env(self._kube.url, self._kube.ca_data, _http_url(sandbox_listener))
             )
         elif self.runtime == "docker-remote":
             from sandboxcp.local.docker_remote import DockerRemoteStandIn
@@ -172,12 +167,9 @@ class LocalStack:
             self._remote = DockerRemoteStandIn()
             self._remote.start()
             sandbox_listener = listening_socket(self._remote.gateway)
-            sandbox_facing = (self._remote.gateway, int(sandbox_listener.getsockname()[1]))
-            self._remote.allow(sandbox_facing[1])
+            self._remote.allow(sandbox_listener.getsockname()[1])
             secret = provision_docker_tls_secret(self._aws.endpoint, self._remote.secret_string())
-            os.environ.update(
-                self._remote.settings_env(secret, f"http://{sandbox_facing[0]}:{sandbox_facing[1]}")
-            )
+            os.environ.update(self._remote.settings_env(secret, _http_url(sandbox_listener)))
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
         from sandboxcp.services import auth, nodes, templates
@@ -275,6 +267,11 @@ class LocalStack:
 
         spare_disks.forget_under(self.state_dir)  # the workspace disks made ahead of launches
         disk.remove_all_under(self.state_dir)  # workspaces of sandboxes that were still starting
+
+
+def _http_url(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://{host}:{port}"
 
 
 def run(host: str, port: int, runtime: str, state_dir: str | None) -> int:
