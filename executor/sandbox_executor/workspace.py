@@ -23,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import errno
+import functools
 import hashlib
 import http.client
 import json
@@ -401,7 +402,11 @@ class WorkspaceSync:
                     safe.append(path)
             # Several at once: a run that writes 1,000 small files waits on round trips, not bytes. Results
             # are taken in order, so notes and artifacts keep the run's order.
-            pending = [(path, pool.submit(self._upload_one, ws_fd, policy, path, send_type)) for path in safe]
+            # One boundary for the whole sync: a receiver that compiles a pattern per boundary (werkzeug's
+            # decoder, in the local forwarder) does so once. Picked after the run, so its code cannot know it.
+            boundary = "sandbox-executor-" + secrets.token_hex(16)
+            one = functools.partial(self._upload_one, ws_fd, policy, send_type=send_type, boundary=boundary)
+            pending = [(path, pool.submit(one, path)) for path in safe]
             given_up = 0  # uploads not tried after a fatal error (the policy refused, S3 unreachable, ...)
             for path, future in pending:
                 if future.cancelled():
@@ -447,7 +452,7 @@ class WorkspaceSync:
         return out
 
     def _upload_one(
-        self, ws_fd: int, policy: UploadPolicy, path: str, send_type: bool
+        self, ws_fd: int, policy: UploadPolicy, path: str, *, send_type: bool, boundary: str
     ) -> tuple[int, str] | None:
         """(size, etag) once uploaded, None if too large; raises SyncError."""
         parent_fd = fd = -1
@@ -462,18 +467,19 @@ class WorkspaceSync:
                 raise SyncError("not a regular file", path)
             if policy.max_bytes is not None and st.st_size > policy.max_bytes:
                 return None
-            return self._retrying(lambda: self._post(policy, path, fd, st.st_size, send_type), path)
+            return self._retrying(lambda: self._post(policy, path, fd, st.st_size, send_type, boundary), path)
         finally:
             for open_fd in (fd, parent_fd):
                 if open_fd >= 0:
                     os.close(open_fd)
 
-    def _post(self, policy: UploadPolicy, path: str, fd: int, size: int, send_type: bool) -> tuple[int, str]:
+    def _post(
+        self, policy: UploadPolicy, path: str, fd: int, size: int, send_type: bool, boundary: str
+    ) -> tuple[int, str]:
         try:
             where = presigned_target(policy.url, self._via)
         except ValueError as exc:
             raise SyncError(f"upload {exc}", path, fatal=True) from None
-        boundary = "sandbox-executor-" + secrets.token_hex(16)
         mime = guess_mime(path)
         parts = []
         for name, value in policy.fields.items():

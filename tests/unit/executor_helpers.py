@@ -211,6 +211,7 @@ class S3Upload:
     fields: list[tuple[str, str]]  # the form fields before the file, in order
     filename: str | None
     content_type: str | None  # the file part's own Content-Type
+    boundary: str | None = None  # the form's multipart boundary
 
 
 class FakeS3:
@@ -454,6 +455,7 @@ class FakeS3:
             fields=fields,
             filename=file_part.get_filename(),
             content_type=file_part.get("Content-Type"),
+            boundary=msg.get_boundary(),
         )
         return upload, ""
 

@@ -461,6 +461,18 @@ def test_content_type_is_only_sent_when_the_policy_allows_it(sync: WorkspaceSync
     assert "Content-Type" not in dict(upload.fields) and upload.content_type == "text/html"
 
 
+def test_a_sync_picks_one_boundary_for_its_uploads_after_the_run(sync: WorkspaceSync, s3: FakeS3) -> None:
+    # One per sync (a receiver compiles its pattern once, not per file: the local forwarder's cost at
+    # 1,000 files); a new one each sync, so no file written before can hold the boundary it is sent with.
+    for name in ("a.txt", "b.txt", "c.txt"):
+        Path(sync.workspace, name).write_text(name)
+    sync.upload(_plan(s3), [("a.txt", 5), ("b.txt", 5)])
+    sync.upload(_plan(s3), [("c.txt", 5)])
+    first = {u.boundary for name in ("a.txt", "b.txt") for u in s3.uploaded(PREFIX + name)}
+    (second,) = (u.boundary for u in s3.uploaded(PREFIX + "c.txt"))
+    assert len(first) == 1 and None not in first and second not in first
+
+
 def test_without_an_etag_header_the_md5_is_remembered(sync: WorkspaceSync, s3: FakeS3) -> None:
     s3.etag_header = False  # like moto
     Path(sync.workspace, "m.txt").write_bytes(b"md5 me")
