@@ -371,7 +371,16 @@ def _bad_uploads(store: S3WorkspaceStore) -> dict[str, tuple[str, bytes, str]]:
             post_fields(grant, f"workspace/{ATTACKER}/${{filename}}"), filename=".."
         ),
         "field after the file": upload(post_fields(grant, own_key), after=(("key", victim_key),)),
+        "field in another charset": (url, *_field_charset(form(post_fields(grant, own_key), b"evil"))),
     }
+
+
+def _field_charset(body_and_type: tuple[bytes, str]) -> tuple[bytes, str]:
+    """The form with its key field declared latin-1 (a parser decoding by charset could read another key)."""
+    body, ctype = body_and_type
+    plain = b'name="key"\r\n\r\n'
+    assert plain in body
+    return body.replace(plain, b'name="key"\r\nContent-Type: text/plain; charset=latin-1\r\n\r\n'), ctype
 
 
 def test_forged_or_out_of_policy_uploads_are_refused_and_never_reach_moto(sock, store, s3, moto):

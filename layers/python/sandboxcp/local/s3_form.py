@@ -27,6 +27,7 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 50
 
 G = TypeVar("G")
+_PART_EVENTS = (Field, File)  # a tuple, not `Field | File`: built once, not for every event
 
 
 @dataclass
@@ -75,7 +76,7 @@ class _FormState(Generic[G]):
         self.ended = False
 
     def event(self, event: Any) -> None:
-        if isinstance(event, Field | File):
+        if isinstance(event, _PART_EVENTS):
             self._begin(event)
         elif isinstance(event, Data):
             self._data(event)
@@ -95,9 +96,11 @@ class _FormState(Generic[G]):
             raise Refused(f"form field {lowered!r} given twice")
         if lowered != "file" and isinstance(part, File):
             raise Refused("a file part not named 'file'")
-        charset = parse_options_header(part.headers.get("content-type", ""))[1].get("charset", "utf-8")
-        if lowered != "file" and charset.lower() != "utf-8":
-            raise Refused("form fields must be UTF-8")
+        part_type = part.headers.get("content-type")  # fields rarely have one: parse only when given
+        if lowered != "file" and part_type:
+            charset = parse_options_header(part_type)[1].get("charset", "utf-8")
+            if charset.lower() != "utf-8":
+                raise Refused("form fields must be UTF-8")
         self.part = part
         self.value = bytearray()
         if lowered == "file":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import posixpath
 from dataclasses import dataclass
@@ -101,6 +102,15 @@ def _apply_conditions(
     return named, size_range
 
 
+@functools.lru_cache(maxsize=64)
+def _policy_signature(signing: WorkspaceSigning, policy: str, amz_date: str) -> str:
+    """The signature `policy` should carry. Remembered: every file a run writes comes with the same policy
+    (1,000 uploads of one run; issue #14), and deriving the signing key is five HMACs."""
+    request = AWSRequest()
+    request.context["timestamp"] = amz_date
+    return str(S3SigV4PostAuth(signing.credentials(), "s3", signing.region).signature(policy, request))
+
+
 def verify_post(
     signing: WorkspaceSigning, bucket: str, fields: dict[str, str], filename: str | None, now: datetime
 ) -> PostGrant:
@@ -117,10 +127,9 @@ def verify_post(
         fields.get("x-amz-credential", ""),
         fields.get("x-amz-date", ""),
     )
-    request = AWSRequest()
-    request.context["timestamp"] = fields["x-amz-date"]
-    signer = S3SigV4PostAuth(signing.credentials(), "s3", signing.region)
-    check_signature(signer.signature(fields["policy"], request), fields.get("x-amz-signature", ""))
+    check_signature(
+        _policy_signature(signing, fields["policy"], fields["x-amz-date"]), fields.get("x-amz-signature", "")
+    )
     document = _policy_document(fields["policy"])
     _check_expiration(document, now)
     named, size_range = _apply_conditions(document["conditions"], bucket, fields)
