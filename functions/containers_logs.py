@@ -3,9 +3,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
+from sandboxcp.api.params import Query, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.observability import bind_request
 from sandboxcp.routes import resolver_path, route_for

@@ -4,10 +4,8 @@ At most 8 per session (429 with Retry-After)."""
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
 from sandboxcp.api.interactive_schemas import ContextResponse
+from sandboxcp.api.params import Body, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.contexts import create_context

@@ -6,10 +6,8 @@ the local stack holds open and a deployed stack answers per long poll (docs/stre
 import json
 from typing import Annotated, Literal
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from sandboxcp.api.output_schemas import ExecutionOutput
+from sandboxcp.api.params import Query, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.domain.errors import InvalidParameter
 from sandboxcp.domain.output import MAX_SEQ

@@ -2,8 +2,7 @@
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
+from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.api.schemas import ExecuteResponse
 from sandboxcp.routes import resolver_path, route_for

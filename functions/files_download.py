@@ -1,8 +1,7 @@
 """GET /api/v1/sessions/{session_id}/files/{path+}: small files inline (application/octet-stream), larger
 ones 307 to a presigned GET (1 h, attachment with the file name)."""
 
-from aws_lambda_powertools.event_handler import Response
-
+from sandboxcp.api.params import Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

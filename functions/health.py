@@ -2,8 +2,7 @@
 
 import json
 
-from aws_lambda_powertools.event_handler import Response
-
+from sandboxcp.api.params import Response
 from sandboxcp.api.resolver import lambda_entry, make_resolver
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

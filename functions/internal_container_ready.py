@@ -3,8 +3,7 @@ and the launch workflow's task token is released."""
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
+from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
 from sandboxcp.api.schemas import MessageResponse
 from sandboxcp.routes import resolver_path, route_for

@@ -4,9 +4,9 @@ and shown with its result, merged by path."""
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
+from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
 from sandboxcp.domain.workspace import Artifact
 from sandboxcp.routes import resolver_path, route_for

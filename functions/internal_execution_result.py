@@ -6,8 +6,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
+from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
 from sandboxcp.api.schemas import ResultRecorded
 from sandboxcp.domain.errors import InvalidParameter, StateConflict

@@ -5,9 +5,8 @@ callback token's session."""
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
 from sandboxcp.api.interactive_schemas import ProcessOutputStored
+from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

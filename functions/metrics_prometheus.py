@@ -1,8 +1,7 @@
 """GET /api/v1/metrics: Prometheus text format 0.0.4 (process counters and live gauges from DynamoDB);
 a tenant's key sees its own figures only, an admin key everyone's."""
 
-from aws_lambda_powertools.event_handler import Response
-
+from sandboxcp.api.params import Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.observability import bind_request
 from sandboxcp.routes import resolver_path, route_for

@@ -4,10 +4,8 @@ read with GET .../processes/{process_id}/output. At most 16 running per session 
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
 from sandboxcp.api.interactive_schemas import ProcessResponse
+from sandboxcp.api.params import Body, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

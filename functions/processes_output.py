@@ -4,9 +4,8 @@ as soon as one arrives. `complete` once the process ended and every chunk was re
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from sandboxcp.api.interactive_schemas import ProcessOutput
+from sandboxcp.api.params import Query
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.domain.output import MAX_SEQ
 from sandboxcp.routes import resolver_path, route_for

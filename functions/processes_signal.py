@@ -4,9 +4,8 @@ process as known right after; its exit shows once the sandbox reports it."""
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
 from sandboxcp.api.interactive_schemas import ProcessResponse
+from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

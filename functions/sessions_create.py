@@ -6,9 +6,7 @@ with the same body answers 200 with the stored session, one with another body 42
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
+from sandboxcp.api.params import Body, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.api.schemas import SessionResponse
 from sandboxcp.observability import prepare_init

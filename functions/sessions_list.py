@@ -2,8 +2,7 @@
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
+from sandboxcp.api.params import Query
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.api.schemas import SessionList, SessionResponse
 from sandboxcp.domain.states import SessionStatus

@@ -2,9 +2,7 @@
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
+from sandboxcp.api.params import Body, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.api.schemas import TemplateResponse
 from sandboxcp.observability import bind_request

@@ -1,7 +1,6 @@
 """DELETE /api/v1/templates/{template_id} (admin): 204; refused (400) while active sessions use it."""
 
-from aws_lambda_powertools.event_handler import Response
-
+from sandboxcp.api.params import Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.observability import bind_request
 from sandboxcp.routes import resolver_path, route_for

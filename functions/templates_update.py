@@ -3,8 +3,7 @@ from new sessions and keeps it for existing ones."""
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
+from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.api.schemas import TemplateResponse
 from sandboxcp.observability import bind_request

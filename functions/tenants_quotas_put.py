@@ -3,8 +3,7 @@ values. Usage is kept: below a lowered limit, new work is refused until enough e
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body
-
+from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
 from sandboxcp.domain.quotas import TenantQuota
 from sandboxcp.routes import resolver_path, route_for

@@ -29,10 +29,14 @@ LAZY = (
     "kubernetes",
     "httpx",
     "aws_lambda_powertools.utilities.idempotency",
+    # Resolvers of powertools' event handler __init__ that no function uses (sandboxcp.api.lean_powertools).
+    "aws_lambda_powertools.event_handler.appsync",
+    "aws_lambda_powertools.event_handler.bedrock_agent",
+    "asyncio",
 )
 # An API-key authorizer's request needs no HTTP resolver, no request validation, no response models.
 NOT_IN_AUTHORIZER = (
-    "aws_lambda_powertools.event_handler",
+    "aws_lambda_powertools.event_handler.api_gateway",
     "sandboxcp.api.resolver",
     "sandboxcp.api.schemas",
 )
@@ -147,3 +151,29 @@ def test_a_traced_handler_builds_its_decorator_once_and_keeps_the_name():
     assert wrapped.__name__ == "handler"
     assert wrapped(1, None) == {"ok": 1} and wrapped(2, None) == {"ok": 2}
     assert calls == [1, 2]
+
+
+def test_the_lean_event_handler_package_still_exports_every_name_on_first_use():
+    code = (
+        "import sandboxcp.api, sys\n"
+        "from aws_lambda_powertools.event_handler import APIGatewayRestResolver, content_types\n"
+        "assert 'aws_lambda_powertools.event_handler.appsync' not in sys.modules\n"
+        "from aws_lambda_powertools.event_handler import AppSyncResolver\n"
+        "from aws_lambda_powertools.event_handler.appsync import AppSyncResolver as Real\n"
+        "assert AppSyncResolver is Real and content_types.APPLICATION_JSON == 'application/json'\n"
+        "import aws_lambda_powertools.event_handler as package\n"
+        "assert set(package.__all__) >= {'AppSyncResolver', 'APIGatewayRestResolver', 'Response'}\n"
+        "try:\n"
+        "    from aws_lambda_powertools.event_handler import NoSuchName\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('an unknown name imported')\n"
+        "print('{\"ok\": true}')\n"
+    )
+    environ = {**os.environ, "PYTHONPATH": str(ROOT / "layers" / "python")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"ok": True}
