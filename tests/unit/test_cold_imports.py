@@ -33,6 +33,7 @@ LAZY = (
     "aws_lambda_powertools.event_handler.appsync",
     "aws_lambda_powertools.event_handler.bedrock_agent",
     "asyncio",
+    "aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event",  # nor event classes
 )
 # An API-key authorizer's request needs no HTTP resolver, no request validation, no response models.
 NOT_IN_AUTHORIZER = (
@@ -153,12 +154,15 @@ def test_a_traced_handler_builds_its_decorator_once_and_keeps_the_name():
     assert calls == [1, 2]
 
 
-def test_the_lean_event_handler_package_still_exports_every_name_on_first_use():
+def test_the_lean_powertools_packages_still_export_every_name_on_first_use():
     code = (
         "import sandboxcp.api, sys\n"
         "from aws_lambda_powertools.event_handler import APIGatewayRestResolver, content_types\n"
         "assert 'aws_lambda_powertools.event_handler.appsync' not in sys.modules\n"
         "from aws_lambda_powertools.event_handler import AppSyncResolver\n"
+        "from aws_lambda_powertools.utilities.data_classes import SQSEvent, APIGatewayProxyEvent\n"
+        "from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent as RealSQS\n"
+        "assert SQSEvent is RealSQS\n"
         "from aws_lambda_powertools.event_handler.appsync import AppSyncResolver as Real\n"
         "assert AppSyncResolver is Real and content_types.APPLICATION_JSON == 'application/json'\n"
         "import aws_lambda_powertools.event_handler as package\n"

@@ -1,5 +1,5 @@
 """What an HTTP function takes from powertools' event handler, imported through `sandboxcp.api` (whose import
-registers the event handler package lean: sandboxcp/api/lean_powertools.py)."""
+registers powertools' event handler package lean: sandboxcp/api/lean_powertools.py)."""
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
