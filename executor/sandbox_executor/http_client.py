@@ -1,7 +1,7 @@
 """A tiny HTTP client for ``http(s)://host:port[/prefix]`` and ``unix:///abs/path.sock`` bases (HTTP over
 a unix socket; the whole path is the socket).
 
-One connection per request: callbacks are rare, and a fresh connection never trips over a
+One connection per callback (``request``): callbacks are rare, and a fresh connection never trips over a
 keep-alive socket the server already closed.
 
 ``request`` (the callbacks: small JSON bodies) speaks HTTP/1.1 itself over http and unix sockets: every idle
@@ -11,8 +11,9 @@ configured with an https URL imports it in the supervisor, before the fork (``tl
 
 Presigned S3 requests (workspace sync) go either straight to their URL or, when the sandbox has
 no network (``SANDBOXCP_S3_VIA``), through the control plane's socket as ``/_s3<path>?<query>``
-with the URL's own ``Host``; their bodies and answers are streamed, never held whole in memory
-(``open_stream``: ``http.client``, with the first execution that syncs).
+with the URL's own ``Host``; their bodies and answers are streamed, never held whole in memory, over
+connections kept open for the sync's many requests (``KeptConnections``: ``http.client``, with the
+first execution that syncs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from sandbox_executor.records import Record
@@ -321,25 +322,80 @@ def presigned_target(url: str, via: Endpoint | None = None) -> PresignedTarget:
     return PresignedTarget(Endpoint(scheme=parts.scheme, host=parts.hostname, port=port), target, host)
 
 
-@contextlib.contextmanager
-def open_stream(
-    where: PresignedTarget,
-    method: str,
-    *,
-    body: Iterable[bytes] | bytes | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 60.0,
-) -> Iterator[http.client.HTTPResponse]:
-    """Send one request and yield the response unread (the caller streams it); closes on exit.
+class KeptConnections:
+    """Connections for a batch of presigned requests (one sync's downloads or uploads), kept open between
+    requests: one per thread and endpoint, reused while the server keeps it (HTTP/1.1 keep-alive). A new
+    connection for each of 1,000 small files costs a handshake each (TCP, and TLS to S3) on both sides.
+    ``close()`` closes them all; use one instance per batch, from the threads of that batch."""
 
-    An iterable ``body`` is sent chunk by chunk: give its ``Content-Length`` in ``headers``, or it
-    goes out chunked. Raises OSError / http.client.HTTPException on transport failures (``http.client``
-    is imported on first use).
-    """
-    conn = where.endpoint.connection(timeout)
-    try:
-        all_headers = {"Host": where.host, "Connection": "close", **(headers or {})}
-        conn.request(method, where.target, body=body, headers=all_headers)
-        yield conn.getresponse()
-    finally:
+    def __init__(self) -> None:
+        import threading
+
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: set[http.client.HTTPConnection] = set()
+
+    @contextlib.contextmanager
+    def open_stream(
+        self,
+        where: PresignedTarget,
+        method: str,
+        *,
+        body: Callable[[], Iterable[bytes] | bytes | None] = lambda: None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Iterator[http.client.HTTPResponse]:
+        """Send one request and yield the response unread (the caller streams it). ``body`` makes the
+        request's body: an iterable is sent chunk by chunk (give its ``Content-Length`` in ``headers``,
+        or it goes out chunked). A kept connection the server has closed meanwhile is replaced once, the
+        body made again. The connection is kept after the response if the caller read it to its end and
+        the server did not say close. Raises OSError / http.client.HTTPException on transport failures
+        (``http.client`` is imported on first use)."""
+        all_headers = {"Host": where.host, **(headers or {})}
+        for reuse in (True, False):
+            conn, reused = self._take(where.endpoint, timeout, reuse)
+            try:
+                conn.request(method, where.target, body=body(), headers=all_headers)
+                response = conn.getresponse()
+                break
+            except ConnectionError:
+                self._drop(conn)
+                if not reused:
+                    raise
+            except BaseException:
+                self._drop(conn)
+                raise
+        try:
+            yield response
+        except BaseException:
+            self._drop(conn)
+            raise
+        if response.will_close or not response.isclosed():  # said close, or the caller left some unread
+            self._drop(conn)
+        else:
+            self._local.kept[where.endpoint] = conn
+
+    def _take(
+        self, endpoint: Endpoint, timeout: float, reuse: bool
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        kept: dict[Endpoint, http.client.HTTPConnection] = self._local.__dict__.setdefault("kept", {})
+        conn = kept.pop(endpoint, None)
+        if conn is not None and reuse:
+            return conn, True
+        if conn is not None:
+            self._drop(conn)
+        conn = endpoint.connection(timeout)
+        with self._lock:
+            self._open.add(conn)
+        return conn, False
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
         conn.close()
+        with self._lock:
+            self._open.discard(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._open = self._open, set()
+        for conn in conns:
+            conn.close()

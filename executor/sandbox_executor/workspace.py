@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 from sandbox_executor import __version__
 from sandbox_executor.artifacts import workspace_usage
-from sandbox_executor.http_client import Endpoint, open_stream, presigned_target
+from sandbox_executor.http_client import Endpoint, KeptConnections, presigned_target
 from sandbox_executor.logs import log
 from sandbox_executor.validation import Download, UploadPolicy, WorkspacePlan
 
@@ -268,8 +268,10 @@ class WorkspaceSync:
                 with _local("workspace"):
                     ws_fd = os.open(self.workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 pool = ThreadPoolExecutor(TRANSFER_WORKERS, thread_name_prefix="download")
+                connections = KeptConnections()
                 try:
-                    fetching = [(item, pool.submit(self._download_one, ws_fd, item)) for item in todo]
+                    one = functools.partial(self._download_one, ws_fd, connections)
+                    fetching = [(item, pool.submit(one, item)) for item in todo]
                     for item, future in fetching:  # the first failure ends the sync (the rest is cancelled)
                         size, etag, mtime_ns = future.result()
                         self.manifest[item.path] = etag
@@ -278,6 +280,7 @@ class WorkspaceSync:
                         done += 1
                 finally:
                     pool.shutdown(wait=True, cancel_futures=True)  # before the fd the transfers write through
+                    connections.close()
                     os.close(ws_fd)
         except SyncError as exc:
             log(
@@ -308,20 +311,23 @@ class WorkspaceSync:
         except OSError:
             return False
 
-    def _download_one(self, ws_fd: int, item: Download) -> tuple[int, str, int]:
+    def _download_one(self, ws_fd: int, connections: KeptConnections, item: Download) -> tuple[int, str, int]:
         with _local(item.path):
             parent_fd, name = _open_parent(ws_fd, item.path, create=True)
         try:
-            return self._retrying(lambda: self._fetch(parent_fd, name, item), item.path)
+            return self._retrying(lambda: self._fetch(connections, parent_fd, name, item), item.path)
         finally:
             os.close(parent_fd)
 
-    def _fetch(self, parent_fd: int, name: str, item: Download) -> tuple[int, str, int]:
+    def _fetch(
+        self, connections: KeptConnections, parent_fd: int, name: str, item: Download
+    ) -> tuple[int, str, int]:
         try:
             where = presigned_target(item.url, self._via)
         except ValueError as exc:
             raise SyncError(str(exc), item.path) from None
-        with open_stream(where, "GET", headers={"User-Agent": _USER_AGENT}, timeout=TIMEOUT_S) as resp:
+        headers = {"User-Agent": _USER_AGENT}
+        with connections.open_stream(where, "GET", headers=headers, timeout=TIMEOUT_S) as resp:
             if resp.status != 200:
                 raise _status_error(resp, item.path)
             expected = _content_length(resp)
@@ -391,6 +397,7 @@ class WorkspaceSync:
             out.notes.append(f"workspace files not saved: workspace unavailable ({exc.strerror})")
             return out
         pool = ThreadPoolExecutor(TRANSFER_WORKERS, thread_name_prefix="upload")
+        connections = KeptConnections()
         try:
             safe = []
             for path, _ in files:
@@ -405,7 +412,9 @@ class WorkspaceSync:
             # One boundary for the whole sync: a receiver that compiles a pattern per boundary (werkzeug's
             # decoder, in the local forwarder) does so once. Picked after the run, so its code cannot know it.
             boundary = "sandbox-executor-" + secrets.token_hex(16)
-            one = functools.partial(self._upload_one, ws_fd, policy, send_type=send_type, boundary=boundary)
+            one = functools.partial(
+                self._upload_one, ws_fd, connections, policy, send_type=send_type, boundary=boundary
+            )
             pending = [(path, pool.submit(one, path)) for path in safe]
             given_up = 0  # uploads not tried after a fatal error (the policy refused, S3 unreachable, ...)
             for path, future in pending:
@@ -436,6 +445,7 @@ class WorkspaceSync:
                 problems.append(f"workspace files not saved: {given_up} more, for the same reason")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # before the workspace fd the uploads read through
+            connections.close()
             os.close(ws_fd)
         if len(problems) > MAX_NOTES:
             problems[MAX_NOTES - 1 :] = [f"... and {len(problems) - MAX_NOTES + 1} more files not saved"]
@@ -452,7 +462,14 @@ class WorkspaceSync:
         return out
 
     def _upload_one(
-        self, ws_fd: int, policy: UploadPolicy, path: str, *, send_type: bool, boundary: str
+        self,
+        ws_fd: int,
+        connections: KeptConnections,
+        policy: UploadPolicy,
+        path: str,
+        *,
+        send_type: bool,
+        boundary: str,
     ) -> tuple[int, str] | None:
         """(size, etag) once uploaded, None if too large; raises SyncError."""
         parent_fd = fd = -1
@@ -467,14 +484,24 @@ class WorkspaceSync:
                 raise SyncError("not a regular file", path)
             if policy.max_bytes is not None and st.st_size > policy.max_bytes:
                 return None
-            return self._retrying(lambda: self._post(policy, path, fd, st.st_size, send_type, boundary), path)
+            size = st.st_size
+            return self._retrying(
+                lambda: self._post(connections, policy, path, fd, size, send_type, boundary), path
+            )
         finally:
             for open_fd in (fd, parent_fd):
                 if open_fd >= 0:
                     os.close(open_fd)
 
     def _post(
-        self, policy: UploadPolicy, path: str, fd: int, size: int, send_type: bool, boundary: str
+        self,
+        connections: KeptConnections,
+        policy: UploadPolicy,
+        path: str,
+        fd: int,
+        size: int,
+        send_type: bool,
+        boundary: str,
     ) -> tuple[int, str]:
         try:
             where = presigned_target(policy.url, self._via)
@@ -503,9 +530,11 @@ class WorkspaceSync:
             f"Content-Type: {mime}\r\n\r\n"
         ).encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
-        md5 = _md5()
+        digests: list[Any] = []  # of each body made (a kept connection found closed sends it again)
 
         def body() -> Iterator[bytes]:
+            md5 = _md5()
+            digests.append(md5)
             yield head
             offset = 0
             while offset < size:
@@ -524,12 +553,13 @@ class WorkspaceSync:
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Content-Length": str(len(head) + size + len(tail)),
         }
-        with open_stream(where, "POST", body=body(), headers=headers, timeout=TIMEOUT_S) as resp:
+        with connections.open_stream(where, "POST", body=body, headers=headers, timeout=TIMEOUT_S) as resp:
             if not 200 <= resp.status < 300:
                 raise _status_error(resp, path)
             resp.read(_ERROR_BODY_BYTES)
             # S3 answers with the object's ETag; some S3 look-alikes (moto) do not, and the ETag
             # of a single-part upload is the MD5 of its bytes.
+            md5 = digests[-1]
             return size, _etag(resp) or (md5.hexdigest() if md5 is not None else "")
 
     # -- retries ----------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import pytest
 from werkzeug.serving import make_server
 
 from sandboxcp.domain.states import ExecutionStatus
-from sandboxcp.local.body import GatewayRequestHandler
 from sandboxcp.local.functions import LocalFunctions
 from sandboxcp.local.gateway import ApiGatewayEmulator
+from sandboxcp.local.handler import GatewayRequestHandler
 from sandboxcp.services.auth import ensure_api_key, hash_secret
 from tests.functional.conftest import SAMPLE_EXECUTION, SAMPLE_SESSION, seed_session
 from tests.functional.test_live_output import _end, _seed_execution

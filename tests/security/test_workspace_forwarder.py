@@ -295,3 +295,92 @@ def test_a_form_upload_stores_only_what_its_own_policy_was_checked_for(tenants: 
     for client, sid in ((t.attacker, t.attacker_sid), (t.victim, t.victim_sid)):
         paths = {f["path"] for f in client.get(f"/sessions/{sid}/files").json()["files"]}
         assert not {"late", "a"} & paths and (sid == t.attacker_sid or "own.txt" not in paths), paths
+
+
+# One connection kept across requests (HTTP/1.1 keep-alive, sandboxcp/local/handler.py): each step is sent
+# whole, then its answers are read; an answer is [status, its Connection header]; None: the server closed.
+KEPT_CONNECTION = r"""
+import socket
+
+def answer(f):
+    line = f.readline()
+    if not line:
+        return None
+    headers = {}
+    while (h := f.readline()) not in (b'\r\n', b''):
+        k, _, v = h.decode('latin-1').partition(':')
+        headers[k.strip().lower()] = v.strip()
+    f.read(int(headers.get('content-length', '0')))
+    return [int(line.split()[1]), headers.get('connection', '')]
+
+def handler(event):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect('/run/controlplane.sock')
+    f = s.makefile('rb')
+    out = []
+    for raw, answers in event['steps']:
+        s.sendall(raw.encode('latin-1'))
+        got = [answer(f) for _ in range(answers)]
+        out.append(got)
+        if None in got:
+            break
+    return out
+"""
+
+
+def _raw(method: str, target: str, body: str = "", headers: dict[str, str] | None = None) -> str:
+    """A request as sent on a kept connection: HTTP/1.1 and no `Connection: close`."""
+    head = f"{method} {target} HTTP/1.1\r\nHost: s3\r\nContent-Length: {len(body)}\r\n"
+    return head + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()) + "\r\n" + body
+
+
+def test_a_kept_connection_carries_each_request_as_one_of_its_own(tenants: Tenants) -> None:
+    """Hostile code keeps one connection to the socket: a request allowed on it lends nothing to the next,
+    a request smuggled behind or inside another's body is refused or never read, and a refusal that left
+    a body unread closes the connection."""
+    t = tenants
+    up = t.victim.post(
+        f"/sessions/{t.victim_sid}/files/upload",
+        files={"file": ("kept.txt", VICTIM_FILE)},
+        data={"path": "kept.txt"},
+    )
+    assert up.status_code == 200, up.text
+    own_get, own_post = _own_grants(t)
+    victim_key = f"workspace/{t.victim_sid}/kept.txt"
+    own_query = _via(own_get).partition("?")[2]
+    post_url = _via(own_post["url"])
+    repurposed, repurposed_headers = _form({**own_post["fields"], "key": victim_key}, b"pwned")
+    own_form, own_headers = _form(own_post["fields"], b"kept conn!")
+    reset = _raw("POST", "/_s3/moto-api/reset")
+    # Inside the body, after the form's last boundary (its epilogue): bytes of the body, not a request.
+    padded = own_form + reset
+    steps = [
+        [_raw("GET", _via(own_get)), 1],
+        [_raw("GET", f"/_s3/{BUCKET}/{victim_key}?{own_query}"), 1],
+        [_raw("GET", "/_s3/moto-api/data.json"), 1],
+        [_raw("GET", _via(own_get)), 1],  # the connection still works, and only for what is signed
+        [_raw("POST", post_url, padded, own_headers), 1],
+        [_raw("POST", post_url, repurposed, repurposed_headers) + reset, 2],  # one behind the other
+    ]
+    status, result = t.attack(KEPT_CONNECTION, event={"steps": steps})
+    assert status == "completed", result
+    answers = result["return_value"]
+    assert len(answers) == len(steps), answers
+    (own1,), (victim_get,), (moto,), (own2,), (padded_answer,), smuggled = answers
+    assert own1 == [200, ""] and own2 == [200, ""], answers  # kept: no `Connection: close`
+    assert victim_get[0] == 403 and moto[0] == 403, answers
+    assert padded_answer == [204, ""], answers  # the form stored, the epilogue ignored
+    refused, behind = smuggled
+    assert refused is not None and refused[0] == 403, answers
+    # The request behind the refused one is refused too, or never read: the connection closed.
+    assert behind is None or behind[0] == 403, answers
+    own = t.attacker.get(f"/sessions/{t.attacker_sid}/files/own.txt")
+    assert own.status_code == 200 and own.content == b"kept conn!"
+    # Nothing reached moto: the victim's file is whole, and the stack's state was not reset.
+    got = t.victim.get(f"/sessions/{t.victim_sid}/files/kept.txt")
+    assert got.status_code == 200 and got.content == VICTIM_FILE
+    listed = {f["path"] for f in t.victim.get(f"/sessions/{t.victim_sid}/files").json()["files"]}
+    assert "kept.txt" in listed and not any("pwned" in p for p in listed)
+    status, result = t.attack("def handler(event):\n    return 6 * 7\n")
+    assert status == "completed" and result["return_value"] == 42, result

@@ -202,6 +202,7 @@ class S3Request:
     host: str
     transport: str  # "tcp" or "unix"
     status: int = 0
+    connection: int = 0  # which client connection it came on (numbered from 1 as they are accepted)
 
 
 @dataclass
@@ -226,7 +227,9 @@ class FakeS3:
     Reachable over TCP at ``url`` and, with ``unix_path``, over a unix socket under ``/_s3`` (the
     way the control plane forwards sandboxes' presigned requests in local mode), where URLs name
     ``virtual_host`` instead. ``fail_posts`` / ``fail_gets`` are statuses answered (SlowDown for
-    503) to the next POSTs / GETs of a key.
+    503) to the next POSTs / GETs of a key. Connections are kept between requests (HTTP/1.1), unless
+    ``drop_connections`` is set: then each is closed after its answer without a word (as a server does
+    with a kept connection it times out), which the client learns only by using it again.
     """
 
     BUCKET = "bkt"
@@ -238,6 +241,8 @@ class FakeS3:
         self.fail_posts: list[int] = []
         self.fail_gets: dict[str, list[int]] = {}
         self.etag_header = True
+        self.drop_connections = False
+        self._connections = 0
         self.virtual_host = "s3.sandbox.test:9000"
         self._lock = threading.Lock()
         tcp = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class("tcp"))
@@ -344,6 +349,12 @@ class FakeS3:
             def address_string(self) -> str:
                 return transport
 
+            def setup(self) -> None:
+                super().setup()
+                with s3._lock:
+                    s3._connections += 1
+                    self.number = s3._connections
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -357,7 +368,9 @@ class FakeS3:
                 return unquote(parts.path), parse_qs(parts.query)
 
             def _answer(self, req: S3Request, status: int, body: bytes = b"", **headers: str) -> None:
-                req.status = status
+                req.status, req.connection = status, self.number
+                if s3.drop_connections:
+                    self.close_connection = True  # after the answer, which does not say so
                 with s3._lock:
                     s3.requests.append(req)
                 self.send_response(status)

@@ -473,6 +473,44 @@ def test_a_sync_picks_one_boundary_for_its_uploads_after_the_run(sync: Workspace
     assert len(first) == 1 and None not in first and second not in first
 
 
+def test_a_sync_reuses_a_few_kept_connections_for_many_files(sync: WorkspaceSync, s3: FakeS3) -> None:
+    # A connection per file costs a handshake per file on both sides (TLS to S3 in AWS).
+    names = [f"f{n:02}.txt" for n in range(40)]
+    for name in names:
+        Path(sync.workspace, name).write_text(name)
+    saved = sync.upload(_plan(s3), [(name, 7) for name in names])
+    assert saved.notes == [] and len(saved.artifacts) == 40
+    posts = [r for r in s3.requests if r.method == "POST"]
+    assert len(posts) == 40 and len({r.connection for r in posts}) <= ws.TRANSFER_WORKERS
+    shutil.rmtree(sync.workspace)
+    os.mkdir(sync.workspace)
+    sync.manifest.clear()
+    sync.download(_plan(s3))
+    gets = s3.gets()
+    assert len(gets) == 40 and len({r.connection for r in gets}) <= ws.TRANSFER_WORKERS
+    assert sorted(p.name for p in Path(sync.workspace).iterdir()) == names
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_without_a_retry(
+    sync: WorkspaceSync, s3: FakeS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ws, "TRANSFER_WORKERS", 1)  # one thread: each file finds the last one's connection
+    s3.drop_connections = True
+    s3.etag_header = False  # the ETag comes from the MD5 of the body sent: the body sent again, whole
+    delays: list[float] = []
+    sync.sleep = delays.append
+    for n in range(5):
+        Path(sync.workspace, f"d{n}.txt").write_text(f"file {n}")
+    saved = sync.upload(_plan(s3), [(f"d{n}.txt", 6) for n in range(5)])
+    assert saved.notes == [] and delays == []  # each upload went on a new connection, not after a pause
+    for n in range(5):
+        (upload,) = s3.uploaded(f"{PREFIX}d{n}.txt")
+        assert upload.data == f"file {n}".encode()
+        assert sync.manifest[f"d{n}.txt"] == hashlib.md5(upload.data).hexdigest()
+    posts = [r for r in s3.requests if r.method == "POST"]
+    assert len({r.connection for r in posts}) == 5
+
+
 def test_without_an_etag_header_the_md5_is_remembered(sync: WorkspaceSync, s3: FakeS3) -> None:
     s3.etag_header = False  # like moto
     Path(sync.workspace, "m.txt").write_bytes(b"md5 me")

@@ -13,7 +13,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from sandboxcp.local.body import MAX_PAYLOAD, _DrainBudget
+from sandboxcp.local.body import MAX_PAYLOAD, DrainBudget
 from sandboxcp.local.gateway import ApiGatewayEmulator
 
 
@@ -130,7 +130,7 @@ def test_a_malformed_chunked_body_is_a_400_in_the_contract_body() -> None:
 
 def test_the_drain_after_an_answer_is_bounded() -> None:
     inner = io.BufferedReader(_Stream(b"x" * 1_000_000))  # type: ignore[arg-type]
-    drain = _DrainBudget(inner, 64 * 1024)
+    drain = DrainBudget(inner, 64 * 1024)
     total = 0
     while data := drain.read(10_000_000):  # werkzeug's drain asks for 10 MB at a time
         total += len(data)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from sandboxcp.local import serving
-from sandboxcp.local.body import GatewayRequestHandler
+from sandboxcp.local.handler import GatewayRequestHandler
 from sandboxcp.local.serving import make_pooled_server
 
 

@@ -4,17 +4,14 @@ upload costs the stack neither memory nor the time to receive it:
 
 - `read_body` is called only once the authorizer allowed the request, and refuses a body as soon as it
   exceeds the limit (a declared Content-Length before reading a byte; a chunked one while reading);
-- `GatewayRequestHandler` (werkzeug's dev server handler) closes the connection after the answer
-  instead of draining what the client still sends (beyond a small DRAIN_BUDGET)."""
+- the server's request handler (handler.py) closes the connection after such an answer instead of
+  draining what the client still sends (beyond a small DRAIN_BUDGET)."""
 
 from __future__ import annotations
 
 import io
-import logging
-from typing import Any
 
 from werkzeug.exceptions import ClientDisconnected
-from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request
 
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's request payload limit
@@ -23,7 +20,6 @@ _READ_SIZE = 64 * 1024
 # answer rather than a reset. A little of that lets a client whose small body went unread (a 401 on a
 # JSON POST) read the answer cleanly; a refused upload is cut off here and the connection closed.
 DRAIN_BUDGET = 64 * 1024
-_access_log = logging.getLogger("werkzeug")
 
 
 class BodyRefused(Exception):
@@ -59,10 +55,11 @@ def read_body(request: Request, limit: int = MAX_PAYLOAD) -> bytes:
     return bytes(body)
 
 
-class _DrainBudget(io.BufferedIOBase):
+class DrainBudget(io.BufferedIOBase):
     """Stands in for the handler's `rfile` once the request line and headers are parsed (the app reads
     the body through `wsgi.input`, which keeps the real stream): werkzeug's after-answer drain reads this,
-    which yields at most `budget` bytes, each read taking only what has already arrived."""
+    which yields at most `budget` bytes, each read taking only what has already arrived. Closing it leaves
+    the socket's reader open (the handler closes that, or reads the next request from it)."""
 
     def __init__(self, inner: io.BufferedIOBase, budget: int) -> None:
         super().__init__()
@@ -80,24 +77,6 @@ class _DrainBudget(io.BufferedIOBase):
         self._left -= len(data)
         return data
 
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
-
-
-class GatewayRequestHandler(WSGIRequestHandler):
-    """werkzeug's request handler with a bounded drain after the answer (DRAIN_BUDGET), then close."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # werkzeug formats the access line (decoding the whole path) before the logger drops it; the
-        # local stack logs werkzeug at WARNING, and a sandbox's 1,000 uploads are 1,000 requests.
-        if _access_log.isEnabledFor(logging.INFO):
-            super().log_request(code, size)
-
-    def make_environ(self) -> Any:
-        environ = super().make_environ()
-        self.rfile = _DrainBudget(self.rfile, DRAIN_BUDGET)
-        # werkzeug answers every request with `Connection: close`; say so before anything can go wrong,
-        # so that nothing reads a next request line from the capped stream.
-        self.close_connection = True
-        return environ
+    def stop(self) -> None:
+        """Read nothing more: what follows is the next request's (a kept connection, handler.py)."""
+        self._left = 0

@@ -49,10 +49,10 @@ from sandboxcp.local.aws import (
     provision_docker_tls_secret,
     provision_ecs,
 )
-from sandboxcp.local.body import GatewayRequestHandler
 from sandboxcp.local.docs_ui import DocsUi
 from sandboxcp.local.functions import LocalFunctions
 from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint
+from sandboxcp.local.handler import GatewayRequestHandler
 from sandboxcp.local.s3_forwarder import S3Forwarder
 from sandboxcp.local.serving import make_pooled_server
 from sandboxcp.routes import JOBS, ROUTES
