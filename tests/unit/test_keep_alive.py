@@ -14,7 +14,7 @@ import pytest
 
 from sandboxcp.local import handler
 from sandboxcp.local.handler import GatewayRequestHandler
-from sandboxcp.local.serving import make_pooled_server
+from sandboxcp.local.serving import PooledWSGIServer
 
 
 class _App:
@@ -50,7 +50,7 @@ class _App:
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, _App]]:
     monkeypatch.setattr(handler, "KEEP_ALIVE_IDLE_S", 1.0)
     app = _App()
-    server = make_pooled_server("127.0.0.1", 0, app, GatewayRequestHandler)
+    server = PooledWSGIServer("127.0.0.1", 0, app, GatewayRequestHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server.port, app

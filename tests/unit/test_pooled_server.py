@@ -15,7 +15,7 @@ import pytest
 
 from sandboxcp.local import serving
 from sandboxcp.local.handler import GatewayRequestHandler
-from sandboxcp.local.serving import make_pooled_server
+from sandboxcp.local.serving import PooledWSGIServer
 
 
 class _App:
@@ -32,7 +32,7 @@ class _App:
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, _App, Any]]:
     monkeypatch.setattr(serving, "IDLE_S", 2.0)
     app = _App()
-    server = make_pooled_server("127.0.0.1", 0, app, GatewayRequestHandler)
+    server = PooledWSGIServer("127.0.0.1", 0, app, GatewayRequestHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.port}", app, server

@@ -1,11 +1,11 @@
 """werkzeug's threaded WSGI server, with its connection threads reused.
 
-werkzeug's `ThreadedWSGIServer` starts a thread per connection, and every connection carries one request
-(the server closes after each answer, see body.py). Starting a thread costs about 0.2 ms of CPU, a tenth
-of what a sandbox's small upload costs the local stack in all, and a run that writes 1,000 files makes
-1,000 of them (issue #14). Here a thread that has answered its connection waits a little for the next one
-instead of exiting. There is still a thread for every connection in flight and no bound: a slow or idle
-client holds up nobody else, as with werkzeug's own server.
+werkzeug's `ThreadedWSGIServer` starts a thread per connection. Starting a thread costs about 0.2 ms of
+CPU, a tenth of what a sandbox's small upload cost the local stack in all, and most connections carry one
+request (the executor's callbacks; its uploads share a few kept connections, handler.py). Here a thread
+that has answered its connection waits a little for the next one instead of exiting. There is still a
+thread for every connection in flight and no bound: a slow or idle client holds up nobody else, as with
+werkzeug's own server.
 """
 
 from __future__ import annotations
@@ -79,9 +79,3 @@ class PooledWSGIServer(_ReusedThreads, BaseWSGIServer):
 
     multithread = True
 
-
-def make_pooled_server(
-    host: str, port: int, app: Any, request_handler: Any, fd: int | None = None
-) -> PooledWSGIServer:
-    """As werkzeug's `make_server(host, port, app, threaded=True, request_handler=..., fd=...)`."""
-    return PooledWSGIServer(host, port, app, request_handler, fd=fd)

@@ -54,7 +54,7 @@ from sandboxcp.local.functions import LocalFunctions
 from sandboxcp.local.gateway import ApiGatewayEmulator, LambdaInvokeEndpoint
 from sandboxcp.local.handler import GatewayRequestHandler
 from sandboxcp.local.s3_forwarder import S3Forwarder
-from sandboxcp.local.serving import make_pooled_server
+from sandboxcp.local.serving import PooledWSGIServer
 from sandboxcp.routes import JOBS, ROUTES
 
 
@@ -218,11 +218,11 @@ class LocalStack:
         """Serve `app` on `listener` (TCP, already listening), or on the unix socket `host` names."""
         # Every server closes a connection after its answer rather than reading on (see body.py).
         if listener is None:
-            server = make_pooled_server(host, 0, app, GatewayRequestHandler)
+            server = PooledWSGIServer(host, 0, app, GatewayRequestHandler)
         else:
             port = int(listener.getsockname()[1])
             with listener:  # the server holds its own duplicate of the descriptor
-                server = make_pooled_server(host, port, app, GatewayRequestHandler, fd=listener.fileno())
+                server = PooledWSGIServer(host, port, app, GatewayRequestHandler, fd=listener.fileno())
         self._servers.append(server)
         threading.Thread(target=server.serve_forever, name=f"serve-{server.port}", daemon=True).start()
 
