@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
 from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler
@@ -99,6 +100,10 @@ class GatewayRequestHandler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            # werkzeug writes the head and the body of an answer apart: on a kept TCP connection, Nagle's
+            # algorithm would hold the body until the client's delayed ACK of the head (40 ms).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._written = _CountingWriter(self.wfile)
         self.wfile = self._written
         self._socket_reader: Any = self.rfile  # a BufferedReader over the socket
