@@ -352,8 +352,8 @@ class KeptConnections:
         the server did not say close. Raises OSError / http.client.HTTPException on transport failures
         (``http.client`` is imported on first use)."""
         all_headers = {"Host": where.host, **(headers or {})}
-        for reuse in (True, False):
-            conn, reused = self._take(where.endpoint, timeout, reuse)
+        for _ in range(2):  # a kept connection, then (if the server had closed it) a new one
+            conn, reused = self._take(where.endpoint, timeout)
             try:
                 conn.request(method, where.target, body=body(), headers=all_headers)
                 response = conn.getresponse()
@@ -375,15 +375,12 @@ class KeptConnections:
         else:
             self._local.kept[where.endpoint] = conn
 
-    def _take(
-        self, endpoint: Endpoint, timeout: float, reuse: bool
-    ) -> tuple[http.client.HTTPConnection, bool]:
+    def _take(self, endpoint: Endpoint, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's kept connection to `endpoint` (taken out until given back), or a new one."""
         kept: dict[Endpoint, http.client.HTTPConnection] = self._local.__dict__.setdefault("kept", {})
         conn = kept.pop(endpoint, None)
-        if conn is not None and reuse:
-            return conn, True
         if conn is not None:
-            self._drop(conn)
+            return conn, True
         conn = endpoint.connection(timeout)
         with self._lock:
             self._open.add(conn)

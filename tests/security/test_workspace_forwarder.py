@@ -156,14 +156,17 @@ def _attacks(t: Tenants, own_get: str, own_post: dict[str, Any]) -> dict[str, li
     }
 
 
-def test_the_sandbox_reaches_only_what_was_signed_for_its_own_session(tenants: Tenants) -> None:
-    t = tenants
+def _victim_file(t: Tenants, path: str) -> None:
+    """The victim's file the attacks aim at, uploaded through the public API."""
     up = t.victim.post(
-        f"/sessions/{t.victim_sid}/files/upload",
-        files={"file": ("secret.txt", VICTIM_FILE)},
-        data={"path": "secret.txt"},
+        f"/sessions/{t.victim_sid}/files/upload", files={"file": (path, VICTIM_FILE)}, data={"path": path}
     )
     assert up.status_code == 200, up.text
+
+
+def test_the_sandbox_reaches_only_what_was_signed_for_its_own_session(tenants: Tenants) -> None:
+    t = tenants
+    _victim_file(t, "secret.txt")
     own_get, own_post = _own_grants(t)
     attacks = _attacks(t, own_get, own_post)
     # The control: the attacker's own presigned GET does work from inside the sandbox.
@@ -340,12 +343,7 @@ def test_a_kept_connection_carries_each_request_as_one_of_its_own(tenants: Tenan
     a request smuggled behind or inside another's body is refused or never read, and a refusal that left
     a body unread closes the connection."""
     t = tenants
-    up = t.victim.post(
-        f"/sessions/{t.victim_sid}/files/upload",
-        files={"file": ("kept.txt", VICTIM_FILE)},
-        data={"path": "kept.txt"},
-    )
-    assert up.status_code == 200, up.text
+    _victim_file(t, "kept.txt")
     own_get, own_post = _own_grants(t)
     victim_key = f"workspace/{t.victim_sid}/kept.txt"
     own_query = _via(own_get).partition("?")[2]

@@ -154,7 +154,8 @@ class GatewayRequestHandler(WSGIRequestHandler):
 
     def send_response(self, code: int, message: str | None = None) -> None:
         if self._exchange is not None:
-            self._exchange.status, self._exchange.framed_length = code, None
+            # 204 and 304 carry no body: framed as empty whatever their headers say.
+            self._exchange.status, self._exchange.framed_length = code, 0 if code in (204, 304) else None
             self._exchange.kept, self._exchange.body_start = False, -1
         super().send_response(code, message)
 
@@ -179,8 +180,6 @@ class GatewayRequestHandler(WSGIRequestHandler):
             self._exchange.body_start = self._written.written
 
     def _request_complete(self, exchange: _Exchange) -> bool:
-        if exchange.status in (204, 304):
-            exchange.framed_length = 0
         return (
             exchange.client_keeps
             and self.request_version == "HTTP/1.1"
