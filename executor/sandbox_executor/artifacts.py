@@ -23,6 +23,7 @@ _CLOCK_REALTIME_COARSE = 5  # Linux clockid; the clock file timestamps are taken
 # A file dated further ahead than this (set by hand: a tarball's, `touch -d`) does not hold the next run
 # back; it is then an artifact of every run until it is rewritten.
 FUTURE_MTIME_SLACK_NS = 50_000_000
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def run_clock_ns() -> int:
@@ -76,30 +77,50 @@ def workspace_usage(workspace: str) -> int:
 
 
 def _regular_files(workspace: str, *, skip_dot_dirs: bool) -> Iterator[tuple[str, os.stat_result]]:
-    """``(relative path, lstat)`` of each regular file, at most MAX_SCANNED entries looked at."""
+    """``(relative path, lstat)`` of each regular file, at most MAX_SCANNED entries looked at.
+
+    Each directory is read through a descriptor opened beneath the workspace's (``O_NOFOLLOW``: a
+    directory swapped for a symlink meanwhile is not entered) and each file's lstat is taken relative to
+    it: resolving a full path per file cost a sixth of the walk. One directory is open at a time, so a
+    wide or deep tree cannot run the executor out of descriptors.
+    """
+    try:
+        ws_fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # may be a symlink itself
+    except OSError:
+        return  # no workspace (yet), or the code made it unreadable
     scanned = 0
     stack = [""]  # relative directory paths still to walk
-    while stack:
-        rel_dir = stack.pop()
-        try:
-            with os.scandir(os.path.join(workspace, rel_dir) if rel_dir else workspace) as entries:
-                for entry in entries:
-                    scanned += 1
-                    if scanned > MAX_SCANNED:
-                        log(
-                            "workspace_scan_cut",
-                            purpose="artifacts" if skip_dot_dirs else "usage",
-                            scanned=MAX_SCANNED,
-                        )
-                        return
-                    rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            if not (skip_dot_dirs and entry.name.startswith(".")):
-                                stack.append(rel)
-                        elif entry.is_file(follow_symlinks=False):
-                            yield rel, entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue  # vanished or unreadable meanwhile
-        except OSError:
-            continue  # the workspace itself, or a directory the code made unreadable
+    try:
+        while stack:
+            rel_dir = stack.pop()
+            try:
+                dir_fd = os.open(rel_dir, _DIR_FLAGS, dir_fd=ws_fd) if rel_dir else ws_fd
+            except OSError:
+                continue  # vanished, replaced by a symlink, or made unreadable meanwhile
+            prefix = f"{rel_dir}/" if rel_dir else ""
+            try:
+                with os.scandir(dir_fd) as entries:
+                    for entry in entries:
+                        scanned += 1
+                        if scanned > MAX_SCANNED:
+                            log(
+                                "workspace_scan_cut",
+                                purpose="artifacts" if skip_dot_dirs else "usage",
+                                scanned=MAX_SCANNED,
+                            )
+                            return
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                if not (skip_dot_dirs and entry.name.startswith(".")):
+                                    stack.append(prefix + entry.name)
+                            elif entry.is_file(follow_symlinks=False):
+                                yield prefix + entry.name, entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue  # vanished or unreadable meanwhile
+            except OSError:
+                continue  # a directory the code made unreadable
+            finally:
+                if dir_fd != ws_fd:
+                    os.close(dir_fd)
+    finally:
+        os.close(ws_fd)

@@ -287,6 +287,37 @@ def test_list_artifacts_caps_at_a_thousand(tmp_path: Path, monkeypatch: pytest.M
     assert listed == [f"f{i:02d}" for i in range(20)]
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_the_artifact_walk_holds_one_directory_open_and_closes_it_when_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wide tree cannot run the executor out of descriptors, and a walk cut short (MAX_SCANNED) or
+    abandoned by its caller leaves none open. The workspace itself may be a symlink."""
+    workspace = tmp_path / "real"
+    since = run_clock_ns()
+    for i in range(200):
+        (workspace / f"d{i:03d}" / "sub").mkdir(parents=True)
+        (workspace / f"d{i:03d}" / "sub" / "f").write_text("y")
+    (tmp_path / "ws").symlink_to(workspace)
+    before = _open_fds()
+    peak = 0
+    for _path, _st in artifacts._regular_files(str(tmp_path / "ws"), skip_dot_dirs=True):
+        peak = max(peak, _open_fds() - before)
+    assert peak <= 3  # the workspace's, the directory read, scandir's own copy of it
+    assert _open_fds() == before
+    assert len(list_artifacts(str(tmp_path / "ws"), since)) == 200
+    walk = artifacts._regular_files(str(workspace), skip_dot_dirs=True)
+    next(walk)
+    walk.close()  # abandoned by its caller
+    assert _open_fds() == before
+    monkeypatch.setattr(artifacts, "MAX_SCANNED", 50)
+    assert len(list_artifacts(str(workspace), since)) < 50  # cut
+    assert _open_fds() == before
+
+
 # -- advertised executor URL -------------------------------------------------------------------
 
 
