@@ -187,6 +187,7 @@ class Machinery:
         )
         runner.contexts = interactive.contexts
         runner.fetch_listing = lambda: _listing(callbacks, identity)
+        runner.workspace_sync.presign = lambda paths: callbacks.presigned_gets(identity.session_id(), paths)
         log("machinery_loaded")
         return registry, runner, interactive
 

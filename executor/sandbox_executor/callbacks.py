@@ -211,11 +211,27 @@ class CallbackClient:
         )
 
     def workspace_listing(self, session_id: str) -> dict[str, Any] | None:
-        """The workspace's current plan with a presigned GET per file (internal-api: workspace-urls);
-        None when it cannot be had."""
+        """The workspace's current plan, its files listed without presigned GETs (internal-api:
+        workspace-urls with ``urls: false``; ``presigned_gets`` fetches those of the files this agent
+        lacks); None when it cannot be had."""
+        return self._workspace_urls(session_id, {"urls": False})
+
+    def presigned_gets(self, session_id: str, paths: list[str]) -> dict[str, str] | None:
+        """A presigned GET for each of ``paths`` (internal-api: workspace-urls with ``paths``, at most
+        MAX_PRESIGN_PATHS); None when they cannot be had."""
+        answer = self._workspace_urls(session_id, {"paths": paths})
+        urls = answer.get("urls") if answer is not None else None
+        if not isinstance(urls, dict) or not all(
+            isinstance(path, str) and isinstance(url, str) and url for path, url in urls.items()
+        ):
+            log("workspace_urls_unreadable", paths=len(paths))
+            return None
+        return urls
+
+    def _workspace_urls(self, session_id: str, request: dict[str, Any]) -> dict[str, Any] | None:
         delivery = self.post(
             f"/sessions/{session_id}/workspace-urls",
-            {},
+            request,
             backoff=LISTING_BACKOFF,
             timeout=10.0,
             max_response_bytes=LISTING_MAX_BYTES,

@@ -53,6 +53,36 @@ MAX_ENV_BYTES = 4 * 1024
 # A file path relative to the workspace: not empty, at most this long, no leading '/', no backslash, no
 # control character, no '.', '..' or empty segment once normalized.
 MAX_PATH_BYTES = 1024
+# Presigned GETs an executor asks for in one workspace-urls callback (internal-api): the files it lacks,
+# in batches of this many (a batch's paths stay far below Lambda's 6 MB request payload).
+MAX_PRESIGN_PATHS = 1000
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` is not a plain relative workspace path, or None.
+
+    The same rule for downloads and uploads (so that whatever an upload saves is downloadable), and for
+    the paths an executor asks presigned GETs for.
+    """
+    import unicodedata  # on a sync's path only: an idle agent does not load it
+
+    if not path:
+        return "empty path"
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "the name is not valid UTF-8"
+    if size > MAX_PATH_BYTES:
+        return f"longer than {MAX_PATH_BYTES} bytes"
+    if path.startswith("/"):
+        return "absolute path"
+    if any(unicodedata.category(ch) == "Cc" for ch in path):
+        return "NUL or control characters in the name"
+    if "\\" in path:
+        return "backslash in the name"
+    if any(segment in ("", ".", "..") for segment in path.split("/")):
+        return "'..', '.' or empty path segments"
+    return None
 
 
 def utf8_size(text: str) -> int:

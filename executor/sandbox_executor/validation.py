@@ -51,7 +51,9 @@ class Download:
     """One workspace file the control plane has: fetched unless this agent already has its etag."""
 
     path: str  # checked (relative, inside the workspace) when synced, not here
-    url: str  # presigned GET; its query carries the signature, so it is never logged
+    # Presigned GET; its query carries the signature, so it is never logged. None: the control plane
+    # listed the file without one, and the sync asks for it if it fetches the file (workspace.py).
+    url: str | None
     etag: str = ""
     size: int | None = None
 
@@ -133,7 +135,7 @@ def parse_workspace_plan(raw: Any) -> WorkspacePlan | None:
         downloads.append(
             Download(
                 path=_str(item.get("path"), f"{name}.path"),
-                url=_str(item.get("url"), f"{name}.url"),
+                url=None if item.get("url") is None else _str(item["url"], f"{name}.url"),
                 etag=etag or "",
                 size=_int_or_none(item.get("size"), f"{name}.size"),
             )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -33,7 +34,6 @@ import re
 import secrets
 import stat
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from sandbox_executor import __version__
 from sandbox_executor.artifacts import workspace_usage
+from sandbox_executor.contract import MAX_PRESIGN_PATHS, path_problem
 from sandbox_executor.http_client import Endpoint, KeptConnections, presigned_target
 from sandbox_executor.logs import log
 from sandbox_executor.validation import Download, UploadPolicy, WorkspacePlan
@@ -49,7 +50,6 @@ ATTEMPTS = 4  # per request: the first try and three retries
 RETRY_DELAYS_S = (0.25, 0.5, 1.0)
 TIMEOUT_S = 60.0  # per socket operation, not per transfer
 CHUNK = 1 << 20
-MAX_PATH_BYTES = 1024  # the control plane's limit too
 MAX_NOTES = 20  # lines added to stderr about files not saved, at most
 TRANSFER_WORKERS = 8  # downloads or uploads in flight at once: many small files wait on round trips
 _ERROR_BODY_BYTES = 4096
@@ -93,30 +93,6 @@ def guess_mime(path: str) -> str:
 
 def artifact(path: str, size: int) -> dict[str, Any]:
     return {"path": path, "size": size, "mime_type": guess_mime(path), "type": "artifact"}
-
-
-def path_problem(path: str) -> str | None:
-    """Why ``path`` is not a plain relative workspace path, or None.
-
-    The same rule for downloads and uploads, so that whatever an upload saves is downloadable.
-    """
-    if not path:
-        return "empty path"
-    try:
-        size = len(path.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "the name is not valid UTF-8"
-    if size > MAX_PATH_BYTES:
-        return f"longer than {MAX_PATH_BYTES} bytes"
-    if path.startswith("/"):
-        return "absolute path"
-    if any(unicodedata.category(ch) == "Cc" for ch in path):
-        return "NUL or control characters in the name"
-    if "\\" in path:
-        return "backslash in the name"
-    if any(segment in ("", ".", "..") for segment in path.split("/")):
-        return "'..', '.' or empty path segments"
-    return None
 
 
 @contextlib.contextmanager
@@ -242,6 +218,9 @@ class WorkspaceSync:
         self.synced_rev: int | None = 0
         self.sleep: Callable[[float], None] = time.sleep
         self._execution_id: str | None = None  # for the retry log lines
+        # Asks the control plane for presigned GETs of these paths (app.py sets it): path -> URL, or None
+        # when it cannot be had. For listed files that came without one (``Download.url`` None).
+        self.presign: Callable[[list[str]], dict[str, str] | None] | None = None
 
     # -- before the run ---------------------------------------------------------------------------
 
@@ -265,6 +244,7 @@ class WorkspaceSync:
         total = newest = done = 0
         try:
             if todo:
+                todo = self._presigned(todo)
                 with _local("workspace"):
                     ws_fd = os.open(self.workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 pool = ThreadPoolExecutor(TRANSFER_WORKERS, thread_name_prefix="download")
@@ -302,6 +282,24 @@ class WorkspaceSync:
         self.synced_rev = plan.rev
         return newest
 
+    def _presigned(self, todo: list[Download]) -> list[Download]:
+        """``todo``, each with a presigned GET: for those listed without one, asked for in batches of
+        MAX_PRESIGN_PATHS. Presigning costs the control plane about a millisecond a file, and an agent
+        that keeps its /workspace lacks few of the files listed."""
+        unsigned = [item.path for item in todo if item.url is None]
+        if not unsigned:
+            return todo
+        urls: dict[str, str] = {}
+        for start in range(0, len(unsigned), MAX_PRESIGN_PATHS):
+            got = self.presign(unsigned[start : start + MAX_PRESIGN_PATHS]) if self.presign else None
+            if got is None:
+                raise SyncError("the control plane gave no presigned URLs for the workspace's files")
+            urls.update(got)
+        for path in unsigned:
+            if path not in urls:
+                raise SyncError("the control plane gave no presigned URL for it", path)
+        return [item if item.url else dataclasses.replace(item, url=urls[item.path]) for item in todo]
+
     def _have(self, item: Download) -> bool:
         """Synced before with this etag, and still there (code may have deleted it since)."""
         if not item.etag or self.manifest.get(item.path) != item.etag:
@@ -323,7 +321,7 @@ class WorkspaceSync:
         self, connections: KeptConnections, parent_fd: int, name: str, item: Download
     ) -> tuple[int, str, int]:
         try:
-            where = presigned_target(item.url, self._via)
+            where = presigned_target(item.url or "", self._via)
         except ValueError as exc:
             raise SyncError(str(exc), item.path) from None
         headers = {"User-Agent": _USER_AGENT}

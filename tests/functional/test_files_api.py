@@ -145,10 +145,15 @@ def _submitted_plan(deps) -> dict:
     return deps.executor.workspaces[-1]
 
 
-def _listing() -> dict:
+def _workspace_urls(request: object = None, *, caller: str = SAMPLE_SESSION) -> dict:
     event = with_path(sample_event("internal_workspace_urls"), session_id=SAMPLE_SESSION)
-    event["requestContext"]["authorizer"]["session_id"] = SAMPLE_SESSION
-    resp = invoke("internal_workspace_urls", event)
+    event["requestContext"]["authorizer"]["session_id"] = caller
+    event["body"] = None if request is None else json.dumps(request)  # none: as executors before 2026-12-02
+    return invoke("internal_workspace_urls", event)
+
+
+def _listing(request: object = None) -> dict:
+    resp = _workspace_urls(request)
     assert resp["statusCode"] == 200, resp
     return body(resp)
 
@@ -216,3 +221,55 @@ def test_the_executors_listing_covers_more_than_a_thousand_files(deps):
     assert _upload("zz-after.txt", b"new")["statusCode"] == 200
     paths = {d["path"] for d in _listing()["downloads"]}
     assert len(paths) == 1001 and "zz-after.txt" in paths
+
+
+def test_the_executor_gets_the_listing_bare_and_presigned_gets_for_what_it_lacks(deps):
+    """Presigning costs about a millisecond a file: an executor asks for the listing without URLs
+    (`urls: false`) and then for GETs of the files whose etag it lacks (`paths`), not for every file."""
+    seed_session(deps)
+    deps.workspace.put(SAMPLE_SESSION, "a.txt", b"a")
+    deps.workspace.put(SAMPLE_SESSION, "d/b.txt", b"b")
+    bare = _listing({"urls": False})
+    assert [(d["path"], d["size"], "url" in d) for d in bare["downloads"]] == [
+        ("a.txt", 1, False),
+        ("d/b.txt", 1, False),
+    ]
+    assert all(d["etag"] for d in bare["downloads"]) and bare["upload"]["key_prefix"]
+    assert all("url" in d for d in _listing({})["downloads"])  # executors before 2026-12-02: every GET
+    urls = _listing({"paths": ["d/b.txt", "not-there.txt"]})["urls"]
+    assert set(urls) == {"d/b.txt", "not-there.txt"}
+    assert f"/workspace/{SAMPLE_SESSION}/d/b.txt?" in urls["d/b.txt"]
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"paths": ["../sess_0000000000000002/secret.txt"]},
+        {"paths": ["a/../../sess_0000000000000002/x"]},
+        {"paths": ["/etc/passwd"]},
+        {"paths": ["a\\b"]},
+        {"paths": [""]},
+        {"paths": ["a//b"]},
+        {"paths": ["a/./b"]},
+        {"paths": ["nul\u0000.txt"]},
+        {"paths": ["x" * 1025]},
+        {"paths": ["f"] * 1001},
+        {"paths": "a.txt"},
+        {"paths": [1]},
+        {"urls": "no"},
+    ],
+)
+def test_workspace_urls_refuses_what_is_not_a_plain_workspace_path(deps, request_body):
+    seed_session(deps)
+    resp = _workspace_urls(request_body)
+    assert resp["statusCode"] == 400, resp
+    error = body(resp)
+    assert error["error_code"] == "Sandbox.InvalidParameter"
+    assert {"description", "error_detail", "solution", "request_id"} <= set(error)
+
+
+def test_workspace_urls_answers_only_the_callers_own_session(deps):
+    seed_session(deps)
+    resp = _workspace_urls({"paths": ["a.txt"]}, caller="sess_0000000000000002")
+    assert resp["statusCode"] == 403, resp
+    assert "urls" not in body(resp)

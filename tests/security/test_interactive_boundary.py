@@ -160,11 +160,16 @@ ASK_LISTINGS = (
 
 def handler(e):
     log = {}
+    asks = {  # the whole listing, the bare listing, and GETs of named paths (one outside the prefix)
+        "all": {}, "bare": {"urls": False},
+        "paths": {"paths": ["secret.txt", "../" + e["victim_sid"] + "/secret.txt"]},
+    }
     for sid in (e["victim_sid"], e["own_sid"]):
         for token in ("", "cb_" + e["victim_sid"] + ".guess", "cb_" + sid + ".guess"):
             auth = {"Authorization": "Bearer " + token}
             url = f"/internal/sessions/{sid}/workspace-urls"
-            log[sid + " " + token] = post("/run/controlplane.sock", url, {}, auth)
+            for name, ask in asks.items():
+                log[f"{sid} {token} {name}"] = post("/run/controlplane.sock", url, ask, auth)
     for key in ("", "0" * 64):  # the executor's own /execute, asked to answer with a result (wait_ms)
         execution = {"execution_id": "exec_20261130_evil0001", "code": "print(1)", "language": "python",
                      "wait_ms": 1000}
@@ -176,9 +181,9 @@ def handler(e):
 
 
 def test_a_sandbox_gets_no_workspace_listing_and_no_execute_answer(tenants: Tenants) -> None:
-    """The listing an executor asks for (presigned GETs of every workspace file) needs the session's
-    callback token, which user code does not have (promise 3); the executor's /execute, which may answer
-    with a result, needs the executor key."""
+    """The listing an executor asks for, and the presigned GETs of the paths it names, need the session's
+    callback token, which user code does not have (promise 3): refused before any body is read; the
+    executor's /execute, which may answer with a result, needs the executor key."""
     t = tenants
     up = t.victim.post(
         f"/sessions/{t.victim_sid}/files/upload",

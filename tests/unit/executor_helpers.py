@@ -63,7 +63,9 @@ class FakeControlPlane:
     def __init__(self, unix_path: str | None = None) -> None:
         self.calls: list[Call] = []
         self.fail_results: dict[str, int] = {}
-        self.listing: dict[str, Any] | None = None  # the answer to .../workspace-urls, when set
+        # The workspace plan .../workspace-urls answers from, when set: its files' URLs are left out of
+        # a listing asked with `urls: false`, and are the answer to one asked with `paths`.
+        self.listing: dict[str, Any] | None = None
         self.ready_status = 200
         self._cond = threading.Condition()
         handler = self._handler_class()
@@ -105,7 +107,7 @@ class FakeControlPlane:
                     cp._cond.notify_all()
                 body = b'{"message":"ok"}'
                 if self.path.endswith("/workspace-urls") and cp.listing is not None:
-                    body = json.dumps(cp.listing).encode()
+                    body = json.dumps(cp.workspace_urls(json.loads(raw or b"{}"))).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -139,6 +141,21 @@ class FakeControlPlane:
                     raise AssertionError(f"timed out; callbacks so far: {[c.path for c in self.calls]}")
                 self._cond.wait(remaining)
             return list(self.calls)
+
+    def workspace_urls(self, request: dict[str, Any]) -> dict[str, Any]:
+        """As the control plane's `workspace_urls` answers ``request`` from ``listing``."""
+        assert self.listing is not None
+        downloads = self.listing.get("downloads") or []
+        if request.get("paths") is not None:
+            urls = {d["path"]: d["url"] for d in downloads}
+            return {"urls": {path: urls[path] for path in request["paths"] if path in urls}}
+        if request.get("urls", True) or self.listing.get("downloads") is None:
+            return self.listing
+        return {**self.listing, "downloads": [{k: v for k, v in d.items() if k != "url"} for d in downloads]}
+
+    def workspace_requests(self) -> list[dict[str, Any]]:
+        """The bodies of the workspace-urls calls made, in order."""
+        return [json.loads(c.raw or b"{}") for c in self.calls_to("/workspace-urls")]
 
     def calls_to(self, suffix: str) -> list[Call]:
         return [c for c in self.snapshot() if c.path.endswith(suffix)]

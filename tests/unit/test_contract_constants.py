@@ -76,7 +76,6 @@ def test_the_copies_kept_elsewhere_agree_with_the_contract():
     assert f"uid={contract.SANDBOX_UID},gid={contract.SANDBOX_GID}" in docker.WORKSPACE_TMPFS
     assert docker.WORKSPACE == executor_config.DEFAULT_WORKSPACE == contract.WORKSPACE_DIR
     assert executor_config.ListenSpec.parse(executor_config.DEFAULT_LISTEN).port == contract.EXECUTOR_PORT
-    assert executor_workspace.MAX_PATH_BYTES == contract.MAX_PATH_BYTES
     assert process.OUTPUT_LIMIT == contract.OUTPUT_LIMIT_BYTES
     assert identity.RESERVED_ENV_PREFIXES == runner._RESERVED_PREFIXES == contract.RESERVED_ENV_PREFIXES
     assert f"^{identity.ENV_NAME_RE.pattern}$" == contract.ENV_NAME_PATTERN

@@ -101,27 +101,69 @@ def test_a_plan_without_a_listing_is_trusted_at_the_revision_this_agent_synced(
     ex: ExecutorProcess, cp: FakeControlPlane, s3: FakeS3
 ) -> None:
     """The control plane lists nothing with a submit (docs/workspace.md): a new agent, or one behind the
-    plan's revision, asks for the listing with its callback token; one at that revision asks nothing."""
+    plan's revision, asks for the listing with its callback token (without URLs), then for presigned
+    GETs of the files it lacks, and only those; one at that revision asks nothing."""
     key = PREFIX + "rev/a.txt"
     s3.objects[key] = b"one"
+    s3.objects[PREFIX + "rev/kept.txt"] = b"kept"
     cp.listing = {**s3.plan(PREFIX), "rev": 5}
     lean = {**s3.plan(PREFIX), "rev": 5, "downloads": None}
     code = "def handler(event):\n    return open('rev/a.txt').read()\n"
     first = ex.run(code, workspace=lean)  # a new agent: it has synced nothing
     assert first["return_value"] == "one", first["stderr"]
-    assert len(cp.calls_to("/workspace-urls")) == 1 and len(s3.gets(key)) == 1
+    assert cp.workspace_requests() == [{"urls": False}, {"paths": ["rev/a.txt", "rev/kept.txt"]}]
+    assert len(s3.gets(key)) == 1
     again = ex.run(code, workspace=lean)  # the same revision: nothing asked, nothing fetched
     assert again["return_value"] == "one"
-    assert len(cp.calls_to("/workspace-urls")) == 1 and len(s3.gets(key)) == 1
+    assert len(cp.workspace_requests()) == 2 and len(s3.gets(key)) == 1
     s3.objects[key] = b"two"  # written through the API: a new revision
     cp.listing = {**s3.plan(PREFIX), "rev": 6}
     newer = ex.run(code, workspace={**lean, "rev": 6})
     assert newer["return_value"] == "two"
-    assert len(cp.calls_to("/workspace-urls")) == 2 and len(s3.gets(key)) == 2
+    assert cp.workspace_requests()[2:] == [{"urls": False}, {"paths": ["rev/a.txt"]}]  # not kept.txt
+    assert len(s3.gets(key)) == 2 and len(s3.gets(PREFIX + "rev/kept.txt")) == 1
     cp.listing = None  # the control plane cannot answer with a listing: the run fails, and says why
     lost = ex.run(code, workspace={**lean, "rev": 7})
     assert lost["status"] != "success"
     assert "listing could not be had" in lost["stderr"]
+
+
+def test_files_listed_without_urls_are_presigned_when_lacking_and_no_url_fails_the_run(
+    ex: ExecutorProcess, cp: FakeControlPlane, s3: FakeS3
+) -> None:
+    """A plan may list files without URLs: the sync asks for GETs of those it lacks. No URL for one
+    fails the run, and says why."""
+    for n in range(3):
+        s3.objects[PREFIX + f"b/{n}.txt"] = str(n).encode()
+    cp.listing = s3.plan(PREFIX)
+    bare = cp.workspace_urls({"urls": False})
+    code = "def handler(event):\n    return [open(f'b/{n}.txt').read() for n in range(3)]\n"
+    done = ex.run(code, workspace={**bare, "rev": None})
+    assert done["return_value"] == ["0", "1", "2"], done["stderr"]
+    assert cp.workspace_requests() == [{"paths": ["b/0.txt", "b/1.txt", "b/2.txt"]}]
+    s3.objects[PREFIX + "b/0.txt"] = b"changed"
+    cp.listing = s3.plan(PREFIX)
+    bare = cp.workspace_urls({"urls": False})
+    cp.listing = {**cp.listing, "downloads": []}  # from now on it has no URL for any file
+    failed = ex.run(code, workspace={**bare, "rev": None})
+    assert failed["status"] != "success" and "no presigned URL" in failed["stderr"], failed
+
+
+def test_presigning_asks_in_batches_of_max_presign_paths(tmp_path: Path) -> None:
+    from sandbox_executor.contract import MAX_PRESIGN_PATHS
+    from sandbox_executor.validation import Download
+
+    sync = WorkspaceSync(str(tmp_path))
+    asked: list[list[str]] = []
+    sync.presign = lambda paths: asked.append(paths) or {p: f"http://s3/{p}" for p in paths}
+    todo = [Download(path=f"f{n}", url=None) for n in range(MAX_PRESIGN_PATHS + 5)]
+    todo.append(Download(path="signed", url="http://s3/signed"))
+    signed = sync._presigned(todo)
+    assert [len(batch) for batch in asked] == [MAX_PRESIGN_PATHS, 5]
+    assert [d.url for d in signed] == [f"http://s3/{d.path}" for d in todo]
+    sync.presign = lambda paths: None  # the control plane could not be reached
+    with pytest.raises(SyncError, match="no presigned URLs"):
+        sync._presigned(todo)
 
 
 def test_a_new_agent_at_revision_0_runs_without_asking_for_the_listing(
@@ -134,12 +176,13 @@ def test_a_new_agent_at_revision_0_runs_without_asking_for_the_listing(
     code = "def handler(event):\n    open('mine.txt', 'w').write('x')\n    return 1\n"
     first = ex.run(code, workspace={**s3.plan(PREFIX), "rev": 0, "downloads": None})
     assert first["status"] == "success" and first["return_value"] == 1, first["stderr"]
-    assert cp.calls_to("/workspace-urls") == []
+    assert cp.workspace_requests() == []
     cp.listing = {**s3.plan(PREFIX), "rev": 1}
     later = ex.run(
         "def handler(event):\n    return 2\n", workspace={**s3.plan(PREFIX), "rev": 1, "downloads": None}
     )
-    assert later["return_value"] == 2 and len(cp.calls_to("/workspace-urls")) == 1
+    # mine.txt is listed, but this agent uploaded it: it has its etag, so it asks no GET for it
+    assert later["return_value"] == 2 and cp.workspace_requests() == [{"urls": False}]
 
 
 def test_an_unchanged_etag_is_not_downloaded_again(ex: ExecutorProcess, s3: FakeS3) -> None:
@@ -553,7 +596,8 @@ def test_the_workspace_plan_is_optional_and_validated(s3: FakeS3) -> None:
     for bad in (
         [],
         {"downloads": "x", "upload": {}},
-        {"downloads": [{"path": "a"}], "upload": s3.plan(PREFIX)["upload"]},
+        {"downloads": [{"path": "a", "url": ""}], "upload": s3.plan(PREFIX)["upload"]},
+        {"downloads": [{"url": "http://s3/x"}], "upload": s3.plan(PREFIX)["upload"]},
         {"downloads": [], "upload": None},
         {"downloads": [], "upload": {**s3.plan(PREFIX)["upload"], "fields": {"key": 1}}},
         {"downloads": [], "upload": s3.plan(PREFIX)["upload"], "quota_bytes": -1},

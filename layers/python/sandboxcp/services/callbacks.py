@@ -11,12 +11,13 @@ from sandboxcp.domain.models import Execution, ExecutionOutcome
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
 from sandboxcp.observability import record_metric
 from sandboxcp.services.deps import Dependencies
-from sandboxcp.services.files import workspace_plan
+from sandboxcp.services.files import presigned_gets, workspace_plan
 from sandboxcp.services.output import publish_complete
 from sandboxcp.services.requests import (
     ContainerExitedReport,
     ContainerReadyReport,
     ExecutionStatusReport,
+    WorkspaceUrlsRequest,
 )
 from sandboxcp.services.sessions import destroy_sandbox
 
@@ -148,9 +149,14 @@ def record_result(
     return stored, True
 
 
-def workspace_urls(deps: Dependencies, caller_session: str, session_id: str) -> dict[str, Any]:
+def workspace_urls(
+    deps: Dependencies, caller_session: str, session_id: str, request: WorkspaceUrlsRequest
+) -> dict[str, Any]:
+    """The workspace's plan with its listing, or with `paths` presigned GETs of those paths alone."""
     _own_session(caller_session, session_id)
     session = deps.sessions.get(session_id)
     if session is None:
         raise SessionNotFound(f"Session '{session_id}' does not exist")
-    return workspace_plan(deps, session)
+    if request.paths is not None:
+        return {"urls": presigned_gets(deps, session, request.paths)}
+    return workspace_plan(deps, session, presigned=request.urls)

@@ -125,20 +125,25 @@ def list_files(deps: Dependencies, caller: Principal, session_id: str) -> list[W
 MAX_SYNCED_FILES = 5000
 
 
-def workspace_plan(deps: Dependencies, session: Session, *, listing: bool = True) -> dict[str, Any]:
+def workspace_plan(
+    deps: Dependencies, session: Session, *, listing: bool = True, presigned: bool = True
+) -> dict[str, Any]:
     """What an executor needs to sync a run: one POST policy for artifacts, scoped to the session's prefix,
     and the workspace's revision (`rev`, docs/workspace.md). With `listing`, or while a presigned upload
-    may still land (`rev` null then), also a presigned GET per workspace file (it fetches the ones whose
-    etag it lacks); without, `downloads` is null and an executor that has not synced `rev` asks for them
-    (POST /internal/sessions/{id}/workspace-urls): a submit costs no listing when nothing changed."""
+    may still land (`rev` null then), also the workspace's files (path, etag, size), each with a presigned
+    GET unless `presigned` is false (the executor then asks for GETs of the files whose etag it lacks:
+    `presigned_gets`; presigning costs about a millisecond a file). Without `listing`, `downloads` is null
+    and an executor that has not synced `rev` asks for them (POST /internal/sessions/{id}/workspace-urls):
+    a submit costs no listing when nothing changed."""
     quota = quota_bytes(session)
     still_open = session.workspace_open_until is not None and session.workspace_open_until > clock.now()
     downloads = None
     if listing or still_open:
-        downloads = [
-            {**f.model_dump(), "url": deps.workspace.presign_get(session.session_id, f.path)}
-            for f in deps.workspace.list(session.session_id, limit=MAX_SYNCED_FILES)
-        ]
+        listed = deps.workspace.list(session.session_id, limit=MAX_SYNCED_FILES)
+        downloads = [f.model_dump() for f in listed]
+        if presigned:
+            for item in downloads:
+                item["url"] = deps.workspace.presign_get(session.session_id, item["path"])
     return {
         "rev": None if still_open else session.workspace_rev,
         "downloads": downloads,
@@ -147,6 +152,12 @@ def workspace_plan(deps: Dependencies, session: Session, *, listing: bool = True
         ),
         "quota_bytes": quota,
     }
+
+
+def presigned_gets(deps: Dependencies, session: Session, paths: list[str]) -> dict[str, str]:
+    """A presigned GET for each path (checked by the request model: plain relative paths, so every key
+    stays under the session's prefix), whether or not the file exists: a GET of a missing one fails."""
+    return {path: deps.workspace.presign_get(session.session_id, path) for path in paths}
 
 
 def purge_due_workspaces(deps: Dependencies, *, now: datetime | None = None) -> list[str]:

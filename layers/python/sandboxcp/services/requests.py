@@ -9,7 +9,7 @@ import unicodedata
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, StrictInt, field_validator
+from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from sandbox_executor.contract import (
     DEFAULT_TIMEOUT_S,
@@ -19,11 +19,13 @@ from sandbox_executor.contract import (
     MAX_ENV_VARS,
     MAX_EVENT_BYTES,
     MAX_PATH_BYTES,
+    MAX_PRESIGN_PATHS,
     MAX_TIMEOUT_S,
     MIN_TIMEOUT_S,
     RESERVED_ENV_PREFIXES,
     WORKSPACE_DIR,
     env_size,
+    path_problem,
     utf8_size,
 )
 from sandboxcp.domain.inputs import JsonBody, RequestBody, check_json_object
@@ -144,6 +146,23 @@ class ExecutionStatusReport(JsonBody):
 class HeartbeatReport(JsonBody):
     timestamp: datetime
     progress: dict[str, Any] | None = None
+
+
+class WorkspaceUrlsRequest(JsonBody):
+    """What an executor asks of internal workspace-urls (docs/workspace.md). Nothing (executors before
+    2026-12-02): the listing with a presigned GET per file. `urls: false`: the listing alone. `paths`: a
+    presigned GET for each of them (the files the executor lacks), at most MAX_PRESIGN_PATHS."""
+
+    urls: StrictBool = True
+    paths: list[StrictStr] | None = Field(default=None, max_length=MAX_PRESIGN_PATHS)
+
+    @field_validator("paths")
+    @classmethod
+    def _plain_paths(cls, paths: list[str] | None) -> list[str] | None:
+        for path in paths or ():
+            if problem := path_problem(path):
+                raise ValueError(f"'{path[:64]}' is not a workspace path: {problem}")
+        return paths
 
 
 # --- code contexts and background processes (issue #12) --------------------------------------------------
