@@ -23,7 +23,8 @@ _CLOCK_REALTIME_COARSE = 5  # Linux clockid; the clock file timestamps are taken
 # A file dated further ahead than this (set by hand: a tarball's, `touch -d`) does not hold the next run
 # back; it is then an artifact of every run until it is rewritten.
 FUTURE_MTIME_SLACK_NS = 50_000_000
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# How both the walk and the sync open a directory beneath the workspace: never through a symlink.
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def run_clock_ns() -> int:
@@ -94,7 +95,7 @@ def _regular_files(workspace: str, *, skip_dot_dirs: bool) -> Iterator[tuple[str
         while stack:
             rel_dir = stack.pop()
             try:
-                dir_fd = os.open(rel_dir, _DIR_FLAGS, dir_fd=ws_fd) if rel_dir else ws_fd
+                dir_fd = os.open(rel_dir, DIR_FLAGS, dir_fd=ws_fd) if rel_dir else ws_fd
             except OSError:
                 continue  # vanished, replaced by a symlink, or made unreadable meanwhile
             prefix = f"{rel_dir}/" if rel_dir else ""

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sandbox_executor import __version__
-from sandbox_executor.artifacts import workspace_usage
+from sandbox_executor.artifacts import DIR_FLAGS, workspace_usage
 from sandbox_executor.contract import MAX_PRESIGN_PATHS, path_problem
 from sandbox_executor.http_client import Endpoint, KeptConnections, presigned_target
 from sandbox_executor.logs import log
@@ -55,7 +55,6 @@ TRANSFER_WORKERS = 8  # downloads or uploads in flight at once: many small files
 _ERROR_BODY_BYTES = 4096
 _TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
 _S3_CODE_RE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_PREFIX = ".sbx-download-"
 _USER_AGENT = f"sandbox-executor/{__version__}"
 
@@ -109,7 +108,7 @@ def _open_dir(parent_fd: int, name: str, create: bool, path: str) -> int:
         with contextlib.suppress(FileExistsError):
             os.mkdir(name, dir_fd=parent_fd)
     try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise SyncError(f"'{name}' is a symlink or not a directory", path) from None
@@ -298,7 +297,9 @@ class WorkspaceSync:
         for path in unsigned:
             if path not in urls:
                 raise SyncError("the control plane gave no presigned URL for it", path)
-        return [item if item.url else dataclasses.replace(item, url=urls[item.path]) for item in todo]
+        return [
+            item if item.url is not None else dataclasses.replace(item, url=urls[item.path]) for item in todo
+        ]
 
     def _have(self, item: Download) -> bool:
         """Synced before with this etag, and still there (code may have deleted it since)."""

@@ -130,7 +130,7 @@ def test_the_process_runtime_measures_cpu_and_memory_of_a_sandbox(tmp_path):
         usage = runtime.usage([f"proc-{SID}", "proc-sess_0000000000000009"])
         assert list(usage) == [f"proc-{SID}"]  # a sandbox that is not there is left out
         measured = usage[f"proc-{SID}"]
-        assert measured.cpu_cores > 0.3  # a busy loop: most of a core
+        assert measured.cpu_cores > 0.1  # a busy loop (idle is 0): a share of a core even on a busy machine
         assert measured.memory_bytes > 64 * 1024 * 1024
     finally:
         proc.kill()

@@ -125,10 +125,10 @@ def test_health_is_503_only_when_dynamodb_is_down(deps):
 
 
 def test_each_check_has_a_short_timeout(deps):
-    deps.health_checks = FakeChecks(storage=1.0, runtime=ValueError("boom"))
+    deps.health_checks = FakeChecks(storage=5.0, runtime=ValueError("boom"))
     started = time.monotonic()
     status, result = check_health(deps, timeout_s=0.2)
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 4.0  # did not wait for the hung check
     assert status == 200 and result["status"] == "degraded"
     assert result["checks"]["s3"]["error"] == "Timeout"
     assert result["checks"]["runtime"]["error"] == "ValueError"

@@ -356,14 +356,14 @@ def test_long_poll_answers_as_soon_as_a_chunk_arrives(running: Any) -> None:
     writer.join()
     page = body(resp)
     assert [c["data"] for c in page["chunks"]] == ["hello\n"]
-    assert 0.5 <= elapsed < 2.0, elapsed
+    assert 0.5 <= elapsed < 5.0, elapsed  # answered when the chunk came, not at the end of the wait
     assert page["complete"] is False
 
 
 def test_long_poll_without_output_waits_then_answers_empty(running: Any) -> None:
     start = time.monotonic()
     page = body(read(wait=0.5))
-    assert 0.45 <= time.monotonic() - start < 1.5
+    assert 0.45 <= time.monotonic() - start < 5.0
     assert page["chunks"] == [] and page["next_after"] == 0 and page["complete"] is False
 
 
@@ -380,7 +380,7 @@ def test_long_poll_returns_complete_when_the_execution_ends(running: Any) -> Non
     ender.start()
     page = body(read(after=2, wait=10))
     ender.join()
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 5.0  # answered at the end, not after the 10 s wait
     assert page == {"execution_id": SAMPLE_EXECUTION, "chunks": [], "next_after": 2, "complete": True}
     # after an end, a read from the start has everything and says complete at once
     page = body(read(after=0, wait=10))
@@ -459,7 +459,7 @@ def test_sse_waits_by_default(running: Any) -> None:
     start = time.monotonic()
     resp = read(stream="sse")  # no `wait`: SSE long-polls (up to 20 s)
     writer.join()
-    assert 0.25 <= time.monotonic() - start < 2.0
+    assert 0.25 <= time.monotonic() - start < 10.0  # answered at the chunk, not after 20 s
     assert [e["id"] for e in _events(resp["body"])] == ["1"]
 
 
