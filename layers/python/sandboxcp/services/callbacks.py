@@ -3,7 +3,7 @@ whose callback token authenticated the request; a token never reaches another se
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import ExecutionNotFound, Forbidden, SessionNotFound, StateConflict
@@ -13,13 +13,15 @@ from sandboxcp.observability import record_metric
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.files import presigned_gets, workspace_plan
 from sandboxcp.services.output import publish_complete
-from sandboxcp.services.requests import (
-    ContainerExitedReport,
-    ContainerReadyReport,
-    ExecutionStatusReport,
-    WorkspaceUrlsRequest,
-)
 from sandboxcp.services.sessions import destroy_sandbox
+
+if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
+    from sandboxcp.services.requests import (
+        ContainerExitedReport,
+        ContainerReadyReport,
+        ExecutionStatusReport,
+        WorkspaceUrlsRequest,
+    )
 
 
 def _own_session(caller_session: str, session_id: str) -> None:

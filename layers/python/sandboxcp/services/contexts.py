@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import (
@@ -26,8 +26,10 @@ from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import audit, logger
 from sandboxcp.services import live_records
 from sandboxcp.services.deps import Dependencies
-from sandboxcp.services.requests import CreateContextRequest
 from sandboxcp.services.sessions import get_session, running_session
+
+if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
+    from sandboxcp.services.requests import CreateContextRequest
 
 MAX_CONTEXTS_PER_SESSION = 8  # the executor's own limit per sandbox
 RETRY_AFTER_S = 10  # a slot frees only when the client deletes a context

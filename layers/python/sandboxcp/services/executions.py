@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -25,8 +25,10 @@ from sandboxcp.services.contexts import context_for_execution
 from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.files import workspace_plan
 from sandboxcp.services.output import doorbell, publish_complete
-from sandboxcp.services.requests import ExecuteRequest
 from sandboxcp.services.sessions import get_session, running_session
+
+if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
+    from sandboxcp.services.requests import ExecuteRequest
 
 # Executions pending or running in one session before the API answers 429 (the executor runs them in order).
 MAX_INFLIGHT_PER_SESSION = 32

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -37,8 +37,10 @@ from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import audit, logger
 from sandboxcp.services import live_records, output
 from sandboxcp.services.deps import Dependencies
-from sandboxcp.services.requests import CreateProcessRequest, Signal
 from sandboxcp.services.sessions import get_session, running_session
+
+if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
+    from sandboxcp.services.requests import CreateProcessRequest, Signal
 
 MAX_LIVE_PROCESSES_PER_SESSION = 16  # the executor's own limit per sandbox
 RETRY_AFTER_S = 5

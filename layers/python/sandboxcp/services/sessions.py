@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import InvalidParameter, SandboxUnavailable, SessionNotFound, StateConflict
 from sandboxcp.domain.ids import SESSION_ID_RE, new_session_id
@@ -9,9 +11,10 @@ from sandboxcp.domain.models import Principal, Session
 from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import audit, logger, record_metric
-from sandboxcp.services import warm_pool
 from sandboxcp.services.deps import Dependencies
-from sandboxcp.services.requests import CreateSessionRequest
+
+if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
+    from sandboxcp.services.requests import CreateSessionRequest
 
 
 def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequest) -> Session:
@@ -38,6 +41,9 @@ def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequ
         last_activity_at=now,
     )
     deps.sessions.create(session, enforce_quota=True)  # 429 over the tenant's quota, nothing recorded
+    # Imported here: the pool and placement are a create's business, not every session request's cold start.
+    from sandboxcp.services import warm_pool
+
     try:
         running = warm_pool.claim_inline(deps, session, template)  # a free warm sandbox: running at once
     except Exception:  # the pool is a shortcut: whatever fails in it, the launch workflow still runs
