@@ -1,7 +1,7 @@
 """GET /api/v1/containers/{container_id}: one sandbox (by container id or session id)."""
 
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import ContainerInfo
+from sandboxcp.api.schemas.containers import ContainerInfo
 from sandboxcp.observability import bind_request
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.containers import container_usage, get_container

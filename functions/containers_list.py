@@ -4,7 +4,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Query
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import ContainerInfo, ContainerList
+from sandboxcp.api.schemas.containers import ContainerInfo, ContainerList
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import bind_request
 from sandboxcp.routes import resolver_path, route_for

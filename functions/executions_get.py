@@ -1,7 +1,7 @@
 """GET /api/v1/executions/{execution_id}: the execution with its code and, once finished, its result."""
 
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import ExecutionDetail
+from sandboxcp.api.schemas.executions import ExecutionDetail
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.executions import get_execution

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Query
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import ExecutionList, ExecutionSummary
+from sandboxcp.api.schemas.executions import ExecutionList, ExecutionSummary
 from sandboxcp.domain.states import ExecutionStatus
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

@@ -1,7 +1,7 @@
 """GET /api/v1/executions/{execution_id}/result: stdout, stderr, exit code, return value, metrics."""
 
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import ExecutionResultResponse
+from sandboxcp.api.schemas.executions import ExecutionResultResponse
 from sandboxcp.domain.errors import StateConflict
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import ExecuteResponse
+from sandboxcp.api.schemas.executions import ExecuteResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.executions import submit_execution

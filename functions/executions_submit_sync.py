@@ -5,7 +5,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Body, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import ExecuteResponse, ExecutionResultResponse
+from sandboxcp.api.schemas.executions import ExecuteResponse, ExecutionResultResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.executions import execute_and_wait

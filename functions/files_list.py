@@ -1,7 +1,7 @@
 """GET /api/v1/sessions/{session_id}/files: the workspace's files (path, size, etag, last_modified)."""
 
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import FileList
+from sandboxcp.api.schemas.files import FileList
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.files import list_files

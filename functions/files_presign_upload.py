@@ -6,7 +6,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import PresignedUpload, UploadUrlRequest
+from sandboxcp.api.schemas.files import PresignedUpload, UploadUrlRequest
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.files import presign_upload

@@ -4,7 +4,7 @@ payload limits)."""
 
 from sandboxcp.api.multipart import parse_form, raw_body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import UploadedFile
+from sandboxcp.api.schemas.files import UploadedFile
 from sandboxcp.domain.errors import InvalidParameter
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

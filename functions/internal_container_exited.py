@@ -5,7 +5,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
-from sandboxcp.api.schemas import MessageResponse
+from sandboxcp.api.schemas.common import MessageResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.callbacks import container_exited
 from sandboxcp.services.deps import get_deps

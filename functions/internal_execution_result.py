@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
-from sandboxcp.api.schemas import ResultRecorded
+from sandboxcp.api.schemas.executions import ResultRecorded
 from sandboxcp.domain.errors import InvalidParameter, StateConflict
 from sandboxcp.domain.models import ExecutionOutcome
 from sandboxcp.observability import prepare_init

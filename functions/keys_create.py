@@ -4,7 +4,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Body, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import ApiKeyResponse
+from sandboxcp.api.schemas.keys import ApiKeyResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.auth import issue_api_key
 from sandboxcp.services.deps import get_deps

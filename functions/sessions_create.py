@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from sandboxcp.api.params import Body, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import SessionResponse
+from sandboxcp.api.schemas.sessions import SessionResponse
 from sandboxcp.observability import prepare_init
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

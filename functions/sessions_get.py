@@ -1,7 +1,7 @@
 """GET /api/v1/sessions/{session_id}: one session of the caller's tenant."""
 
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import SessionResponse
+from sandboxcp.api.schemas.sessions import SessionResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.sessions import get_session

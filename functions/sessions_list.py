@@ -4,7 +4,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Query
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import SessionList, SessionResponse
+from sandboxcp.api.schemas.sessions import SessionList, SessionResponse
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

@@ -1,7 +1,7 @@
 """DELETE /api/v1/sessions/{session_id}: mark the session terminated and destroy its sandbox."""
 
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import MessageResponse
+from sandboxcp.api.schemas.common import MessageResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.sessions import terminate_session

@@ -1,7 +1,7 @@
 """GET /api/v1/templates/{template_id}: one template."""
 
 from sandboxcp.api.resolver import lambda_entry, make_resolver
-from sandboxcp.api.schemas import TemplateResponse
+from sandboxcp.api.schemas.templates import TemplateResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.templates import get_template

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Query
 from sandboxcp.api.resolver import lambda_entry, make_resolver
-from sandboxcp.api.schemas import TemplateList, TemplateResponse
+from sandboxcp.api.schemas.templates import TemplateList, TemplateResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.templates import list_templates

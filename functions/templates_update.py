@@ -5,7 +5,7 @@ from typing import Annotated
 
 from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
-from sandboxcp.api.schemas import TemplateResponse
+from sandboxcp.api.schemas.templates import TemplateResponse
 from sandboxcp.observability import bind_request
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

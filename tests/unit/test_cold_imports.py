@@ -39,7 +39,7 @@ LAZY = (
 NOT_IN_AUTHORIZER = (
     "aws_lambda_powertools.event_handler.api_gateway",
     "sandboxcp.api.resolver",
-    "sandboxcp.api.schemas",
+    "sandboxcp.api.schemas.common",
 )
 
 

@@ -14,7 +14,7 @@ FRESH = r"""
 import pickle, sys
 from datetime import datetime, timezone
 from typing import Any
-from sandboxcp.api.schemas import SessionResponse
+from sandboxcp.api.schemas.sessions import SessionResponse
 from sandboxcp.domain.base import DomainModel
 from sandboxcp.domain.resources import ResourceLimit
 from sandboxcp.domain.workspace import WorkspaceFile

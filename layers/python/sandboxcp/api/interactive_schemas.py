@@ -9,12 +9,12 @@ from pydantic import Field
 
 from sandboxcp.api.base import ResponseModel
 from sandboxcp.api.output_schemas import OutputChunkResponse, page_fields
-from sandboxcp.api.schemas import _Out
+from sandboxcp.api.schemas.common import TimedResponse
 from sandboxcp.domain.models import BackgroundProcess, CodeContext
 from sandboxcp.domain.output import OutputPage
 
 
-class ContextResponse(_Out):
+class ContextResponse(TimedResponse):
     context_id: str
     session_id: str
     language: str = Field(description="python or javascript")
@@ -40,7 +40,7 @@ class ContextList(ResponseModel):
     total: int
 
 
-class ProcessResponse(_Out):
+class ProcessResponse(TimedResponse):
     process_id: str
     session_id: str
     cmd: str
