@@ -4,13 +4,13 @@ At most 8 per session (429 with Retry-After)."""
 
 from typing import Annotated
 
-from sandboxcp.api.interactive_schemas import ContextResponse
 from sandboxcp.api.params import Body, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.contexts import ContextResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.contexts import create_context
 from sandboxcp.services.deps import get_deps
-from sandboxcp.services.requests import CreateContextRequest
+from sandboxcp.services.requests.interactive import CreateContextRequest
 
 app = make_resolver()
 ROUTE = route_for("contexts_create")

@@ -1,8 +1,8 @@
 """DELETE /api/v1/sessions/{session_id}/contexts/{context_id}: stop the context's interpreter and mark it
 deleted (executions can no longer name it); deleting it again changes nothing."""
 
-from sandboxcp.api.interactive_schemas import ContextResponse
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.contexts import ContextResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.contexts import delete_context
 from sandboxcp.services.deps import get_deps

@@ -1,8 +1,8 @@
 """GET /api/v1/sessions/{session_id}/contexts: the session's code contexts, newest first, each with the
 status last seen (GET of one context asks the sandbox)."""
 
-from sandboxcp.api.interactive_schemas import ContextList, ContextResponse
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.contexts import ContextList, ContextResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.contexts import list_contexts
 from sandboxcp.services.deps import get_deps

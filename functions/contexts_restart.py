@@ -1,8 +1,8 @@
 """POST /api/v1/sessions/{session_id}/contexts/{context_id}/restart: a fresh interpreter for the context
 (after a crash, or to drop its state); the id stays, its variables are gone."""
 
-from sandboxcp.api.interactive_schemas import ContextResponse
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.contexts import ContextResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.contexts import restart_context
 from sandboxcp.services.deps import get_deps

@@ -6,9 +6,9 @@ the local stack holds open and a deployed stack answers per long poll (docs/stre
 import json
 from typing import Annotated, Literal
 
-from sandboxcp.api.output_schemas import ExecutionOutput
 from sandboxcp.api.params import Query, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.output import ExecutionOutput
 from sandboxcp.domain.errors import InvalidParameter
 from sandboxcp.domain.output import MAX_SEQ
 from sandboxcp.routes import resolver_path, route_for

@@ -8,7 +8,7 @@ from sandboxcp.api.schemas.executions import ExecuteResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.executions import submit_execution
-from sandboxcp.services.requests import ExecuteRequest
+from sandboxcp.services.requests.executions import ExecuteRequest
 
 app = make_resolver()
 ROUTE = route_for("executions_submit")

@@ -9,7 +9,7 @@ from sandboxcp.api.schemas.executions import ExecuteResponse, ExecutionResultRes
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.executions import execute_and_wait
-from sandboxcp.services.requests import ExecuteRequest
+from sandboxcp.services.requests.executions import ExecuteRequest
 
 app = make_resolver()
 ROUTE = route_for("executions_submit_sync")

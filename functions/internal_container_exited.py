@@ -9,7 +9,7 @@ from sandboxcp.api.schemas.common import MessageResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.callbacks import container_exited
 from sandboxcp.services.deps import get_deps
-from sandboxcp.services.requests import ContainerExitedReport
+from sandboxcp.services.requests.reports import ContainerExitedReport
 
 app = make_resolver()
 ROUTE = route_for("internal_container_exited")

@@ -4,9 +4,9 @@ truncation marker; 409 once the execution ended."""
 
 from typing import Annotated
 
-from sandboxcp.api.output_schemas import OutputStored
 from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
+from sandboxcp.api.schemas.output import OutputStored
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.output import OutputBatch, record_execution_output

@@ -8,7 +8,7 @@ from sandboxcp.api.schemas.common import MessageResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.callbacks import execution_status
 from sandboxcp.services.deps import get_deps
-from sandboxcp.services.requests import ExecutionStatusReport
+from sandboxcp.services.requests.reports import ExecutionStatusReport
 
 app = make_resolver()
 ROUTE = route_for("internal_execution_status")

@@ -8,7 +8,7 @@ from sandboxcp.api.schemas.common import MessageResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.callbacks import heartbeat
 from sandboxcp.services.deps import get_deps
-from sandboxcp.services.requests import HeartbeatReport
+from sandboxcp.services.requests.reports import HeartbeatReport
 
 app = make_resolver()
 ROUTE = route_for("internal_heartbeat")

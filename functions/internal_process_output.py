@@ -5,9 +5,9 @@ callback token's session."""
 
 from typing import Annotated
 
-from sandboxcp.api.interactive_schemas import ProcessOutputStored
 from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
+from sandboxcp.api.schemas.processes import ProcessOutputStored
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.processes import ProcessOutputReport, record_process_output

@@ -8,7 +8,7 @@ from sandboxcp.api.resolver import callback_session, lambda_entry, make_resolver
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.callbacks import workspace_urls
 from sandboxcp.services.deps import get_deps
-from sandboxcp.services.requests import WorkspaceUrlsRequest
+from sandboxcp.services.requests.reports import WorkspaceUrlsRequest
 
 app = make_resolver()
 ROUTE = route_for("internal_workspace_urls")

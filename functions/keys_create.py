@@ -8,7 +8,7 @@ from sandboxcp.api.schemas.keys import ApiKeyResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.auth import issue_api_key
 from sandboxcp.services.deps import get_deps
-from sandboxcp.services.requests import CreateKeyRequest
+from sandboxcp.services.requests.keys import CreateKeyRequest
 
 app = make_resolver()
 ROUTE = route_for("keys_create")

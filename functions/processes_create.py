@@ -4,13 +4,13 @@ read with GET .../processes/{process_id}/output. At most 16 running per session 
 
 from typing import Annotated
 
-from sandboxcp.api.interactive_schemas import ProcessResponse
 from sandboxcp.api.params import Body, Response
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.processes import ProcessResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.processes import start_process
-from sandboxcp.services.requests import CreateProcessRequest
+from sandboxcp.services.requests.interactive import CreateProcessRequest
 
 app = make_resolver()
 ROUTE = route_for("processes_create")

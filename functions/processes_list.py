@@ -1,8 +1,8 @@
 """GET /api/v1/sessions/{session_id}/processes: the session's background processes, newest first (running
 ones checked with the sandbox while the session runs)."""
 
-from sandboxcp.api.interactive_schemas import ProcessList, ProcessResponse
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.processes import ProcessList, ProcessResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.processes import list_processes

@@ -4,9 +4,9 @@ as soon as one arrives. `complete` once the process ended and every chunk was re
 
 from typing import Annotated
 
-from sandboxcp.api.interactive_schemas import ProcessOutput
 from sandboxcp.api.params import Query
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.processes import ProcessOutput
 from sandboxcp.domain.output import MAX_SEQ
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps

@@ -4,13 +4,13 @@ process as known right after; its exit shows once the sandbox reports it."""
 
 from typing import Annotated
 
-from sandboxcp.api.interactive_schemas import ProcessResponse
 from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.processes import ProcessResponse
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.processes import signal_process
-from sandboxcp.services.requests import SignalRequest
+from sandboxcp.services.requests.interactive import SignalRequest
 
 app = make_resolver()
 ROUTE = route_for("processes_signal")

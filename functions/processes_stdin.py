@@ -3,13 +3,13 @@
 
 from typing import Annotated
 
-from sandboxcp.api.interactive_schemas import StdinWritten
 from sandboxcp.api.params import Body
 from sandboxcp.api.resolver import caller, lambda_entry, make_resolver
+from sandboxcp.api.schemas.processes import StdinWritten
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
 from sandboxcp.services.processes import write_stdin
-from sandboxcp.services.requests import StdinRequest
+from sandboxcp.services.requests.interactive import StdinRequest
 
 app = make_resolver()
 ROUTE = route_for("processes_stdin")

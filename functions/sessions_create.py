@@ -12,7 +12,7 @@ from sandboxcp.api.schemas.sessions import SessionResponse
 from sandboxcp.observability import prepare_init
 from sandboxcp.routes import resolver_path, route_for
 from sandboxcp.services.deps import get_deps
-from sandboxcp.services.requests import CreateSessionRequest
+from sandboxcp.services.requests.sessions import CreateSessionRequest
 
 # sandboxcp.services.idempotent_create is imported where it is used: it loads powertools' Idempotency utility
 # and boto3 (sandboxcp.observability, "Cold start").

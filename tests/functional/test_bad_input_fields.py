@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from sandbox_executor import contract
 from sandboxcp.adapters.tables import ApiKeyRecord
 from sandboxcp.domain.states import SessionStatus
-from sandboxcp.services.requests import CreateSessionRequest, ExecuteRequest
+from sandboxcp.services.requests.executions import ExecuteRequest
+from sandboxcp.services.requests.sessions import CreateSessionRequest
 from sandboxcp.services.templates import CreateTemplateRequest
 from tests.functional.conftest import (
     ERROR_FIELDS,

@@ -165,7 +165,7 @@ def test_a_malformed_result_in_the_executors_answer_fails_the_execution_saying_s
 def test_execute_sync_hands_back_the_id_past_its_bound(deps):
     from sandboxcp.domain.models import Principal
     from sandboxcp.services.executions import execute_and_wait
-    from sandboxcp.services.requests import ExecuteRequest
+    from sandboxcp.services.requests.executions import ExecuteRequest
 
     seed_session(deps)
     req = ExecuteRequest(code="def handler(e): return 1", language="python")

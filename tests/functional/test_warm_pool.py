@@ -13,7 +13,7 @@ from sandboxcp.services import auth
 from sandboxcp.services.callbacks import container_ready
 from sandboxcp.services.launch import start_sandbox
 from sandboxcp.services.orphans import reap_orphans
-from sandboxcp.services.requests import ContainerReadyReport
+from sandboxcp.services.requests.reports import ContainerReadyReport
 from sandboxcp.services.warm_pool import pool_sizes, refill
 from tests.functional.conftest import RecordingExecutor, seed_session
 

@@ -21,7 +21,9 @@ from sandbox_executor import workspace as executor_workspace
 from sandboxcp.adapters.runtimes import docker, ecs, eks
 from sandboxcp.adapters.runtimes import process as process_runtime
 from sandboxcp.domain import ids, models, workspace
-from sandboxcp.services import requests, templates
+from sandboxcp.services import templates
+from sandboxcp.services.requests import executions as execution_requests
+from sandboxcp.services.requests import sessions as session_requests
 
 REPO = Path(__file__).resolve().parents[2]
 LAYER_CODE = REPO / "layers" / "python"
@@ -39,9 +41,11 @@ def test_the_contract_module_is_standard_library_only():
 
 
 def test_the_control_plane_takes_its_limits_from_the_contract():
-    assert requests.MAX_CODE_BYTES is contract.MAX_CODE_BYTES == 102_400  # ExecuteRequest.code maxLength
-    assert requests.MAX_EVENT_BYTES is contract.MAX_EVENT_BYTES
-    assert (requests.MAX_ENV_VARS, requests.MAX_ENV_BYTES) == (contract.MAX_ENV_VARS, contract.MAX_ENV_BYTES)
+    # ExecuteRequest.code's maxLength
+    assert execution_requests.MAX_CODE_BYTES is contract.MAX_CODE_BYTES == 102_400
+    assert execution_requests.MAX_EVENT_BYTES is contract.MAX_EVENT_BYTES
+    assert session_requests.MAX_ENV_VARS is contract.MAX_ENV_VARS
+    assert session_requests.MAX_ENV_BYTES is contract.MAX_ENV_BYTES
     assert workspace.MAX_PATH_BYTES == contract.MAX_PATH_BYTES
     assert templates.SANDBOX_ID == contract.SANDBOX_UID == contract.SANDBOX_GID == 1000
     assert get_args(models.Language) == contract.LANGUAGES
@@ -49,7 +53,7 @@ def test_the_control_plane_takes_its_limits_from_the_contract():
         contract.SESSION_ID_PATTERN,
         contract.EXECUTION_ID_PATTERN,
     )
-    timeout = requests.ExecuteRequest.model_fields["timeout"]
+    timeout = execution_requests.ExecuteRequest.model_fields["timeout"]
     assert timeout.default == contract.DEFAULT_TIMEOUT_S
     assert {"ge": contract.MIN_TIMEOUT_S, "le": contract.MAX_TIMEOUT_S}.items() <= {
         k: getattr(m, k) for m in timeout.metadata for k in ("ge", "le") if hasattr(m, k)
@@ -103,11 +107,13 @@ def _largest_env() -> dict[str, str]:
 
 def test_the_largest_environment_the_api_accepts_binds_in_the_executor():
     env = _largest_env()
-    requests.CreateSessionRequest(template_id="python-basic", env_vars=env)
+    session_requests.CreateSessionRequest(template_id="python-basic", env_vars=env)
     bound = identity.parse_bind_request({"session_id": "sess_" + "a" * 16, "callback_token": "t", "env": env})
     assert bound.env == env
     with pytest.raises(ValidationError, match="bytes"):
-        requests.CreateSessionRequest(template_id="python-basic", env_vars={**env, "V00": env["V00"] + "x"})
+        session_requests.CreateSessionRequest(
+            template_id="python-basic", env_vars={**env, "V00": env["V00"] + "x"}
+        )
 
 
 @pytest.mark.parametrize(
@@ -116,7 +122,7 @@ def test_the_largest_environment_the_api_accepts_binds_in_the_executor():
 )
 def test_an_environment_the_executor_would_refuse_is_refused_by_the_api(env):
     with pytest.raises(ValidationError):
-        requests.CreateSessionRequest(template_id="python-basic", env_vars=env)
+        session_requests.CreateSessionRequest(template_id="python-basic", env_vars=env)
     with pytest.raises(validation.ValidationError):
         identity.parse_bind_request({"session_id": "sess_" + "a" * 16, "callback_token": "t", "env": env})
 
@@ -132,7 +138,7 @@ def _executor_accepts(**fields: object) -> bool:
 
 def _api_accepts(**fields: object) -> bool:
     try:
-        requests.ExecuteRequest.model_validate({"code": "x", "language": "python", **fields})
+        execution_requests.ExecuteRequest.model_validate({"code": "x", "language": "python", **fields})
     except ValidationError:
         return False
     return True

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from sandboxcp.domain.ids import new_execution_id, new_session_id
 from sandboxcp.domain.resources import ResourceLimit, quantity_mb
-from sandboxcp.services.requests import CreateSessionRequest, ExecuteRequest
+from sandboxcp.services.requests.executions import ExecuteRequest
+from sandboxcp.services.requests.sessions import CreateSessionRequest
 
 
 def test_ids_follow_the_contract_patterns():

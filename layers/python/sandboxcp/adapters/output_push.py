@@ -32,7 +32,7 @@ class NullOutputPush:
 
 
 def chunk_json(chunk: OutputChunk) -> dict[str, Any]:
-    from sandboxcp.api.output_schemas import OutputChunkResponse
+    from sandboxcp.api.schemas.output import OutputChunkResponse
 
     return dict(OutputChunkResponse.of(chunk).model_dump(mode="json"))
 

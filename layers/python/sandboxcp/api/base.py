@@ -1,4 +1,4 @@
-"""The base of the response bodies: sandboxcp.api.schemas.*, output_schemas, interactive_schemas."""
+"""The base of the response bodies (the sandboxcp.api.schemas package)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from sandboxcp.services.output import publish_complete
 from sandboxcp.services.sessions import destroy_sandbox
 
 if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
-    from sandboxcp.services.requests import (
+    from sandboxcp.services.requests.reports import (
         ContainerExitedReport,
         ContainerReadyReport,
         ExecutionStatusReport,

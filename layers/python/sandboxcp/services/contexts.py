@@ -29,7 +29,7 @@ from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.sessions import get_session, running_session
 
 if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
-    from sandboxcp.services.requests import CreateContextRequest
+    from sandboxcp.services.requests.interactive import CreateContextRequest
 
 MAX_CONTEXTS_PER_SESSION = 8  # the executor's own limit per sandbox
 RETRY_AFTER_S = 10  # a slot frees only when the client deletes a context

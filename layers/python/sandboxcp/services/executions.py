@@ -28,7 +28,7 @@ from sandboxcp.services.output import doorbell, publish_complete
 from sandboxcp.services.sessions import get_session, running_session
 
 if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
-    from sandboxcp.services.requests import ExecuteRequest
+    from sandboxcp.services.requests.executions import ExecuteRequest
 
 # Executions pending or running in one session before the API answers 429 (the executor runs them in order).
 MAX_INFLIGHT_PER_SESSION = 32

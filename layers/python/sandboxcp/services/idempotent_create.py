@@ -35,7 +35,7 @@ from sandboxcp.domain.models import Principal, Session
 from sandboxcp.observability import audit
 from sandboxcp.once import cache_once
 from sandboxcp.services.deps import Dependencies
-from sandboxcp.services.requests import CreateSessionRequest
+from sandboxcp.services.requests.sessions import CreateSessionRequest
 from sandboxcp.services.sessions import create_session
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

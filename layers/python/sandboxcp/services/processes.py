@@ -40,7 +40,7 @@ from sandboxcp.services.deps import Dependencies
 from sandboxcp.services.sessions import get_session, running_session
 
 if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
-    from sandboxcp.services.requests import CreateProcessRequest, Signal
+    from sandboxcp.services.requests.interactive import CreateProcessRequest, Signal
 
 MAX_LIVE_PROCESSES_PER_SESSION = 16  # the executor's own limit per sandbox
 RETRY_AFTER_S = 5

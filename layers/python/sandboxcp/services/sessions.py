@@ -14,7 +14,7 @@ from sandboxcp.observability import audit, logger, record_metric
 from sandboxcp.services.deps import Dependencies
 
 if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
-    from sandboxcp.services.requests import CreateSessionRequest
+    from sandboxcp.services.requests.sessions import CreateSessionRequest
 
 
 def create_session(deps: Dependencies, caller: Principal, req: CreateSessionRequest) -> Session:
