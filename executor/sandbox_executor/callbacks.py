@@ -58,6 +58,9 @@ class Backoff(Record):
             delay = min(delay * 2, self.max_s)
 
 
+# contract.EXECUTOR_FEATURES, copied: an idle agent does not import the contract module (docs/capacity.md;
+# tests/unit/test_contract_constants.py checks that they agree).
+FEATURES = ("workspace-presign-on-demand",)
 # container_ready: the sandbox is useless until the control plane knows it is up, so try for a minute.
 READY_BACKOFF = Backoff(first_s=0.2, max_s=5.0, budget_s=60.0)
 # status=running is informative only (the result is what counts), so give up quietly after ~10 s.
@@ -180,6 +183,7 @@ class CallbackClient:
             "container_id": container_id,
             "executor_port": port,
             "ready_at": utc_now_iso(),
+            "features": list(FEATURES),
         }
         if executor_url:
             payload["executor_url"] = executor_url

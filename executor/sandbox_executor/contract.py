@@ -57,6 +57,14 @@ MAX_PATH_BYTES = 1024
 # in batches of this many (a batch's paths stay far below Lambda's 6 MB request payload).
 MAX_PRESIGN_PATHS = 1000
 
+# What an executor can do beyond the first release, announced in container_ready's `features` so that
+# the control plane (deployed apart from the images) serves each executor what it understands.
+# WORKSPACE_PRESIGN_ON_DEMAND: it takes a workspace listing without URLs and asks for the GETs it lacks.
+WORKSPACE_PRESIGN_ON_DEMAND = "workspace-presign-on-demand"
+EXECUTOR_FEATURES = (WORKSPACE_PRESIGN_ON_DEMAND,)
+MAX_FEATURES = 16  # named in one container_ready, at most
+MAX_FEATURE_CHARS = 64
+
 
 def path_problem(path: str) -> str | None:
     """Why ``path`` is not a plain relative workspace path, or None.

@@ -200,6 +200,24 @@ def test_while_a_presigned_upload_may_land_every_plan_carries_the_listing(deps):
     assert plan["rev"] == 1 and plan["downloads"] is None
 
 
+def test_an_executor_that_presigns_on_demand_gets_the_window_listing_without_urls(deps):
+    """While a presigned upload may land every plan lists the workspace; an executor that announced
+    `workspace-presign-on-demand` gets it without URLs (it asks for GETs of the files it lacks), an
+    executor that did not (before 2026-12-02) gets a GET per file."""
+    seed_session(deps)
+    assert invoke("files_presign_upload", sample_event("files_presign_upload"))["statusCode"] == 200
+    deps.workspace.put(SAMPLE_SESSION, "landed.csv", b"x")
+    (old,) = _submitted_plan(deps)["downloads"]
+    assert old["path"] == "landed.csv" and old["url"].startswith("http")
+    features = {"executor_features": ["workspace-presign-on-demand"]}
+    deps.sessions.update_fields(SAMPLE_SESSION, features, only_if=[SessionStatus.RUNNING])
+    deps.recent_sessions.drop(SAMPLE_SESSION)  # this function instance read the session before
+    plan = _submitted_plan(deps)
+    assert plan["rev"] is None
+    (listed,) = plan["downloads"]
+    assert (listed["path"], listed["etag"]) == ("landed.csv", old["etag"]) and "url" not in listed
+
+
 def test_workspace_is_purged_24_h_after_the_session_ended(deps):
     seed_session(deps, "sess_0000000000000001")
     seed_session(deps, "sess_0000000000000002")

@@ -46,6 +46,38 @@ def test_container_ready_makes_the_session_running_and_releases_the_task_token(d
     assert again["statusCode"] == 200 and len(deps.launch.ready) == 1
 
 
+def _ready_with(report: object) -> dict:
+    event = sample_event("internal_container_ready")
+    event["body"] = json.dumps(report)
+    return event
+
+
+def test_container_ready_keeps_the_features_the_executor_announces(deps):
+    """Known features only (an unknown one is dropped); a later report, as a pooled executor bound by
+    an inline claim sends to a session already running, updates them."""
+    seed_session(deps, status=SessionStatus.CREATING)
+    report = {"container_id": "c", "features": ["from-the-future", "workspace-presign-on-demand"]}
+    assert invoke("internal_container_ready", _ready_with(report))["statusCode"] == 200
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored is not None and stored.executor_features == ["workspace-presign-on-demand"]
+    assert invoke("internal_container_ready", _ready_with({"container_id": "c"}))["statusCode"] == 200
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored is not None and stored.status == SessionStatus.RUNNING and stored.executor_features == []
+    assert invoke("internal_container_ready", _ready_with(report))["statusCode"] == 200
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored is not None and stored.executor_features == ["workspace-presign-on-demand"]
+
+
+def test_container_ready_refuses_malformed_features(deps):
+    seed_session(deps, status=SessionStatus.CREATING)
+    for features in ("workspace-presign-on-demand", [1], [None], ["x" * 65], ["f"] * 17, {"a": 1}):
+        resp = invoke("internal_container_ready", _ready_with({"container_id": "c", "features": features}))
+        assert resp["statusCode"] == 400, features
+        assert set(body(resp)) >= {"error_code", "description", "error_detail", "solution", "request_id"}
+    stored = deps.sessions.get(SAMPLE_SESSION)
+    assert stored is not None and stored.status == SessionStatus.CREATING  # nothing recorded
+
+
 def test_a_callback_token_is_refused_on_another_sessions_resources(deps):
     other = "sess_0000000000000002"
     seed_session(deps, status=SessionStatus.CREATING)

@@ -15,8 +15,8 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
+from sandbox_executor import callbacks, contract, identity, process, runner, validation
 from sandbox_executor import config as executor_config
-from sandbox_executor import contract, identity, process, runner, validation
 from sandbox_executor import workspace as executor_workspace
 from sandboxcp.adapters.runtimes import docker, ecs, eks
 from sandboxcp.adapters.runtimes import process as process_runtime
@@ -38,6 +38,11 @@ def test_the_contract_module_is_standard_library_only():
         for alias in node.names
     }
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+def test_the_executor_announces_the_contract_features():
+    assert callbacks.FEATURES == contract.EXECUTOR_FEATURES
+    assert all(len(name) <= contract.MAX_FEATURE_CHARS for name in contract.EXECUTOR_FEATURES)
 
 
 def test_the_control_plane_takes_its_limits_from_the_contract():

@@ -30,6 +30,7 @@ def test_container_ready_is_sent_with_the_bearer_token() -> None:
             assert body["executor_port"] is None  # unix socket
             assert "executor_url" not in body
             assert body["ready_at"].endswith("Z")
+            assert body["features"] == ["workspace-presign-on-demand"]  # contract.EXECUTOR_FEATURES
             assert os.stat(ex.socket).st_mode & 0o777 == 0o666
         finally:
             assert ex.terminate() == 0

@@ -108,6 +108,7 @@ class SessionRecord(Model):
     executions_inflight = NumberAttribute(null=True)
     workspace_rev = NumberAttribute(null=True)  # the API's writes to the workspace (Session.workspace_rev)
     workspace_open_until = UTCDateTimeAttribute(null=True)  # presigned uploads may still land until then
+    executor_features = JSONAttribute(null=True)  # Session.executor_features
 
     by_tenant = _TenantCreatedIndex()
     by_tenant_status = _TenantStatusIndex()

@@ -67,6 +67,8 @@ class Session(DomainModel):
     # may still land unseen, and every run gets the full listing.
     workspace_rev: int = 0
     workspace_open_until: datetime | None = None
+    # What the session's executor announced it can do (contract.EXECUTOR_FEATURES), known ones only.
+    executor_features: list[str] = Field(default_factory=list)
 
     @property
     def executor_key(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sandbox_executor.contract import EXECUTOR_FEATURES
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import ExecutionNotFound, Forbidden, SessionNotFound, StateConflict
 from sandboxcp.domain.models import Execution, ExecutionOutcome
@@ -43,7 +44,12 @@ def container_ready(
 ) -> str:
     _own_session(caller_session, session_id)
     now = clock.now()
-    fields: dict[str, object] = {"started_at": report.ready_at or now, "last_activity_at": now}
+    features = [name for name in EXECUTOR_FEATURES if name in report.features]  # known ones, in order
+    fields: dict[str, object] = {
+        "started_at": report.ready_at or now,
+        "last_activity_at": now,
+        "executor_features": features,
+    }
     # The executor's address comes from the runtime, never from the report: a sandbox must not be able
     # to point the control plane at another address (another sandbox's executor, a host service).
     address = _runtime_address(deps, session_id)
@@ -54,7 +60,13 @@ def container_ready(
     except StateConflict:
         current = deps.sessions.get(session_id)
         if current is not None and current.status == SessionStatus.RUNNING:
-            return "already running"  # a repeated report changes nothing
+            # A repeated report, or a pooled executor bound by an inline claim (the session was running
+            # before its executor said anything): only what the executor can do may be news.
+            if current.executor_features != features:
+                deps.sessions.update_fields(
+                    session_id, {"executor_features": features}, only_if=(SessionStatus.RUNNING,)
+                )
+            return "already running"
         raise
     launch_ms = (now - session.created_at).total_seconds() * 1000
     record_metric(

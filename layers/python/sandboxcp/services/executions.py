@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from sandbox_executor.contract import WORKSPACE_PRESIGN_ON_DEMAND
 from sandboxcp.domain import clock
 from sandboxcp.domain.errors import (
     ContextUnavailable,
@@ -142,7 +143,14 @@ def dispatch(
     return deps.executor.submit(
         session.executor_url,
         execution,
-        workspace_plan(deps, session, listing=False),
+        # An executor that presigns on demand gets a listing without URLs even while a presigned upload may
+        # land (the plan lists the files then): it asks for GETs of only the files it lacks.
+        workspace_plan(
+            deps,
+            session,
+            listing=False,
+            presigned=WORKSPACE_PRESIGN_ON_DEMAND not in session.executor_features,
+        ),
         executor_key=session.executor_key,
         wait_s=wait_s,
     )

@@ -13,17 +13,9 @@ from sandboxcp.domain.inputs import RequestBody
 from sandboxcp.services.requests.sessions import check_env_vars
 
 MAX_CMD_BYTES = 64 * 1024
-
-
 MAX_STDIN_BYTES = 64 * 1024  # per request
-
-
 SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
-
-
 Signal = Literal["SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"]
-
-
 _CWD_DOC = f"A directory inside {WORKSPACE_DIR} (absolute, or relative to it); default: {WORKSPACE_DIR}"
 
 

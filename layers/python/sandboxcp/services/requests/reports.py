@@ -4,20 +4,16 @@ heartbeats, and its workspace-urls asks. Ids, addresses and error texts are boun
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import Field, StrictBool, StrictInt, StrictStr, StringConstraints, field_validator
 
-from sandbox_executor.contract import MAX_PRESIGN_PATHS, path_problem
+from sandbox_executor.contract import MAX_FEATURE_CHARS, MAX_FEATURES, MAX_PRESIGN_PATHS, path_problem
 from sandboxcp.domain.inputs import JsonBody
 
 # What an executor reports (internal API): ids, addresses and error texts, never more than this.
 MAX_REPORTED_ID_CHARS = 512
-
-
 MAX_REPORTED_URL_CHARS = 2048
-
-
 MAX_REPORTED_ERROR_CHARS = 4096
 
 
@@ -27,6 +23,10 @@ class ContainerReadyReport(JsonBody):
     executor_port: StrictInt | None = Field(default=None, ge=1, le=65535)
     executor_url: str | None = Field(default=None, max_length=MAX_REPORTED_URL_CHARS)
     ready_at: datetime | None = None
+    # What the executor can do (contract.EXECUTOR_FEATURES); executors before 2026-12-02 send none.
+    features: list[Annotated[StrictStr, StringConstraints(max_length=MAX_FEATURE_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_FEATURES
+    )
 
 
 class ContainerExitedReport(JsonBody):

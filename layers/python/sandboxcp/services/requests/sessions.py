@@ -17,8 +17,6 @@ from sandboxcp.domain.inputs import RequestBody
 from sandboxcp.domain.resources import ResourceLimitRequest
 
 _ENV_NAME = re.compile(ENV_NAME_PATTERN)
-
-
 MAX_TEMPLATE_ID_CHARS = 64
 
 
