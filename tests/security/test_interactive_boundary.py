@@ -234,3 +234,42 @@ def test_a_sandbox_cannot_beat_for_another_execution_to_keep_its_session_alive(t
     assert status == "completed", result
     assert set(result["return_value"].values()) <= {401, 403}, result["return_value"]
     assert t.victim.get(f"/executions/{victim_execution}").json()["status"] == "completed"
+
+
+CLAIM_FEATURES = (
+    UNIX_POST
+    + r"""
+
+def handler(e):
+    log = {}
+    reports = {  # a feature that would change the victim's plans, an unknown one, too many
+        "presign": {"container_id": "evil", "features": ["workspace-presign-on-demand"]},
+        "unknown": {"container_id": "evil", "features": ["root-shell"]},
+        "flood": {"container_id": "evil", "features": ["x" * 64] * 17},
+    }
+    for sid in (e["victim_sid"], e["own_sid"]):
+        for token in ("", "cb_" + e["victim_sid"] + ".guess", "cb_" + sid + ".guess"):
+            auth = {"Authorization": "Bearer " + token}
+            for name, report in reports.items():
+                url = f"/internal/sessions/{sid}/container_ready"
+                log[f"{sid} {token} {name}"] = post("/run/controlplane.sock", url, report, auth)
+    return log
+"""
+)
+
+
+def test_a_sandbox_cannot_announce_executor_features_for_any_session(tenants: Tenants) -> None:
+    """container_ready's `features` decide whether a session's plans carry presigned GETs. From inside a
+    sandbox, without the callback token user code never has (promise 3), every report is refused, for
+    the victim's session as for its own, and the victim's runs still get their workspace files."""
+    t = tenants
+    status, result = t.attack(CLAIM_FEATURES, event={"victim_sid": t.victim_sid, "own_sid": t.attacker_sid})
+    assert status == "completed", result
+    assert set(result["return_value"].values()) <= {401, 403}, result["return_value"]
+    up = t.victim.post(
+        f"/sessions/{t.victim_sid}/files/upload", files={"file": ("f", b"after")}, data={"path": "after.txt"}
+    )
+    assert up.status_code == 200, up.text
+    reader = "def handler(e):\n    return open('/workspace/after.txt').read()"
+    ran = t.victim.post(f"/sessions/{t.victim_sid}/execute-sync", json={"code": reader, "language": "python"})
+    assert ran.status_code == 200 and ran.json()["return_value"] == "after", ran.text
