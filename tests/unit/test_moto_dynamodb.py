@@ -216,3 +216,76 @@ def test_a_condition_parsed_once_decides_like_motos_own_parse_for_every_calls_va
     assert (CONDITIONS[0], tuple(sorted(NAMES.items())), tuple(sorted(VALUE_SETS[0]))) in (
         moto_dynamodb._installed["condition_trees"]
     )
+
+
+UPDATES: list[tuple[str, dict[str, str]]] = [  # (expression, attribute names other than UPDATE_NAMES)
+    ("SET #n = :one, tags = :tags, doc = :doc, l = :l", {}),
+    ("SET #n = #n + :one, doc.#k = :v REMOVE gone", {}),
+    ("SET l = list_append(l, :l), fresh = if_not_exists(fresh, :one) ADD cnt :one, tags :more", {}),
+    ("SET l[0] = :v, doc.nested.deep = :v", {}),  # a path whose parent does not exist: refused
+    ("DELETE tags :more SET #n = #n - :one", {}),
+    ("SET #n = :one, #n = :v", {}),  # overlapping paths: refused
+    ("SET pk = :v", {}),  # the key: refused
+    ("SET a = :v SET b = :v", {}),  # two SET clauses: refused
+    ("ADD doc :one", {}),  # ADD to a map: refused
+    ("SET #n = :missing", {}),  # an undefined value: refused
+    ("REMOVE l[0], doc.#k", {}),
+    ("SET #n = :v", {}),
+    ("SET #n = :v", {"#n": "pk"}),  # the same text, passed before, now names the key: refused
+]
+UPDATE_NAMES = {"#n": "n", "#k": "key"}
+UPDATE_VALUES = {
+    ":one": {"N": "1"},
+    ":v": {"S": "value"},
+    ":tags": {"SS": ["a", "b"]},
+    ":more": {"SS": ["b", "c"]},
+    ":doc": {"M": {"key": {"S": "k"}}},
+    ":l": {"L": [{"N": "1"}, {"S": "two"}]},
+}
+
+
+def _apply_updates(client: Any, table: str) -> list[Any]:
+    """Each of UPDATES in turn on one item, twice over: after each, the item or the error moto answered
+    with."""
+    client.put_item(TableName=table, Item={"pk": {"S": "p"}, "gone": {"S": "x"}})
+    seen: list[Any] = []
+    for expression, other_names in UPDATES + UPDATES:
+        names = {k: v for k, v in {**UPDATE_NAMES, **other_names}.items() if k in expression}
+        values = {k: v for k, v in UPDATE_VALUES.items() if k in expression}
+        try:
+            client.update_item(
+                TableName=table,
+                Key={"pk": {"S": "p"}},
+                UpdateExpression=expression,
+                **({"ExpressionAttributeNames": names} if names else {}),
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+            seen.append(client.get_item(TableName=table, Key={"pk": {"S": "p"}})["Item"])
+        except client.exceptions.ClientError as err:
+            seen.append(err.response["Error"])
+    return seen
+
+
+def test_update_validation_with_kept_decisions_changes_items_as_motos_own_does() -> None:
+    """The same updates (valid and refused), each twice, through the kept per-class decisions and checks
+    and through moto's own walk and validator leave the same items and answer the same errors."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
+    from moto.dynamodb.parsing.validators import UpdateExpressionValidator
+
+    moto_dynamodb.install()
+    ours = DepthFirstTraverser.traverse_node_recursively, UpdateExpressionValidator.validate
+    motos = moto_dynamodb._installed["moto_walk"], moto_dynamodb._installed["moto_validate"]
+    assert ours[0] is not motos[0] and ours[1] is not motos[1]
+    with mock_aws():
+        ours_seen = _apply_updates(_client_with_table("ours"), "ours")
+        DepthFirstTraverser.traverse_node_recursively, UpdateExpressionValidator.validate = motos
+        try:
+            motos_seen = _apply_updates(_client_with_table("motos"), "motos")
+        finally:
+            DepthFirstTraverser.traverse_node_recursively, UpdateExpressionValidator.validate = ours
+    assert ours_seen == motos_seen
+    errors = [s for s in ours_seen if "Code" in s]
+    assert 10 <= len(errors) < 2 * len(UPDATES), ours_seen  # both kinds of answer were compared
+    assert moto_dynamodb._installed["walk_handlers"]  # decisions were kept
+    kept = [keys for _tree, keys in moto_dynamodb._installed["checked_expressions"].values()]
+    assert any(keys for keys in kept)  # and passed checks (the second round skipped them)
