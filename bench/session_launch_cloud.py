@@ -4,9 +4,10 @@ engine reached over TCP+TLS), beside a bare `docker run` of the same image to it
 same run; `--compare-docker` adds the docker runtime's figures, measured the same way in the same run.
 
 - session (cold): `POST /api/v1/sessions` on a local stack started with `--runtime ecs`, then
-  `GET /sessions/{id}` every 5 ms until `running`: API, DynamoDB, the launch state machine, RunTask (the
-  stand-in creates and starts the task's container, its volumes and network), DescribeTasks until RUNNING,
-  the bind over HTTP at the task's address, the executor's container_ready over HTTP;
+  `GET /sessions/{id}?wait=20` until `running`, as the SDK waits (`--poll-ms N`: a plain GET every N ms):
+  API, DynamoDB, the launch state machine, RunTask (the stand-in creates and starts the task's container,
+  its volumes and network), DescribeTasks until RUNNING, the bind over HTTP at the task's address, the
+  executor's container_ready over HTTP;
 - session (warm): the same create on a stack with a warm pool: the create request claims a pre-started,
   unbound task and binds it inline (`running` in the create response);
 - bare: `docker run -d` of the same image as uid 1000 with a read-only root, no capabilities and the
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT / "layers" / "python"))
 
 sys.path.insert(0, str(ROOT / "bench"))
 
+import session_launch_docker  # noqa: E402
 from session_launch_docker import POLL_S, LocalStack, _script  # noqa: E402
 
 GOALS = {"cold": 1.5, "warm": 1.1}
@@ -129,7 +131,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--template", default="python-basic")
     parser.add_argument("--compare-docker", action="store_true", help="also measure the docker runtime")
+    parser.add_argument(
+        "--poll-ms", type=float, help="read the session every N ms while it starts (default: wait on it)"
+    )
     args = parser.parse_args()
+    session_launch_docker.SESSION_POLL_S = None if args.poll_ms is None else args.poll_ms / 1000
     _script("start_dockerd.sh")
     _script("build_images.sh")
     work = Path(tempfile.mkdtemp(prefix="sandboxcp-bench-"))

@@ -1,7 +1,8 @@
 """Session launch on the docker runtime, beside a bare `docker run` of the same image, in the same run.
 
 - session: `POST /api/v1/sessions` on a local stack started with `--runtime docker`, then
-  `GET /sessions/{id}` every 5 ms until `running` (the whole path: API, DynamoDB, the launch state
+  `GET /sessions/{id}?wait=20` until `running`, as the SDK waits (`--poll-ms N`: a plain GET every N ms
+  instead, as a client of a server without `wait` would) (the whole path: API, DynamoDB, the launch state
   machine, the runtime's create + start, the executor's container_ready callback);
 - bare: `docker run -d` of the same image with the same hardening flags (uid 1000, read-only root, no
   capabilities, no-new-privileges, init, pids/memory/CPU limits, no network, 64 MiB /tmp), the executor
@@ -44,10 +45,12 @@ from sandboxcp.local.child_stack import ChildStackFailed, start_child_stack  # n
 from sandboxcp.local.ecs_standin import TASK_LABEL  # noqa: E402
 from sandboxcp.local.kube_standin import PID_LABEL  # noqa: E402
 
-# How often the bench reads the session while it starts. Each read is an authorized API call that the local
-# stack serves in the same Python process as the launch: at 5 ms the reads take most of that process's CPU
-# and slow the launch they measure (--poll-ms 25 shows by how much).
+# How often the bare run's client tries /health, and (with --poll-ms) the bench reads the session while it
+# starts. Each read is an authorized API call that the local stack serves in the same Python process as the
+# launch: at 5 ms the reads take most of that process's CPU and slow the launch they measure. By default the
+# bench waits on the session instead (`?wait=`: one request, answered when it leaves `creating`).
 POLL_S = 0.005
+SESSION_POLL_S: float | None = None  # None: wait on the server
 API_KEY = "sk_bench_admin_key_not_secret"
 
 
@@ -105,7 +108,8 @@ class LocalStack:
             self.api.delete(f"/sessions/{sid}")
             return elapsed, {}
         while True:
-            session = self.api.get(f"/sessions/{sid}").json()
+            waiting = {"wait": 20} if SESSION_POLL_S is None else None
+            session = self.api.get(f"/sessions/{sid}", params=waiting).json()
             status = session["status"]
             if status == "running":
                 elapsed = time.perf_counter() - started
@@ -114,7 +118,8 @@ class LocalStack:
                 raise SystemExit(f"session {sid} ended {status} instead of running")
             if time.perf_counter() - started > 60:
                 raise SystemExit(f"session {sid} not running after 60 s")
-            time.sleep(POLL_S)
+            if SESSION_POLL_S is not None:
+                time.sleep(SESSION_POLL_S)
         phases = _phases(session, elapsed) if self.runtime == "docker" else {}  # engine ids: docker only
         self.api.delete(f"/sessions/{sid}")
         return elapsed, phases
@@ -215,14 +220,16 @@ def bare_run_seconds(image: str, work: Path, n: int) -> float:
 
 
 def main() -> None:
-    global POLL_S
+    global SESSION_POLL_S
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--template", default="python-basic")
     parser.add_argument("--no-warm", action="store_true", help="skip the warm-pool measurement")
-    parser.add_argument("--poll-ms", type=float, default=POLL_S * 1000, help="session reads while it starts")
+    parser.add_argument(
+        "--poll-ms", type=float, help="read the session every N ms while it starts (default: wait on it)"
+    )
     args = parser.parse_args()
-    POLL_S = args.poll_ms / 1000
+    SESSION_POLL_S = None if args.poll_ms is None else args.poll_ms / 1000
     image = f"sandboxcp/{args.template}:latest"
     _script("start_dockerd.sh")
     _script("build_images.sh")

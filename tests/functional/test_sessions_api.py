@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -145,3 +147,71 @@ def test_session_creation_is_audited_and_counted(deps, caplog):
     assert "sk_sample" not in everything and "Bearer" not in everything
     metrics = invoke("metrics_prometheus", sample_event("metrics_prometheus"))["body"]
     assert f"{prom_name('SessionsCreated')}_total" in metrics
+
+
+def _get_waiting(wait: str) -> dict:
+    event = sample_event("sessions_get")
+    event["queryStringParameters"] = {"wait": wait}
+    event["multiValueQueryStringParameters"] = {"wait": [wait]}
+    return event
+
+
+def _get_while(change: str, wait: str) -> tuple[dict, float]:
+    """GET with `wait` on a launching session while another request (`change`: the executor's
+    container_ready, or the client's terminate) changes it 0.5 s later: the answer and how long it took."""
+    event = sample_event("internal_container_ready" if change == "ready" else "sessions_terminate")
+    module = "internal_container_ready" if change == "ready" else "sessions_terminate"
+
+    def change_later() -> dict:
+        time.sleep(0.5)
+        return invoke(module, event)
+
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        changed = pool.submit(change_later)
+        resp = invoke("sessions_get", _get_waiting(wait))
+        took = time.monotonic() - started
+        assert changed.result()["statusCode"] == 200
+    return resp, took
+
+
+@pytest.mark.parametrize(("change", "status"), [("ready", "running"), ("terminate", "terminated")])
+def test_a_get_with_wait_answers_once_the_session_leaves_creating(deps, change, status):
+    """One request instead of polling: answered after the change, well before the wait is over."""
+    seed_session(deps, status=SessionStatus.CREATING)
+    resp, took = _get_while(change, "15")
+    assert resp["statusCode"] == 200, body(resp)
+    assert body(resp)["status"] == status
+    assert 0.5 <= took < 10
+
+
+def test_a_get_with_wait_on_a_session_that_stays_creating_answers_creating_when_the_wait_ends(deps):
+    seed_session(deps, status=SessionStatus.CREATING)
+    started = time.monotonic()
+    resp = invoke("sessions_get", _get_waiting("0.4"))
+    assert resp["statusCode"] == 200 and body(resp)["status"] == "creating"
+    assert time.monotonic() - started >= 0.4
+
+
+def test_a_get_with_wait_on_a_running_session_answers_at_once(deps):
+    seed_session(deps)
+    started = time.monotonic()
+    resp = invoke("sessions_get", _get_waiting("20"))
+    assert resp["statusCode"] == 200 and body(resp)["status"] == "running"
+    assert time.monotonic() - started < 10
+
+
+def test_a_get_with_wait_on_another_tenants_session_is_not_found_without_waiting(deps):
+    seed_session(deps, tenant="tenant-other", status=SessionStatus.CREATING)
+    started = time.monotonic()
+    resp = invoke("sessions_get", _get_waiting("20"))
+    assert resp["statusCode"] == 404 and body(resp)["error_code"] == "Sandbox.SessionNotFound"
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("wait", ["-1", "20.5", "soon", ""])
+def test_a_bad_wait_gets_400_with_the_contract_error_body(deps, wait):
+    seed_session(deps, status=SessionStatus.CREATING)
+    resp = invoke("sessions_get", _get_waiting(wait))
+    assert resp["statusCode"] == 400
+    assert set(ERROR_FIELDS) <= set(body(resp)) and body(resp)["error_code"] == "Sandbox.InvalidParameter"

@@ -296,3 +296,31 @@ def test_new_log_lines_dedupes_the_overlap():
     assert _api.new_log_lines(["a", "b", "c"], ["b", "c", "d", "e"]) == ["d", "e"]
     assert _api.new_log_lines(["a", "b"], ["a", "b"]) == []
     assert _api.new_log_lines(["a"], ["x", "y"]) == ["x", "y"]
+
+
+# -- waiting for a session -----------------------------------------------------------------------------------
+CREATING = {"session_id": "sess_0000000000000001", "status": "creating"}
+
+
+def test_wait_until_running_waits_on_the_server_with_one_request_per_answer():
+    """Each request asks the server to wait (`wait`, at most 20 s) and gets a read timeout beyond it."""
+    script = Script(httpx.Response(200, json=SESSION))
+    info = _client(script).sessions.wait_until_running("sess_0000000000000001", timeout=90)
+    assert info.status == "running"
+    (request,) = script.requests
+    assert float(request.url.params["wait"]) == 20.0
+    assert request.extensions["timeout"]["read"] == 30.0
+
+
+def test_wait_until_running_paces_itself_against_a_server_that_answers_at_once(monkeypatch):
+    """A server without `wait` answers `creating` at once: the client sleeps between reads (growing), as it
+    polled before, instead of spinning."""
+    from sandboxcp_client import client as client_module
+
+    slept: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", slept.append)
+    answers = [httpx.Response(200, json=CREATING) for _ in range(4)]
+    script = Script(*answers, httpx.Response(200, json=SESSION))
+    assert _client(script).sessions.wait_until_running("sess_0000000000000001").status == "running"
+    assert len(script.requests) == 5 and len(slept) == 4
+    assert slept == sorted(slept) and slept[0] < slept[-1]

@@ -33,7 +33,7 @@ from sandboxcp_client._files import (
     total_from,
 )
 from sandboxcp_client._http import AsyncTransport, Call, ClientConfig
-from sandboxcp_client.client import POLL_MAX, POLL_START, _default_wait
+from sandboxcp_client.client import POLL_MAX, POLL_START, _answered_without_waiting, _default_wait
 from sandboxcp_client.errors import SandboxLaunchError, SandboxTimeoutError, SessionNotFoundError
 from sandboxcp_client.models import (
     ApiKey,
@@ -97,13 +97,16 @@ class AsyncSessions(_Resource):
         deadline = time.monotonic() + timeout
         delay = POLL_START
         while True:
-            info = await self.get(session_id)
+            wait = max(0.0, deadline - time.monotonic())
+            asked = time.monotonic()
+            info = SessionInfo.model_validate(await self._json(_api.get_session(session_id, wait)))
             if info.status != "creating":
                 return info
             if time.monotonic() >= deadline:
                 raise SandboxTimeoutError(f"session {session_id} still creating after {timeout:.0f} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, POLL_MAX)
+            if _answered_without_waiting(asked, wait):
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, POLL_MAX)
 
 
 class AsyncExecutions(_Resource):

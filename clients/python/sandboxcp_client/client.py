@@ -101,19 +101,28 @@ class Sessions(_Resource):
         return str(self._json(_api.terminate_session(session_id)).get("message", ""))
 
     def wait_until_running(self, session_id: str, *, timeout: float = 90.0) -> SessionInfo:
-        """Poll until the session leaves `creating` and return it: `running`, or `failed` when its launch
+        """Wait until the session leaves `creating` and return it: `running`, or `failed` when its launch
         failed (check `.status` and `.error_message`). Raises :class:`SandboxTimeoutError` after
-        `timeout` seconds."""
+        `timeout` seconds. Each request waits on the server (`?wait=`, up to 20 s), which answers as soon
+        as the session changes; a server that answers at once is polled as before."""
         deadline = time.monotonic() + timeout
         delay = POLL_START
         while True:
-            info = self.get(session_id)
+            wait = max(0.0, deadline - time.monotonic())
+            asked = time.monotonic()
+            info = SessionInfo.model_validate(self._json(_api.get_session(session_id, wait)))
             if info.status != "creating":
                 return info
             if time.monotonic() >= deadline:
                 raise SandboxTimeoutError(f"session {session_id} still creating after {timeout:.0f} s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, POLL_MAX)
+            if _answered_without_waiting(asked, wait):
+                time.sleep(delay)
+                delay = min(delay * 1.5, POLL_MAX)
+
+
+def _answered_without_waiting(asked: float, wait: float) -> bool:
+    """An older server ignores `wait` and answers at once: then the client paces its own polling."""
+    return time.monotonic() - asked < 0.5 * min(wait, _api.MAX_SESSION_WAIT_S)
 
 
 class Executions(_Resource):

@@ -79,7 +79,7 @@ ROUTES: tuple[Route, ...] = (
         access=(SRW, TR, "launch:start", "idempotency:rw", "warm_pool:rw", "runtime_nodes:rw"),
     ),
     Route("GET", "/api/v1/sessions", "sessions_list", access=(SR,)),
-    Route("GET", "/api/v1/sessions/{session_id}", "sessions_get", access=(SR,)),
+    Route("GET", "/api/v1/sessions/{session_id}", "sessions_get", access=(SR,), timeout_s=29),  # `wait`: 20 s
     # CRW, PRW: a session's contexts and processes end with it (services/sessions.destroy_sandbox).
     # WRW: the sandbox's last log lines are kept in the bucket (services/containers.keep_logs).
     Route(

@@ -12,6 +12,7 @@ from sandboxcp.domain.models import Execution, ExecutionOutcome
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES, ExecutionStatus, SessionStatus
 from sandboxcp.observability import record_metric
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.doorbell import doorbell
 from sandboxcp.services.files import presigned_gets, workspace_plan
 from sandboxcp.services.output import publish_complete
 from sandboxcp.services.sessions import destroy_sandbox
@@ -68,6 +69,7 @@ def container_ready(
                 )
             return "already running"
         raise
+    doorbell.ring(session_id)  # a long poll waiting for the session to leave `creating` answers at once
     launch_ms = (now - session.created_at).total_seconds() * 1000
     record_metric(
         "LaunchLatency",

@@ -24,8 +24,9 @@ from sandboxcp.observability import audit, record_metric
 from sandboxcp.services.callbacks import record_result
 from sandboxcp.services.contexts import context_for_execution
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.doorbell import doorbell
 from sandboxcp.services.files import workspace_plan
-from sandboxcp.services.output import doorbell, publish_complete
+from sandboxcp.services.output import publish_complete
 from sandboxcp.services.sessions import get_session, running_session
 
 if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them

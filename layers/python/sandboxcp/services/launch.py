@@ -13,6 +13,7 @@ from sandboxcp.observability import logger, record_metric
 from sandboxcp.services import warm_pool
 from sandboxcp.services.auth import hash_secret, new_callback_token
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.doorbell import doorbell
 from sandboxcp.services.placement import Demand
 from sandboxcp.services.sessions import destroy_sandbox
 
@@ -132,5 +133,6 @@ def mark_launch_failed(deps: Dependencies, session_id: str, error: Any) -> dict[
         if current is None or current.status == SessionStatus.RUNNING:
             return {"status": current.status.value if current else "missing"}
         session = current
+    doorbell.ring(session_id)  # a long poll waiting for the session to leave `creating`
     destroy_sandbox(deps, session)
     return {"status": session.status}

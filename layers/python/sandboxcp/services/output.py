@@ -8,7 +8,6 @@ live in the `*_execution_output` functions below."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -35,39 +34,11 @@ from sandboxcp.domain.output import (
 from sandboxcp.domain.states import TERMINAL_EXECUTION_STATUSES
 from sandboxcp.observability import logger
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.doorbell import doorbell
 
 MAX_WAIT_S = 20.0  # the long poll; the route's timeout (29 s) covers it
 POLL_S = 0.1  # how often a waiting read looks again: a chunk is seen within ~100 ms of being stored
 RESERVE_ATTEMPTS = 8
-
-
-class _Doorbell:
-    """Wakes readers waiting in this process as soon as a writer in this process stored a chunk or ended
-    a stream (the local stack runs every function in one process); elsewhere readers poll every POLL_S."""
-
-    MAX_STREAMS = 10_000
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._rings: dict[str, int] = {}
-
-    def rings(self, stream_id: str) -> int:
-        with self._changed:
-            return self._rings.get(stream_id, 0)
-
-    def ring(self, stream_id: str) -> None:
-        with self._changed:
-            if len(self._rings) >= self.MAX_STREAMS:
-                self._rings.clear()
-            self._rings[stream_id] = self._rings.get(stream_id, 0) + 1
-            self._changed.notify_all()
-
-    def wait(self, stream_id: str, seen: int, timeout: float) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: self._rings.get(stream_id, 0) != seen, timeout)
-
-
-doorbell = _Doorbell()
 
 
 # --- the callback's body ----------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sandboxcp.domain import clock
@@ -12,6 +14,7 @@ from sandboxcp.domain.ports import Page
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import audit, logger, record_metric
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.doorbell import doorbell
 
 if TYPE_CHECKING:  # request bodies are parsed by the handler; a service only reads them
     from sandboxcp.services.requests.sessions import CreateSessionRequest
@@ -75,6 +78,34 @@ def get_session(deps: Dependencies, caller: Principal, session_id: str) -> Sessi
     return session
 
 
+MAX_WAIT_S = 20.0  # the long poll on a session's status; the route's timeout (29 s) covers it
+MAX_WAIT_PAUSE_S = 0.25  # where nobody rings (a Lambda per function): how often a waiting read looks again
+
+
+def wait_for_session(
+    deps: Dependencies,
+    caller: Principal,
+    session_id: str,
+    *,
+    wait_s: float,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Session:
+    """The caller's session; while it is `creating`, wait up to `wait_s` (at most MAX_WAIT_S) for it to leave
+    that state (running, failed, terminated), so a client learns it at once with one request instead of
+    polling. A change made in this process rings the doorbell (the local stack); elsewhere the session is
+    read again after a pause of 25 ms growing to MAX_WAIT_PAUSE_S."""
+    deadline = monotonic() + max(0.0, min(wait_s, MAX_WAIT_S))
+    pause = 0.025
+    while True:
+        seen = doorbell.rings(session_id)
+        session = get_session(deps, caller, session_id)
+        now = monotonic()
+        if session.status != SessionStatus.CREATING or now >= deadline:
+            return session
+        doorbell.wait(session_id, seen, min(pause, deadline - now))
+        pause = min(pause * 2, MAX_WAIT_PAUSE_S)
+
+
 def running_session(
     deps: Dependencies, caller: Principal, session_id: str, *, purpose: str = "code runs"
 ) -> Session:
@@ -131,6 +162,7 @@ def terminate_session(deps: Dependencies, caller: Principal, session_id: str) ->
             )
         except StateConflict:
             session = get_session(deps, caller, session_id)
+        doorbell.ring(session_id)  # a long poll waiting for it to leave `creating`
     destroy_sandbox(deps, session)
     record_metric("SessionsTerminated", tenant=session.tenant_id)
     audit("session.terminate", "success", session_id=session_id, status=session.status.value)

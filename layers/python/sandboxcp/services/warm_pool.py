@@ -36,6 +36,7 @@ from sandboxcp.domain.ports import SandboxHandle, SandboxSpec
 from sandboxcp.domain.states import SessionStatus
 from sandboxcp.observability import logger, record_metric
 from sandboxcp.services.deps import Dependencies
+from sandboxcp.services.doorbell import doorbell
 from sandboxcp.services.placement import Demand
 
 POOL_PREFIX = "pool_"
@@ -331,6 +332,7 @@ def claim_inline(deps: Dependencies, session: Session, template: Template) -> Se
             if current is None or current.status != SessionStatus.RUNNING:
                 raise
             running = current  # the executor's container_ready got there first
+        doorbell.ring(session.session_id)  # a long poll waiting for the session to leave `creating`
         record_metric("WarmPoolClaims", template=template.id)
         record_metric(
             "LaunchLatency",
