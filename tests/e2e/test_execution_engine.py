@@ -7,6 +7,7 @@ import itertools
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -138,9 +139,15 @@ def test_twenty_concurrent_submissions_all_complete_in_order(api, session):  # t
     # theirs to decide; the executor then keeps its queue's order, see tests/unit/test_executor_agent.py).
     status = [api.get(f"/executions/{d['id']}/status").json() for d in details]
     assert all(s["started_at"] for s in status), status
-    by_start = sorted(status, key=lambda s: s["started_at"])
+    # Compared as times, not strings: a time on a whole second is written without a fraction ("...36Z"),
+    # which sorts after "...36.5Z" as text.
+    by_start = sorted(status, key=lambda s: _when(s["started_at"]))
     for earlier, later in itertools.pairwise(by_start):
-        assert earlier["completed_at"] <= later["started_at"], (earlier, later)
+        assert _when(earlier["completed_at"]) <= _when(later["started_at"]), (earlier, later)
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
 
 
 def test_same_result_posted_ten_times_concurrently_is_stored_once(stack, api, session):  # type: ignore[no-untyped-def]
