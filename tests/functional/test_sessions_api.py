@@ -159,8 +159,8 @@ def _get_waiting(wait: str) -> dict:
 def _get_while(change: str, wait: str) -> tuple[dict, float]:
     """GET with `wait` on a launching session while another request (`change`: the executor's
     container_ready, or the client's terminate) changes it 0.5 s later: the answer and how long it took."""
-    event = sample_event("internal_container_ready" if change == "ready" else "sessions_terminate")
     module = "internal_container_ready" if change == "ready" else "sessions_terminate"
+    event = sample_event(module)
 
     def change_later() -> dict:
         time.sleep(0.5)

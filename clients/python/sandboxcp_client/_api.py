@@ -67,10 +67,11 @@ MAX_SESSION_WAIT_S = 20.0  # the server's bound on `GET /sessions/{id}?wait=`
 
 def get_session(session_id: str, wait: float | None = None) -> Call:
     """With `wait`, the server answers a `creating` session once it leaves that state (or after `wait` s)."""
+    path = f"/sessions/{quote(session_id, safe='')}"
     if not wait:
-        return Call("GET", f"/sessions/{quote(session_id, safe='')}")
+        return Call("GET", path)
     wait = min(wait, MAX_SESSION_WAIT_S)
-    return Call("GET", f"/sessions/{quote(session_id, safe='')}", params={"wait": wait}, timeout=wait + 10)
+    return Call("GET", path, params={"wait": wait}, timeout=wait + 10)
 
 
 def list_sessions(status: str | None, template: str | None, limit: int, offset: int) -> Call:
